@@ -1,0 +1,41 @@
+//! The `switchboard` command.
+
+mod bench;
+mod echo;
+mod listen;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Real-time messaging server and toolkit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A bare WebSocket echo server on every path (a test peer and benchmark target).
+    Echo(echo::EchoArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Echo(args) => echo::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

@@ -1,0 +1,272 @@
+//! [`WebSocket`]: the sans-IO [`Connection`] driven over a tokio stream.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::error::{Error, ProtocolError};
+use crate::proto::close::CloseFrame;
+use crate::proto::connection::Connection;
+use crate::proto::message::{Event, Message};
+
+/// Received bytes go through a stack buffer of this size unless a partial
+/// frame is pending, so an idle connection holds no read buffer.
+const READ_SCRATCH: usize = 16 * 1024;
+
+/// Reading pauses while more than this much output waits for a slow peer.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+
+/// After our side is done (close exchanged or failed) the stream is drained
+/// for at most this long, waiting for the peer to close, so our close frame
+/// is not lost to a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Flushing the last frames, then shutting down the write side.
+    Closing,
+    /// Waiting for the peer's FIN (bounded by `LINGER`).
+    Draining,
+    Done,
+}
+
+/// A WebSocket over a stream `S`: receive with [`WebSocket::recv`], send with
+/// [`WebSocket::send`] (or [`WebSocket::queue`] then [`WebSocket::flush`] to
+/// coalesce writes). Pings are answered and the close handshake completed
+/// while receiving.
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    phase: Phase,
+    linger: Option<Pin<Box<Sleep>>>,
+    error: Option<ProtocolError>,
+    clean: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a stream whose handshake is done. `prefix` holds bytes already
+    /// read past the handshake (they are frames).
+    pub fn from_parts(io: S, mut conn: Connection, prefix: &[u8]) -> Self {
+        if !prefix.is_empty() {
+            conn.feed(prefix);
+        }
+        Self {
+            io,
+            conn,
+            phase: Phase::Open,
+            linger: None,
+            error: None,
+            clean: false,
+        }
+    }
+
+    /// The protocol state.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The protocol state, mutably (to queue frames directly).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Whether the close handshake completed (both close frames exchanged).
+    pub fn closed_cleanly(&self) -> bool {
+        self.clean
+    }
+
+    /// Receives the next message. `None` once the connection is closed (after
+    /// a close handshake or a transport end); `Some(Err)` reports why a
+    /// connection failed, once, after its close frame has been flushed.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Queues a message without writing it (see [`WebSocket::flush`]). Output
+    /// is also flushed whenever [`WebSocket::recv`] waits for input.
+    pub fn queue(&mut self, message: Message) -> Result<(), Error> {
+        self.conn.send(message).map_err(|_| Error::Closed)
+    }
+
+    /// Sends a message and flushes.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.queue(message)?;
+        self.flush().await
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        self.conn.send_ping(payload).map_err(|_| Error::Closed)?;
+        self.flush().await
+    }
+
+    /// Writes all queued output.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Starts (or completes) the close handshake and waits, bounded, for the
+    /// peer's close frame and the end of the stream. Messages arriving
+    /// meanwhile are discarded.
+    pub async fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        self.conn.close(frame);
+        let drain = async {
+            while let Some(r) = self.recv().await {
+                if let Err(e) = r {
+                    return Err(e);
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(LINGER * 2, drain).await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Polls for the next message; see [`WebSocket::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match self.phase {
+                Phase::Open => {}
+                Phase::Closing | Phase::Draining => {
+                    ready!(self.poll_finish(cx));
+                    continue;
+                }
+                Phase::Done => {
+                    return Poll::Ready(self.error.take().map(|e| Err(Error::Protocol(e))));
+                }
+            }
+            match self.conn.next_event() {
+                Ok(Some(Event::Message(m))) => return Poll::Ready(Some(Ok(m))),
+                Ok(Some(Event::Close(_))) => {
+                    self.clean = self.conn.close_sent();
+                    self.phase = Phase::Closing;
+                    continue;
+                }
+                Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
+                Ok(None) => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    self.phase = Phase::Closing;
+                    continue;
+                }
+            }
+            if self.conn.has_output() {
+                match self.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        self.phase = Phase::Done;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Pending if self.conn.output_len() > WRITE_HIGH_WATER => {
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            match self.poll_read_some(cx) {
+                Poll::Ready(Ok(0)) => {
+                    self.phase = Phase::Done;
+                    return Poll::Ready(Some(Err(Error::ResetWithoutClose)));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.phase = Phase::Done;
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+                Poll::Pending => {
+                    self.conn.release_idle_buffers();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Flushes the last frames, shuts the write side, and drains the read side
+    /// until the peer closes or the linger time passes.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.phase == Phase::Closing {
+            if ready!(self.poll_write_out(cx)).is_ok() {
+                let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            }
+            self.phase = Phase::Draining;
+            self.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        loop {
+            if let Some(sleep) = self.linger.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                break;
+            }
+            let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb)) {
+                Ok(()) if rb.filled().is_empty() => break,
+                Ok(()) => {}
+                Err(_) => break,
+            }
+        }
+        self.linger = None;
+        self.phase = Phase::Done;
+        self.conn.release_idle_buffers();
+        Poll::Ready(())
+    }
+
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Self { io, conn, .. } = self;
+        let rbuf = conn.read_buffer();
+        if rbuf.capacity() - rbuf.len() >= READ_SCRATCH / 4 {
+            let spare = rbuf.spare_capacity_mut();
+            let mut rb = ReadBuf::uninit(spare);
+            ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            // SAFETY: `poll_read` initialised the first `n` bytes of the spare
+            // capacity (`ReadBuf::filled`), which directly follow `len`.
+            unsafe { rbuf.set_len(rbuf.len() + n) };
+            return Poll::Ready(Ok(n));
+        }
+        let mut scratch = [MaybeUninit::<u8>::uninit(); READ_SCRATCH];
+        let mut rb = ReadBuf::uninit(&mut scratch);
+        ready!(Pin::new(io).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        conn.feed(rb.filled());
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes all queued output (vectored when the stream supports it).
+    pub fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while self.conn.has_output() {
+            let n = if self.io.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                let k = self.conn.output_slices(&mut slices);
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..k]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(cx, self.conn.output_chunk()))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(Error::Io(io::ErrorKind::WriteZero.into())));
+            }
+            self.conn.consume_output(n);
+        }
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,654 @@
+//! The sans-IO WebSocket connection: bytes in, events out; messages in, bytes out.
+//!
+//! A [`Connection`] owns no socket and no clock. The driver appends received
+//! bytes with [`Connection::feed`] (or writes into [`Connection::read_buffer`]),
+//! pulls [`Event`]s with [`Connection::next_event`] until it returns `None`, and
+//! writes [`Connection::output_slices`] to the socket, reporting progress with
+//! [`Connection::consume_output`]. Pongs and close replies are queued by the
+//! codec itself.
+//!
+//! Memory: payloads of complete single-frame messages are split out of the read
+//! buffer without copying; fragmented or compressed messages are assembled in
+//! their own buffer. Limits are checked on the declared frame length, before any
+//! payload is buffered. [`Connection::release_idle_buffers`] frees both buffers
+//! when they are empty, so an idle connection holds no buffer at all.
+
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::close::{BadClose, CloseFrame};
+use super::frame::{FrameHead, MAX_HEAD_LEN, OpCode};
+use super::mask::apply_mask;
+use super::message::{Event, Message, Utf8Bytes};
+use super::output::Output;
+use super::utf8::Utf8Validator;
+use crate::deflate::codec::{DeflateCodec, InflateError};
+use crate::deflate::{DeflateConfig, DeflateParams};
+use crate::error::ProtocolError;
+
+/// Which end of the connection this endpoint is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections; expects masked frames, sends unmasked ones.
+    Server,
+    /// Opens connections; sends masked frames, refuses masked ones.
+    Client,
+}
+
+/// Limits and options of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest accepted frame payload (declared length). Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Largest accepted message, after reassembly and inflation. Default 64 MiB.
+    pub max_message_size: usize,
+    /// Most frames in one message. Default 131072.
+    pub max_fragments: usize,
+    /// permessage-deflate preferences; `None` never negotiates it.
+    pub deflate: Option<DeflateConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 128 * 1024,
+            deflate: Some(DeflateConfig::default()),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the frame size limit.
+    pub fn max_frame_size(mut self, v: usize) -> Self {
+        self.max_frame_size = v;
+        self
+    }
+
+    /// Sets the message size limit.
+    pub fn max_message_size(mut self, v: usize) -> Self {
+        self.max_message_size = v;
+        self
+    }
+
+    /// Sets the fragment count limit.
+    pub fn max_fragments(mut self, v: usize) -> Self {
+        self.max_fragments = v;
+        self
+    }
+
+    /// Enables (Some) or disables (None) permessage-deflate negotiation.
+    pub fn deflate(mut self, v: Option<DeflateConfig>) -> Self {
+        self.deflate = v;
+        self
+    }
+}
+
+/// Reads reserve at most this much ahead of the data actually received.
+const MAX_RESERVE_AHEAD: usize = 64 * 1024;
+
+/// A data send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// A close frame was already sent; nothing more may follow it.
+    #[error("close frame already sent")]
+    Closed,
+    /// A control frame payload over 125 bytes.
+    #[error("control frame payload over 125 bytes")]
+    ControlTooLong,
+}
+
+#[derive(Debug)]
+struct FrameInProgress {
+    head: FrameHead,
+    /// Payload bytes already unmasked (and validated or assembled).
+    done: usize,
+    /// A complete uncompressed message in one frame: kept in the read buffer
+    /// until whole, then split out without a copy.
+    whole: bool,
+    /// Text validated piece by piece (the frame arrived in several reads).
+    incremental: bool,
+    utf8: Utf8Validator,
+}
+
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    compressed: bool,
+    data: Vec<u8>,
+    frames: usize,
+    utf8: Utf8Validator,
+}
+
+enum Progress {
+    Pending,
+    Done(Option<Event>),
+}
+
+/// One WebSocket connection's protocol state. See the module docs.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    deflate: Option<Box<DeflateCodec>>,
+    rbuf: BytesMut,
+    frame: Option<FrameInProgress>,
+    msg: Option<Box<Assembly>>,
+    out: Output,
+    close_sent: bool,
+    close_received: bool,
+    failed: bool,
+}
+
+impl Connection {
+    /// A connection for `role` with `config`, and permessage-deflate if it was
+    /// negotiated during the handshake.
+    pub fn new(role: Role, config: Config, deflate: Option<DeflateParams>) -> Self {
+        let codec = deflate.map(|p| {
+            let dc = config.deflate.unwrap_or_default();
+            Box::new(DeflateCodec::new(p, &dc, role == Role::Server))
+        });
+        Self {
+            role,
+            config,
+            deflate: codec,
+            rbuf: BytesMut::new(),
+            frame: None,
+            msg: None,
+            out: Output::default(),
+            close_sent: false,
+            close_received: false,
+            failed: false,
+        }
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether permessage-deflate is in use.
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Appends received bytes. Call [`Connection::next_event`] until it returns
+    /// `None` before feeding more, so that only one partial frame is buffered.
+    pub fn feed(&mut self, data: &[u8]) {
+        if !self.is_reading() {
+            return;
+        }
+        self.rbuf.extend_from_slice(data);
+    }
+
+    /// The read buffer, for drivers that read straight into it. Bytes appended
+    /// here are input, exactly as if given to [`Connection::feed`].
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// Whether input is still being interpreted (no close received, no failure).
+    pub fn is_reading(&self) -> bool {
+        !self.failed && !self.close_received
+    }
+
+    /// Decodes the next event from buffered input; `Ok(None)` needs more input.
+    ///
+    /// An error fails the connection: the matching close frame is queued and
+    /// all further input is ignored. The driver should flush the output and
+    /// close the transport.
+    pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        while self.is_reading() {
+            let mut fp = match self.frame.take() {
+                Some(fp) => fp,
+                None => match self.read_head() {
+                    Ok(Some(fp)) => fp,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.fail(e)),
+                },
+            };
+            match self.advance_frame(&mut fp) {
+                Ok(Progress::Pending) => {
+                    self.frame = Some(fp);
+                    return Ok(None);
+                }
+                Ok(Progress::Done(None)) => {}
+                Ok(Progress::Done(Some(ev))) => return Ok(Some(ev)),
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_head(&mut self) -> Result<Option<FrameInProgress>, ProtocolError> {
+        let Some((head, n)) = FrameHead::parse(&self.rbuf)? else {
+            return Ok(None);
+        };
+        self.check_head(&head)?;
+        self.rbuf.advance(n);
+        let is_data = !head.opcode.is_control();
+        let whole = is_data && head.fin && head.opcode != OpCode::Continuation && !head.rsv1;
+        if is_data && !whole {
+            self.start_or_continue_message(&head)?;
+        }
+        let len = head.len as usize;
+        if (whole || !is_data) && self.rbuf.len() < len {
+            self.rbuf
+                .reserve((len - self.rbuf.len()).min(MAX_RESERVE_AHEAD));
+        }
+        Ok(Some(FrameInProgress {
+            head,
+            done: 0,
+            whole,
+            incremental: false,
+            utf8: Utf8Validator::default(),
+        }))
+    }
+
+    fn check_head(&self, head: &FrameHead) -> Result<(), ProtocolError> {
+        if head.rsv23
+            || (head.rsv1
+                && (self.deflate.is_none()
+                    || head.opcode.is_control()
+                    || head.opcode == OpCode::Continuation))
+        {
+            return Err(ProtocolError::ReservedBits);
+        }
+        if head.mask.is_some() != (self.role == Role::Server) {
+            return Err(ProtocolError::BadMasking);
+        }
+        if head.opcode.is_control() {
+            if !head.fin || head.len > 125 {
+                return Err(ProtocolError::BadControlFrame);
+            }
+            return Ok(());
+        }
+        if head.len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                len: head.len,
+                limit: self.config.max_frame_size,
+            });
+        }
+        let in_message = self.msg.is_some();
+        if (head.opcode == OpCode::Continuation) != in_message {
+            return Err(ProtocolError::BadFragmentation);
+        }
+        let so_far = self.msg.as_ref().map_or(0, |m| m.data.len() as u64);
+        let compressed = head.rsv1 || self.msg.as_ref().is_some_and(|m| m.compressed);
+        if !compressed && so_far + head.len > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig {
+                limit: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn start_or_continue_message(&mut self, head: &FrameHead) -> Result<(), ProtocolError> {
+        let limit = self.config.max_fragments;
+        let msg = self.msg.get_or_insert_with(|| {
+            Box::new(Assembly {
+                text: head.opcode == OpCode::Text,
+                compressed: head.rsv1,
+                data: Vec::new(),
+                frames: 0,
+                utf8: Utf8Validator::default(),
+            })
+        });
+        msg.frames += 1;
+        if msg.frames > limit {
+            return Err(ProtocolError::TooManyFragments { limit });
+        }
+        if !msg.compressed {
+            // The declared total is within limits (checked): reserve what has arrived.
+            let want = (head.len as usize).min(MAX_RESERVE_AHEAD);
+            msg.data.reserve(want);
+        }
+        Ok(())
+    }
+
+    fn advance_frame(&mut self, fp: &mut FrameInProgress) -> Result<Progress, ProtocolError> {
+        let len = fp.head.len as usize;
+        if fp.head.opcode.is_control() {
+            if self.rbuf.len() < len {
+                return Ok(Progress::Pending);
+            }
+            let mut payload = self.rbuf.split_to(len);
+            if let Some(key) = fp.head.mask {
+                apply_mask(&mut payload, key, 0);
+            }
+            return self
+                .on_control(fp.head.opcode, payload.freeze())
+                .map(Progress::Done);
+        }
+        if fp.whole {
+            return self.advance_whole(fp);
+        }
+        self.advance_fragment(fp)
+    }
+
+    fn advance_whole(&mut self, fp: &mut FrameInProgress) -> Result<Progress, ProtocolError> {
+        let len = fp.head.len as usize;
+        let text = fp.head.opcode == OpCode::Text;
+        let avail = self.rbuf.len().min(len);
+        if avail > fp.done {
+            let fresh = &mut self.rbuf[fp.done..avail];
+            if let Some(key) = fp.head.mask {
+                apply_mask(fresh, key, fp.done);
+            }
+            if text && (avail < len || fp.incremental) {
+                // Fail fast: validate each piece of a text frame as it arrives.
+                fp.incremental = true;
+                fp.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            fp.done = avail;
+        }
+        if avail < len {
+            let missing = len - self.rbuf.len();
+            if self.rbuf.capacity() - self.rbuf.len() < missing.min(4096) {
+                self.rbuf.reserve(missing.min(MAX_RESERVE_AHEAD));
+            }
+            return Ok(Progress::Pending);
+        }
+        let payload = self.rbuf.split_to(len).freeze();
+        let message = if text {
+            if fp.incremental {
+                fp.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            } else {
+                super::utf8::validate(&payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        Ok(Progress::Done(Some(Event::Message(message))))
+    }
+
+    fn advance_fragment(&mut self, fp: &mut FrameInProgress) -> Result<Progress, ProtocolError> {
+        let len = fp.head.len as usize;
+        let limit = self.config.max_message_size;
+        let avail = self.rbuf.len().min(len - fp.done);
+        let chunk = &mut self.rbuf[..avail];
+        if let Some(key) = fp.head.mask {
+            apply_mask(chunk, key, fp.done);
+        }
+        let Some(msg) = self.msg.as_mut() else {
+            return Err(ProtocolError::BadFragmentation);
+        };
+        if msg.compressed {
+            let codec = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+            let before = msg.data.len();
+            codec
+                .inflate(chunk, &mut msg.data, limit)
+                .map_err(|e| inflate_error(e, limit))?;
+            if msg.text {
+                msg.utf8
+                    .feed(&msg.data[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        } else {
+            if msg.text {
+                msg.utf8
+                    .feed(chunk)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            msg.data.extend_from_slice(chunk);
+        }
+        self.rbuf.advance(avail);
+        fp.done += avail;
+        if fp.done < len {
+            return Ok(Progress::Pending);
+        }
+        if !fp.head.fin {
+            return Ok(Progress::Done(None));
+        }
+        let Some(mut msg) = self.msg.take() else {
+            return Err(ProtocolError::BadFragmentation);
+        };
+        if msg.compressed {
+            let codec = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+            let before = msg.data.len();
+            codec
+                .finish_message(&mut msg.data, limit)
+                .map_err(|e| inflate_error(e, limit))?;
+            if msg.text {
+                msg.utf8
+                    .feed(&msg.data[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        let payload = Bytes::from(msg.data);
+        let message = if msg.text {
+            msg.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Message::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Message::Binary(payload)
+        };
+        Ok(Progress::Done(Some(Event::Message(message))))
+    }
+
+    fn on_control(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        Ok(Some(match opcode {
+            OpCode::Ping => {
+                if !self.close_sent {
+                    self.encode(true, false, OpCode::Pong, payload.clone());
+                }
+                Event::Ping(payload)
+            }
+            OpCode::Pong => Event::Pong(payload),
+            _ => {
+                let frame = CloseFrame::parse(&payload).map_err(|e| match e {
+                    BadClose::Protocol => ProtocolError::BadClose,
+                    BadClose::InvalidUtf8 => ProtocolError::InvalidUtf8,
+                })?;
+                self.close_received = true;
+                self.rbuf = BytesMut::new();
+                if !self.close_sent {
+                    let reply = frame.as_ref().map(|f| CloseFrame {
+                        code: f.code,
+                        reason: String::new(),
+                    });
+                    self.queue_close(reply);
+                }
+                Event::Close(frame)
+            }
+        }))
+    }
+
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        if !self.close_sent {
+            self.queue_close(Some(CloseFrame::new(e.close_code(), &e.to_string())));
+        }
+        self.failed = true;
+        self.rbuf = BytesMut::new();
+        self.frame = None;
+        self.msg = None;
+        e
+    }
+
+    // ---- sending ----
+
+    /// Queues a message, compressing it when permessage-deflate is on and the
+    /// message is over the threshold.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => self.send_data(OpCode::Binary, b),
+        }
+    }
+
+    /// Queues a text or binary message from its payload.
+    pub fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        if let Some(codec) = self.deflate.as_mut()
+            && payload.len() >= codec.threshold
+        {
+            let compressed = codec.compress(&payload);
+            self.encode(true, true, opcode, Bytes::from(compressed));
+        } else {
+            self.encode(true, false, opcode, payload);
+        }
+        Ok(())
+    }
+
+    /// Queues one raw frame of a fragmented message (never compressed): the
+    /// first with `Text`/`Binary`, the rest with `Continuation`, the last with
+    /// `fin`. Control frames may be sent between fragments.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        self.encode(fin, false, opcode, payload);
+        Ok(())
+    }
+
+    /// Queues a ping.
+    pub fn send_ping(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues a pong (unsolicited pongs are allowed as a heartbeat).
+    pub fn send_pong(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > 125 {
+            return Err(SendError::ControlTooLong);
+        }
+        self.encode(true, false, opcode, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake (or answers one). Idempotent.
+    pub fn close(&mut self, frame: Option<CloseFrame>) {
+        if !self.close_sent {
+            self.queue_close(frame);
+        }
+    }
+
+    fn queue_close(&mut self, frame: Option<CloseFrame>) {
+        let payload = frame.map_or_else(Bytes::new, |f| f.to_payload());
+        self.encode(true, false, OpCode::Close, payload);
+        self.close_sent = true;
+    }
+
+    /// Queues an already-encoded server frame (for fan-out: frame once, share
+    /// the bytes). Only valid for the server role and uncompressed frames.
+    pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), SendError> {
+        if self.close_sent {
+            return Err(SendError::Closed);
+        }
+        debug_assert_eq!(self.role, Role::Server);
+        self.out.push_bytes(frame);
+        Ok(())
+    }
+
+    fn encode(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: Bytes) {
+        let mask = (self.role == Role::Client).then(rand::random::<[u8; 4]>);
+        let head = FrameHead {
+            fin,
+            rsv1,
+            rsv23: false,
+            opcode,
+            mask,
+            len: payload.len() as u64,
+        };
+        let mut hbuf = [0u8; MAX_HEAD_LEN];
+        let n = head.encode(&mut hbuf);
+        self.out.push_slice(&hbuf[..n]);
+        match mask {
+            None => self.out.push_bytes(payload),
+            Some(key) => {
+                let tail = self.out.tail_mut();
+                let start = tail.len();
+                tail.extend_from_slice(&payload);
+                apply_mask(&mut tail[start..], key, 0);
+                self.out.added(payload.len());
+            }
+        }
+    }
+
+    // ---- output for the driver ----
+
+    /// Whether bytes are waiting to be written.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Fills `dst` with the pending output, in order; returns the slice count.
+    pub fn output_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.out.slices(dst)
+    }
+
+    /// The first pending chunk, for streams without vectored writes.
+    pub fn output_chunk(&self) -> &[u8] {
+        self.out.first_chunk()
+    }
+
+    /// Marks `n` bytes of output as written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out.consume(n);
+    }
+
+    /// Frees empty read and write buffers; call before waiting on the socket.
+    pub fn release_idle_buffers(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        self.out.release_if_empty();
+    }
+
+    // ---- state ----
+
+    /// Whether our close frame has been queued.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Whether the peer's close frame has arrived.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// Whether the connection failed on a protocol error.
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Whether nothing more will be read: close exchanged or failed.
+    pub fn is_done_reading(&self) -> bool {
+        !self.is_reading()
+    }
+}
+
+fn inflate_error(e: InflateError, limit: usize) -> ProtocolError {
+    match e {
+        InflateError::Corrupt => ProtocolError::BadCompression,
+        InflateError::TooBig => ProtocolError::MessageTooBig { limit },
+    }
+}
