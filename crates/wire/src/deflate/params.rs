@@ -155,16 +155,21 @@ pub fn accept_offer<'a>(
     Ok(None)
 }
 
-/// Client side: the offer we send.
+/// Client side: the offer we send. Two alternatives in order of preference:
+/// context takeover kept (better ratio), then, for servers that only accept
+/// clients which reset their context per message, `client_no_context_takeover`.
+/// A server picks the first it accepts, so most keep the first.
 pub fn client_offer(config: &DeflateConfig) -> String {
-    let mut offer = format!("{EXTENSION_NAME}; client_max_window_bits");
-    if config.client_no_context_takeover {
-        offer.push_str("; client_no_context_takeover");
-    }
+    let mut first = format!("{EXTENSION_NAME}; client_max_window_bits");
     if config.server_no_context_takeover {
-        offer.push_str("; server_no_context_takeover");
+        first.push_str("; server_no_context_takeover");
     }
-    offer
+    if config.client_no_context_takeover {
+        first.push_str("; client_no_context_takeover");
+        return first;
+    }
+    let fallback = format!("{first}; client_no_context_takeover");
+    format!("{first}, {fallback}")
 }
 
 /// Client side: validates the server's response to [`client_offer`].

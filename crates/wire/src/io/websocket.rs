@@ -129,8 +129,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.conn.close(frame);
         let drain = async {
             while let Some(r) = self.recv().await {
-                if let Err(e) = r {
-                    return Err(e);
+                match r {
+                    Ok(_) => {}
+                    // Our close is sent: a peer that drops the stream instead
+                    // of answering has still ended the connection.
+                    Err(Error::ResetWithoutClose) => return Ok(()),
+                    Err(e) => return Err(e),
                 }
             }
             Ok(())
