@@ -5,9 +5,12 @@
 //! status and reason, a good one is upgraded and every message is echoed.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -140,9 +143,13 @@ fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
     }
     match upgrade(&mut req, &shared.options, shared.config) {
         Ok((response, _, pending)) => {
+            // The upgrade completes once hyper has written the 101. Waiting for
+            // it takes a larger future, so the long-lived echo runs in a task of
+            // its own whose state is just the WebSocket (idle memory per
+            // connection is mostly this task).
             tokio::spawn(async move {
                 match pending.websocket().await {
-                    Ok(ws) => echo(ws).await,
+                    Ok(ws) => drop(tokio::spawn(Echo { ws })),
                     Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                 }
             });
@@ -160,11 +167,25 @@ fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> 
 }
 
 /// Echoes every message. Replies are queued and written in one batch when the
-/// input runs dry (`recv` flushes before it waits).
-async fn echo(mut ws: WebSocket<MaybeTlsStream>) {
-    while let Some(Ok(msg)) = ws.recv().await {
-        if ws.queue(msg).is_err() {
-            break;
+/// input runs dry (`poll_recv` flushes before it waits). A hand-written future
+/// so the task holds the WebSocket and nothing else.
+struct Echo {
+    ws: WebSocket<MaybeTlsStream>,
+}
+
+impl Future for Echo {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match ready!(self.ws.poll_recv(cx)) {
+                Some(Ok(msg)) => {
+                    if self.ws.queue(msg).is_err() {
+                        return Poll::Ready(());
+                    }
+                }
+                Some(Err(_)) | None => return Poll::Ready(()),
+            }
         }
     }
 }

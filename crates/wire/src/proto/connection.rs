@@ -87,6 +87,14 @@ impl Config {
     }
 }
 
+/// The limits a connection keeps (the rest of [`Config`] only matters at setup).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame_size: usize,
+    max_message_size: usize,
+    max_fragments: usize,
+}
+
 /// Reads reserve at most this much ahead of the data actually received.
 const MAX_RESERVE_AHEAD: usize = 64 * 1024;
 
@@ -132,10 +140,10 @@ enum Progress {
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    config: Config,
+    limits: Limits,
     deflate: Option<Box<DeflateCodec>>,
     rbuf: BytesMut,
-    frame: Option<FrameInProgress>,
+    frame: Option<Box<FrameInProgress>>,
     msg: Option<Box<Assembly>>,
     out: Output,
     close_sent: bool,
@@ -153,7 +161,11 @@ impl Connection {
         });
         Self {
             role,
-            config,
+            limits: Limits {
+                max_frame_size: config.max_frame_size,
+                max_message_size: config.max_message_size,
+                max_fragments: config.max_fragments,
+            },
             deflate: codec,
             rbuf: BytesMut::new(),
             frame: None,
@@ -223,7 +235,7 @@ impl Connection {
         Ok(None)
     }
 
-    fn read_head(&mut self) -> Result<Option<FrameInProgress>, ProtocolError> {
+    fn read_head(&mut self) -> Result<Option<Box<FrameInProgress>>, ProtocolError> {
         let Some((head, n)) = FrameHead::parse(&self.rbuf)? else {
             return Ok(None);
         };
@@ -239,13 +251,13 @@ impl Connection {
             self.rbuf
                 .reserve((len - self.rbuf.len()).min(MAX_RESERVE_AHEAD));
         }
-        Ok(Some(FrameInProgress {
+        Ok(Some(Box::new(FrameInProgress {
             head,
             done: 0,
             whole,
             incremental: false,
             utf8: Utf8Validator::default(),
-        }))
+        })))
     }
 
     fn check_head(&self, head: &FrameHead) -> Result<(), ProtocolError> {
@@ -266,10 +278,10 @@ impl Connection {
             }
             return Ok(());
         }
-        if head.len > self.config.max_frame_size as u64 {
+        if head.len > self.limits.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
                 len: head.len,
-                limit: self.config.max_frame_size,
+                limit: self.limits.max_frame_size,
             });
         }
         let in_message = self.msg.is_some();
@@ -278,16 +290,16 @@ impl Connection {
         }
         let so_far = self.msg.as_ref().map_or(0, |m| m.data.len() as u64);
         let compressed = head.rsv1 || self.msg.as_ref().is_some_and(|m| m.compressed);
-        if !compressed && so_far + head.len > self.config.max_message_size as u64 {
+        if !compressed && so_far + head.len > self.limits.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
-                limit: self.config.max_message_size,
+                limit: self.limits.max_message_size,
             });
         }
         Ok(())
     }
 
     fn start_or_continue_message(&mut self, head: &FrameHead) -> Result<(), ProtocolError> {
-        let limit = self.config.max_fragments;
+        let limit = self.limits.max_fragments;
         let msg = self.msg.get_or_insert_with(|| {
             Box::new(Assembly {
                 text: head.opcode == OpCode::Text,
@@ -370,7 +382,7 @@ impl Connection {
 
     fn advance_fragment(&mut self, fp: &mut FrameInProgress) -> Result<Progress, ProtocolError> {
         let len = fp.head.len as usize;
-        let limit = self.config.max_message_size;
+        let limit = self.limits.max_message_size;
         let avail = self.rbuf.len().min(len - fp.done);
         let chunk = &mut self.rbuf[..avail];
         if let Some(key) = fp.head.mask {

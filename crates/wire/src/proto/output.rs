@@ -12,7 +12,9 @@ const COALESCE_MAX: usize = 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct Output {
-    queue: VecDeque<Bytes>,
+    /// Large payloads queued by reference; boxed because most connections
+    /// never queue one, and an idle connection should stay small.
+    queue: Option<Box<VecDeque<Bytes>>>,
     tail: BytesMut,
     len: usize,
 }
@@ -30,7 +32,7 @@ impl Output {
         }
         self.seal_tail();
         self.len += b.len();
-        self.queue.push_back(b);
+        self.queue.get_or_insert_default().push_back(b);
     }
 
     /// Gives mutable room at the end of the coalescing buffer (for masking in place).
@@ -45,7 +47,8 @@ impl Output {
 
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
-            self.queue.push_back(self.tail.split().freeze());
+            let sealed = self.tail.split().freeze();
+            self.queue.get_or_insert_default().push_back(sealed);
         }
     }
 
@@ -60,12 +63,8 @@ impl Output {
     /// Fills `dst` with the pending bytes in order; returns how many slices.
     pub(crate) fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for b in self
-            .queue
-            .iter()
-            .map(|b| &b[..])
-            .chain(std::iter::once(&self.tail[..]))
-        {
+        let queued = self.queue.iter().flat_map(|q| q.iter()).map(|b| &b[..]);
+        for b in queued.chain(std::iter::once(&self.tail[..])) {
             if n == dst.len() {
                 break;
             }
@@ -79,15 +78,21 @@ impl Output {
 
     /// The first contiguous chunk (for streams without vectored writes).
     pub(crate) fn first_chunk(&self) -> &[u8] {
-        self.queue.front().map_or(&self.tail[..], |b| &b[..])
+        match self.queue.as_ref().and_then(|q| q.front()) {
+            Some(b) => b,
+            None => &self.tail[..],
+        }
     }
 
     /// Drops `n` written bytes from the front.
     pub(crate) fn consume(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.queue.front_mut() else {
+            let Some(queue) = self.queue.as_mut().filter(|q| !q.is_empty()) else {
                 self.tail.advance(n);
+                return;
+            };
+            let Some(front) = queue.front_mut() else {
                 return;
             };
             if n < front.len() {
@@ -95,7 +100,7 @@ impl Output {
                 return;
             }
             n -= front.len();
-            self.queue.pop_front();
+            queue.pop_front();
         }
     }
 
@@ -103,9 +108,7 @@ impl Output {
     pub(crate) fn release_if_empty(&mut self) {
         if self.len == 0 {
             self.tail = BytesMut::new();
-            if self.queue.capacity() > 0 {
-                self.queue = VecDeque::new();
-            }
+            self.queue = None;
         }
     }
 }
