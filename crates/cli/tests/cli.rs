@@ -1,0 +1,166 @@
+//! The `switchboard` binary: `echo` serves HTTP and WebSocket on one port, and
+//! `bench echo` measures it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_echo(extra: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "echo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "1",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "echo server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port)
+}
+
+fn http(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn plain_http_gets_426_and_bad_upgrades_get_their_status() {
+    let (_server, port) = start_echo(&[]);
+    let r = http(
+        port,
+        "GET /x HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 426"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("upgrade: websocket"));
+    let r = http(
+        port,
+        "GET / HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: short\r\n\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.contains("Sec-WebSocket-Key"),
+        "the reason is in the body: {r}"
+    );
+    let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let r = http(port, &format!("GET / HTTP/1.1\r\nhost: a\r\n{many}\r\n"));
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+}
+
+#[test]
+fn echoes_over_websocket_after_a_raw_handshake() {
+    let (_server, port) = start_echo(&[]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /any HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    // Masked "hi" text frame; the echo comes back unmasked.
+    let key = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x82];
+    frame.extend_from_slice(&key);
+    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    s.write_all(&frame).unwrap();
+    let mut echo = [0u8; 4];
+    reader.read_exact(&mut echo).unwrap();
+    assert_eq!(echo, [0x81, 0x02, b'h', b'i']);
+}
+
+#[test]
+fn bench_echo_reports_json_with_percentiles() {
+    let (_server, port) = start_echo(&["--no-deflate"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", "echo", "--url", &format!("ws://127.0.0.1:{port}/")])
+        .args([
+            "--connections",
+            "4",
+            "--size",
+            "32",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["msgs_per_sec"].as_f64().unwrap() > 0.0);
+    let (p50, p99, max) = (
+        v["p50_us"].as_u64().unwrap(),
+        v["p99_us"].as_u64().unwrap(),
+        v["max_us"].as_u64().unwrap(),
+    );
+    assert!(p50 <= p99 && p99 <= max, "{v}");
+}
+
+#[test]
+fn bench_fails_clearly_when_nothing_listens() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "bench",
+            "echo",
+            "--url",
+            &format!("ws://127.0.0.1:{port}/"),
+            "--duration",
+            "0.2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection 0"));
+}

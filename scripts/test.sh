@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh machine:
+#   formatting, clippy, unit and integration tests, and the Autobahn
+#   TestSuite (via kosoku) against our server and our client.
+# It installs what the tests need (kosoku from PyPI) quietly and idempotently.
+# Build output goes to $CARGO_TARGET_DIR (default ~/.cache/switchboard-target).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
+export OUT_DIR="${OUT_DIR:-$PWD/out}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$OUT_DIR"
+started=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+step "dependencies"
+# pip puts console scripts next to the interpreter; make sure they are on PATH.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin:$PATH"
+export PATH
+if ! command -v kosoku >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kosoku
+fi
+command -v kosoku >/dev/null
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+
+step "unit and integration tests"
+cargo test --workspace --locked
+
+step "release build"
+cargo build --release --locked --bin switchboard --example autobahn-client
+bin="$CARGO_TARGET_DIR/release/switchboard"
+client="$CARGO_TARGET_DIR/release/examples/autobahn-client"
+
+step "autobahn: server (switchboard echo)"
+bash tests/autobahn/server.sh "$bin"
+
+step "autobahn: client (autobahn-client example)"
+bash tests/autobahn/client.sh "$client"
+
+step "all passed"
