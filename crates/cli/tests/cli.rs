@@ -164,3 +164,43 @@ fn bench_fails_clearly_when_nothing_listens() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("connection 0"));
 }
+
+#[test]
+fn echo_serves_wss_with_the_given_certificate() {
+    let dir = std::env::temp_dir().join(format!("sb-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (_server, port) = start_echo(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use switchboard_wire::io::{ConnectOptions, connect};
+        use switchboard_wire::{Config, DeflateConfig, Message};
+        let options =
+            ConnectOptions::new(Config::default().deflate(Some(DeflateConfig::default())))
+                .trust(&cert_path);
+        let (mut ws, negotiated) = connect(&format!("wss://localhost:{port}/tls"), &options)
+            .await
+            .unwrap();
+        assert!(negotiated.deflate.is_some());
+        for m in [
+            Message::text("over tls"),
+            Message::binary(vec![7u8; 100_000]),
+        ] {
+            ws.send(m.clone()).await.unwrap();
+            assert_eq!(ws.recv().await.unwrap().unwrap(), m);
+        }
+        ws.close(None).await.unwrap();
+        assert!(ws.closed_cleanly());
+    });
+}
