@@ -3,11 +3,14 @@
 //! The transport layer under Socket.IO: packets (`open`, `close`, `ping`,
 //! `pong`, `message`, `upgrade`, `noop`), their text and binary encodings, and
 //! the HTTP long-polling payload format (packets joined by the record
-//! separator `\x1e`, binary as `b` + base64). Sans-IO: bytes and strings in,
-//! typed packets out, and back.
+//! separator `\x1e`, binary as `b` + base64), and [`Session`]: one session's
+//! heartbeat, polling outbox and upgrade rules. Sans-IO: packets and `now` in,
+//! packets and deadlines out; the HTTP and WebSocket drivers sit above.
 
 pub mod packet;
 pub mod payload;
+pub mod session;
 
 pub use packet::{Handshake, Packet, PacketError};
 pub use payload::{decode_payload, encode_payload};
+pub use session::{CloseReason, Inbound, Session, SessionConfig, Transport};
