@@ -34,6 +34,9 @@ pub(crate) struct DeflateCodec {
     reset_compress: bool,
     /// Reset the inflater after each message (the peer does not keep context).
     reset_decompress: bool,
+    /// The current message's DEFLATE data ended with a final block: nothing
+    /// but the stripped tail may follow until the message ends.
+    stream_ended: bool,
 }
 
 impl DeflateCodec {
@@ -60,6 +63,7 @@ impl DeflateCodec {
             window_bits: own_bits,
             reset_compress: own_reset,
             reset_decompress: peer_reset,
+            stream_ended: false,
         }
     }
 
@@ -108,6 +112,10 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        if self.stream_ended {
+            // Data after a final block, in whichever read it arrives.
+            return if input.is_empty() { Ok(()) } else { Err(InflateError::Corrupt) };
+        }
         let d = self
             .decompress
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, 15)));
@@ -132,10 +140,12 @@ impl DeflateCodec {
                 return Err(InflateError::TooBig);
             }
             if status == Status::StreamEnd {
-                // The peer ended the DEFLATE stream with a final block; what
-                // follows (the appended tail) belongs to no stream.
+                // The peer ended its DEFLATE data with a final block (RFC 7692
+                // §7.2.3.4). A new stream starts with the next message; more
+                // data in this one is an error, however the reads split it.
                 d.reset(false);
-                return Ok(());
+                self.stream_ended = true;
+                return if input.is_empty() { Ok(()) } else { Err(InflateError::Corrupt) };
             }
             if input.is_empty() && out.len() < out.capacity() {
                 return Ok(());
@@ -152,7 +162,8 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let r = self.inflate(&TAIL, out, limit);
+        let r = if self.stream_ended { Ok(()) } else { self.inflate(&TAIL, out, limit) };
+        self.stream_ended = false;
         if self.reset_decompress || r.is_err() {
             self.decompress = None;
         }
@@ -259,6 +270,33 @@ mod tests {
             Err(InflateError::TooBig)
         );
         assert!(out.capacity() <= (1 << 20) + 4096);
+    }
+
+    #[test]
+    fn data_after_a_final_block_is_refused_however_it_is_split() {
+        // Two complete raw DEFLATE streams ("hello", "world") in one message.
+        let payload: &[u8] = &[
+            0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x2b, 0xcf, 0x2f, 0xca, 0x49, 0x01, 0x00,
+        ];
+        for split in 0..=payload.len() {
+            let (_, mut c) = pair(DeflateParams::default());
+            let mut out = Vec::new();
+            let r = c
+                .inflate(&payload[..split], &mut out, 1 << 20)
+                .and_then(|()| c.inflate(&payload[split..], &mut out, 1 << 20))
+                .and_then(|()| c.finish_message(&mut out, 1 << 20));
+            assert_eq!(r, Err(InflateError::Corrupt), "split at {split}");
+        }
+        // One final block alone is a valid message, and the next one decodes.
+        let (_, mut c) = pair(DeflateParams::default());
+        let mut out = Vec::new();
+        c.inflate(&payload[..7], &mut out, 1 << 20).unwrap();
+        c.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, b"hello");
+        let mut out = Vec::new();
+        c.inflate(&payload[7..], &mut out, 1 << 20).unwrap();
+        c.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, b"world");
     }
 
     #[test]
