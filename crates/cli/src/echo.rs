@@ -46,6 +46,11 @@ pub(crate) struct EchoArgs {
     /// Refuse permessage-deflate offers.
     #[arg(long)]
     no_deflate: bool,
+    /// With permessage-deflate, messages shorter than this go out
+    /// uncompressed. 0 (the default) compresses every message, so the echo
+    /// server exercises the client's inflater.
+    #[arg(long, default_value_t = 0)]
+    deflate_threshold: usize,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_message: usize,
@@ -57,7 +62,8 @@ struct Shared {
 }
 
 pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
-    let deflate = (!args.no_deflate).then(DeflateConfig::default);
+    let deflate =
+        (!args.no_deflate).then(|| DeflateConfig::default().threshold(args.deflate_threshold));
     let shared = Arc::new(Shared {
         options: ServerOptions::default().with_deflate(deflate),
         config: Config::default()

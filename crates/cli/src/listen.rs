@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -37,6 +39,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let on_conn = Arc::new(on_conn);
+    let accepted = Arc::new(AtomicU64::new(0));
     // Bind every listener before starting, so a bad address fails at once and
     // the port is open when this function prints the address.
     let first = bind_reuseport(addr)?;
@@ -49,6 +52,7 @@ where
     let mut handles = Vec::new();
     for (i, std_listener) in listeners.into_iter().enumerate() {
         let on_conn = Arc::clone(&on_conn);
+        let accepted = Arc::clone(&accepted);
         let handle = std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || -> anyhow::Result<()> {
@@ -67,6 +71,7 @@ where
                                 continue;
                             }
                         };
+                        accepted.fetch_add(1, Ordering::Relaxed);
                         let _ = tcp.set_nodelay(true);
                         tokio::spawn(on_conn(tcp, peer));
                     }
@@ -77,10 +82,51 @@ where
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shutdown_signal());
+    rt.block_on(async {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = trim_after_bursts(&accepted) => {}
+        }
+    });
     tracing::info!("shutting down");
     Ok(())
 }
+
+/// Gives memory freed after a burst of connections back to the OS.
+///
+/// Each handshake uses transient buffers (hyper's read buffer, the TLS
+/// handshake) that are freed once the connection is upgraded, but the
+/// allocator keeps those pages between the long-lived connections allocated
+/// meanwhile. Once accepting goes quiet for a second after a burst, the heap
+/// is trimmed, so resident memory follows the connections that are left.
+async fn trim_after_bursts(accepted: &AtomicU64) {
+    let mut seen = accepted.load(Ordering::Relaxed);
+    let mut busy = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = accepted.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            busy = true;
+        } else if busy {
+            busy = false;
+            trim_heap();
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only releases free pages of glibc's heaps; it takes
+    // the allocator's locks and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -114,7 +114,11 @@ impl DeflateCodec {
     ) -> Result<(), InflateError> {
         if self.stream_ended {
             // Data after a final block, in whichever read it arrives.
-            return if input.is_empty() { Ok(()) } else { Err(InflateError::Corrupt) };
+            return if input.is_empty() {
+                Ok(())
+            } else {
+                Err(InflateError::Corrupt)
+            };
         }
         let d = self
             .decompress
@@ -145,7 +149,11 @@ impl DeflateCodec {
                 // data in this one is an error, however the reads split it.
                 d.reset(false);
                 self.stream_ended = true;
-                return if input.is_empty() { Ok(()) } else { Err(InflateError::Corrupt) };
+                return if input.is_empty() {
+                    Ok(())
+                } else {
+                    Err(InflateError::Corrupt)
+                };
             }
             if input.is_empty() && out.len() < out.capacity() {
                 return Ok(());
@@ -162,7 +170,11 @@ impl DeflateCodec {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let r = if self.stream_ended { Ok(()) } else { self.inflate(&TAIL, out, limit) };
+        let r = if self.stream_ended {
+            Ok(())
+        } else {
+            self.inflate(&TAIL, out, limit)
+        };
         self.stream_ended = false;
         if self.reset_decompress || r.is_err() {
             self.decompress = None;

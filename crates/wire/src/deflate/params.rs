@@ -31,6 +31,26 @@ impl Default for DeflateConfig {
     }
 }
 
+impl DeflateConfig {
+    /// Sets the compression level (0–9).
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Sets the size under which messages go out uncompressed.
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// As a server, always reset the compression context after each message.
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+}
+
 /// The parameters both sides agreed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateParams {

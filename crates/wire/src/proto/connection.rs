@@ -193,6 +193,16 @@ impl Connection {
         if !self.is_reading() {
             return;
         }
+        if self.rbuf.is_empty() && self.frame.is_none() {
+            // Size the buffer for the frame that starts here, so a large frame
+            // is not copied again when the buffer grows.
+            if let Ok(Some((head, n))) = FrameHead::parse(data) {
+                let whole = (n as u64).saturating_add(head.len);
+                let cap = (data.len() + MAX_RESERVE_AHEAD) as u64;
+                self.rbuf
+                    .reserve(whole.min(cap).max(data.len() as u64) as usize);
+            }
+        }
         self.rbuf.extend_from_slice(data);
     }
 
