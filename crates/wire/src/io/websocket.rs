@@ -131,9 +131,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             while let Some(r) = self.recv().await {
                 match r {
                     Ok(_) => {}
-                    // Our close is sent: a peer that drops the stream instead
-                    // of answering has still ended the connection.
+                    // Our close is sent: a peer that drops or resets the
+                    // stream instead of answering has still ended it.
                     Err(Error::ResetWithoutClose) => return Ok(()),
+                    Err(Error::Io(e))
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                    {
+                        return Ok(());
+                    }
                     Err(e) => return Err(e),
                 }
             }
