@@ -5,10 +5,14 @@
 //! the HTTP long-polling payload format (packets joined by the record
 //! separator `\x1e`, binary as `b` + base64), and [`Session`]: one session's
 //! heartbeat, polling outbox and upgrade rules. Sans-IO: packets and `now` in,
-//! packets and deadlines out; the HTTP and WebSocket drivers sit above.
+//! packets and deadlines out.
+//!
+//! [`server`] drives sessions over hyper: the long-polling and WebSocket
+//! transports, the upgrade, CORS and the heartbeat sweep.
 
 pub mod packet;
 pub mod payload;
+pub mod server;
 pub mod session;
 
 pub use packet::{Handshake, Packet, PacketError};

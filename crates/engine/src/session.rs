@@ -14,8 +14,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use switchboard_wire::{Message, Utf8Bytes};
+
 use crate::packet::{Handshake, Packet};
 use crate::payload::SEPARATOR;
+
+/// The `noop` packet as queued output.
+const NOOP: &str = "6";
 
 /// Session timing and size settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +35,8 @@ pub struct SessionConfig {
     pub max_payload: usize,
     /// Time a client has to finish an upgrade after its probe (default 10 s).
     pub upgrade_timeout: Duration,
+    /// Offer and accept the polling → WebSocket upgrade (default true).
+    pub allow_upgrades: bool,
 }
 
 impl Default for SessionConfig {
@@ -38,6 +46,7 @@ impl Default for SessionConfig {
             ping_timeout: Duration::from_millis(20_000),
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
+            allow_upgrades: true,
         }
     }
 }
@@ -60,8 +69,10 @@ pub enum CloseReason {
     ClientClose,
     /// The server closed it.
     ServerClose,
-    /// The transport failed or the client broke the protocol.
+    /// The client broke the protocol (or an upper layer refused its data).
     TransportError,
+    /// The connection was lost (the WebSocket ended, a poll was abandoned).
+    TransportClose,
 }
 
 /// Data the session delivers to the layer above.
@@ -88,9 +99,11 @@ pub struct Session {
     config: SessionConfig,
     transport: Transport,
     upgrade: Upgrade,
-    outbox: VecDeque<Packet>,
+    /// Encoded packets for the client: text frames hold the packet type and
+    /// data (`4hello`); binary frames are binary message packets.
+    outbox: VecDeque<Message>,
     /// Packets for the WebSocket that bypass the outbox (the probe answer).
-    ws_direct: VecDeque<Packet>,
+    ws_direct: VecDeque<Message>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
@@ -102,15 +115,15 @@ impl Session {
         let handshake = Handshake {
             sid: sid.clone(),
             upgrades: match transport {
-                Transport::Polling => vec!["websocket".into()],
-                Transport::WebSocket => vec![],
+                Transport::Polling if config.allow_upgrades => vec!["websocket".into()],
+                _ => vec![],
             },
             ping_interval: config.ping_interval.as_millis() as u64,
             ping_timeout: config.ping_timeout.as_millis() as u64,
             max_payload: config.max_payload as u64,
         };
         let mut outbox = VecDeque::new();
-        outbox.push_back(handshake.to_packet());
+        outbox.push_back(encode(&handshake.to_packet()));
         Self {
             sid,
             config,
@@ -140,16 +153,30 @@ impl Session {
     }
 
     /// Queues a packet for the client.
-    pub fn send(&mut self, packet: Packet) {
+    pub fn send(&mut self, packet: &Packet) {
         if self.closed.is_none() {
-            self.outbox.push_back(packet);
+            self.outbox.push_back(encode(packet));
         }
+    }
+
+    /// Queues an already encoded packet: a text frame holding the packet type
+    /// and data (`4…`), or binary message data. Broadcasts encode once and
+    /// share the bytes between sessions this way.
+    pub fn send_encoded(&mut self, message: Message) {
+        if self.closed.is_none() {
+            self.outbox.push_back(message);
+        }
+    }
+
+    /// Number of packets waiting for the transport.
+    pub fn backlog(&self) -> usize {
+        self.outbox.len()
     }
 
     /// Closes the session from the server side (a `close` packet is queued).
     pub fn close(&mut self) {
         if self.closed.is_none() {
-            self.outbox.push_back(Packet::Close);
+            self.outbox.push_back(encode(&Packet::Close));
             self.closed = Some(CloseReason::ServerClose);
         }
     }
@@ -165,11 +192,14 @@ impl Session {
                 None
             }
             Packet::Ping(data) if data == "probe" && via == Transport::WebSocket => {
-                if self.transport == Transport::Polling && self.upgrade == Upgrade::None {
-                    self.ws_direct.push_back(Packet::Pong("probe".into()));
+                if self.transport == Transport::Polling
+                    && self.upgrade == Upgrade::None
+                    && self.config.allow_upgrades
+                {
+                    self.ws_direct.push_back(Message::Text("3probe".into()));
                     self.upgrade = Upgrade::Probing(now + self.config.upgrade_timeout);
                     // Release a waiting GET so the client can pause polling.
-                    self.outbox.push_back(Packet::Noop);
+                    self.outbox.push_back(Message::Text(NOOP.into()));
                 } else {
                     self.fail();
                 }
@@ -180,7 +210,8 @@ impl Session {
                     self.upgrade = Upgrade::Done;
                     self.transport = Transport::WebSocket;
                     // Whatever was only there to release the poll is moot now.
-                    self.outbox.retain(|p| *p != Packet::Noop);
+                    self.outbox
+                        .retain(|m| !matches!(m, Message::Text(t) if t.as_str() == NOOP));
                 } else {
                     self.fail();
                 }
@@ -189,7 +220,11 @@ impl Session {
             Packet::Message(m) => Some(Inbound::Message(m)),
             Packet::Binary(b) => Some(Inbound::Binary(b)),
             Packet::Close => {
-                self.closed = Some(CloseReason::ClientClose);
+                self.end(CloseReason::ClientClose);
+                if via == Transport::Polling {
+                    // A GET still waiting is released with `noop`.
+                    self.outbox.push_back(Message::Text(NOOP.into()));
+                }
                 None
             }
             Packet::Noop if via == Transport::Polling => None,
@@ -202,14 +237,35 @@ impl Session {
     }
 
     fn fail(&mut self) {
+        self.end(CloseReason::TransportError);
+    }
+
+    /// Ends the session for `reason` unless it already ended. Except for a
+    /// server close, queued output is dropped: nobody will fetch it.
+    pub fn end(&mut self, reason: CloseReason) {
         if self.closed.is_none() {
-            self.closed = Some(CloseReason::TransportError);
+            self.closed = Some(reason);
+            self.outbox.clear();
+            self.ws_direct.clear();
         }
     }
 
-    /// The transport failed (socket error, or a protocol error above).
+    /// The client broke the protocol (or the layer above refused its data).
     pub fn on_transport_error(&mut self) {
         self.fail();
+    }
+
+    /// The WebSocket that was probing an upgrade went away: stay on polling.
+    pub fn upgrade_aborted(&mut self) {
+        if matches!(self.upgrade, Upgrade::Probing(_)) {
+            self.upgrade = Upgrade::None;
+            self.ws_direct.clear();
+        }
+    }
+
+    /// Whether an upgrade has been probed and not yet completed or aborted.
+    pub fn upgrading(&self) -> bool {
+        matches!(self.upgrade, Upgrade::Probing(_))
     }
 
     /// The next instant [`Session::handle_timeout`] must run at.
@@ -231,6 +287,8 @@ impl Session {
         }
         if self.pong_deadline.is_some_and(|d| now >= d) {
             self.closed = Some(CloseReason::PingTimeout);
+            // The peer is gone: nothing queued will be delivered.
+            self.outbox.clear();
             return;
         }
         if let Upgrade::Probing(deadline) = self.upgrade
@@ -240,19 +298,29 @@ impl Session {
             self.upgrade = Upgrade::None;
         }
         if self.pong_deadline.is_none() && now >= self.next_ping {
-            self.outbox.push_back(Packet::Ping(String::new()));
-            self.pong_deadline = Some(now + self.config.ping_timeout);
-            self.next_ping = now + self.config.ping_interval;
+            self.outbox.push_back(Message::Text("2".into()));
+            // Deadlines follow the schedule, not the (possibly late) instant
+            // this ran at, so a silent peer is dropped at interval + timeout;
+            // after a long stall the peer still gets half the timeout.
+            let timeout = self.config.ping_timeout;
+            self.pong_deadline = Some((self.next_ping + timeout).max(now + timeout / 2));
+            self.next_ping = (self.next_ping + self.config.ping_interval).max(now);
         }
     }
 
-    /// Packets for the WebSocket: the probe answer, then, once upgraded (or
+    /// Frames for the WebSocket: the probe answer, then, once upgraded (or
     /// opened on WebSocket), the outbox.
-    pub fn take_ws_packets(&mut self) -> Vec<Packet> {
-        let mut out: Vec<Packet> = self.ws_direct.drain(..).collect();
+    pub fn drain_ws(&mut self, mut f: impl FnMut(Message)) {
+        self.ws_direct.drain(..).for_each(&mut f);
         if self.transport == Transport::WebSocket {
-            out.extend(self.outbox.drain(..));
+            self.outbox.drain(..).for_each(f);
         }
+    }
+
+    /// [`Session::drain_ws`] into a vector.
+    pub fn take_ws_packets(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        self.drain_ws(|m| out.push(m));
         out
     }
 
@@ -269,18 +337,36 @@ impl Session {
             return None;
         }
         let mut body = String::new();
-        while let Some(p) = self.outbox.front() {
-            let encoded = p.encode_text();
-            if !body.is_empty() && body.len() + 1 + encoded.len() > self.config.max_payload {
+        while let Some(m) = self.outbox.front() {
+            let len = match m {
+                Message::Text(t) => t.as_str().len(),
+                Message::Binary(b) => 1 + b.len().div_ceil(3) * 4,
+            };
+            if !body.is_empty() && body.len() + 1 + len > self.config.max_payload {
                 break;
             }
             if !body.is_empty() {
                 body.push(SEPARATOR);
             }
-            body.push_str(&encoded);
+            match m {
+                Message::Text(t) => body.push_str(t.as_str()),
+                Message::Binary(b) => {
+                    body.push('b');
+                    base64::engine::general_purpose::STANDARD.encode_string(b, &mut body);
+                }
+            }
             self.outbox.pop_front();
         }
         Some(body)
+    }
+}
+
+/// A packet as an outbox frame: binary data as a binary frame, everything
+/// else as text.
+pub fn encode(packet: &Packet) -> Message {
+    match packet {
+        Packet::Binary(b) => Message::Binary(b.clone()),
+        other => Message::Text(Utf8Bytes::from(other.encode_text())),
     }
 }
 
@@ -294,6 +380,7 @@ mod tests {
             ping_timeout: Duration::from_millis(200),
             max_payload: 100,
             upgrade_timeout: Duration::from_millis(1000),
+            allow_upgrades: true,
         }
     }
 
@@ -320,7 +407,7 @@ mod tests {
         s.take_ws_packets();
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
         s.handle_timeout(t0 + Duration::from_millis(300));
-        assert_eq!(s.take_ws_packets(), vec![Packet::Ping(String::new())]);
+        assert_eq!(s.take_ws_packets(), vec![Message::text("2")]);
         // Answered: the next ping comes an interval later.
         s.on_packet(
             Transport::WebSocket,
@@ -329,7 +416,7 @@ mod tests {
         );
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(600)));
         s.handle_timeout(t0 + Duration::from_millis(600));
-        assert_eq!(s.take_ws_packets(), vec![Packet::Ping(String::new())]);
+        assert_eq!(s.take_ws_packets(), vec![Message::text("2")]);
         // Not answered: closed at interval + timeout.
         s.handle_timeout(t0 + Duration::from_millis(799));
         assert_eq!(s.closed(), None);
@@ -343,18 +430,18 @@ mod tests {
         let mut s = Session::open("a".into(), Transport::Polling, cfg(), now);
         s.take_poll_payload();
         s.on_packet(Transport::WebSocket, Packet::Ping("probe".into()), now);
-        assert_eq!(s.take_ws_packets(), vec![Packet::Pong("probe".into())]);
+        assert_eq!(s.take_ws_packets(), vec![Message::text("3probe")]);
         assert_eq!(
             s.take_poll_payload().as_deref(),
             Some("6"),
             "noop releases the GET"
         );
-        s.send(Packet::Message("queued during upgrade".into()));
+        s.send(&Packet::Message("queued during upgrade".into()));
         s.on_packet(Transport::WebSocket, Packet::Upgrade, now);
         assert_eq!(s.transport(), Transport::WebSocket);
         assert_eq!(
             s.take_ws_packets(),
-            vec![Packet::Message("queued during upgrade".into())]
+            vec![Message::text("4queued during upgrade")]
         );
         assert_eq!(s.take_poll_payload(), None);
     }
@@ -388,7 +475,7 @@ mod tests {
             Some(Inbound::Message("hi".into()))
         );
         for i in 0..10 {
-            s.send(Packet::Message(format!("{i:020}")));
+            s.send(&Packet::Message(format!("{i:020}")));
         }
         let first = s.take_poll_payload().unwrap();
         assert!(first.len() <= 100, "{}", first.len());

@@ -1,0 +1,131 @@
+//! Server settings: path, timings, sizes, transports, CORS and origins.
+
+use std::time::Duration;
+
+use crate::session::SessionConfig;
+
+/// Which origins may use the server (checked on every request that carries
+/// an `Origin` header) and what CORS headers polling responses carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cors {
+    /// No CORS headers: browsers only allow same-origin polling.
+    #[default]
+    Off,
+    /// `Access-Control-Allow-Origin: *` (no credentials).
+    Any,
+    /// Reflect the request's origin when it is in the list.
+    List {
+        /// Allowed origins, e.g. `https://app.example.com`.
+        origins: Vec<String>,
+        /// Send `Access-Control-Allow-Credentials: true`.
+        credentials: bool,
+    },
+}
+
+/// Settings of an [`Engine`](super::Engine).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Request path the server answers on (default `/engine.io/`).
+    pub path: String,
+    /// Heartbeat and payload limits (`maxHttpBufferSize` is `max_payload`).
+    pub session: SessionConfig,
+    /// Allow HTTP long-polling (default true).
+    pub polling: bool,
+    /// Allow WebSocket (default true).
+    pub websocket: bool,
+    /// CORS for polling.
+    pub cors: Cors,
+    /// When set, requests whose `Origin` is not listed (or is `null`) are
+    /// refused with 403; requests without `Origin` (non-browser clients)
+    /// pass.
+    pub allowed_origins: Option<Vec<String>>,
+    /// How long a server-closed polling session keeps its last packets for
+    /// the client's next GET.
+    pub close_grace: Duration,
+    /// Accept permessage-deflate on the WebSocket transport (default off, as
+    /// in the reference server: it costs memory per connection).
+    pub ws_deflate: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            path: "/engine.io/".into(),
+            session: SessionConfig::default(),
+            polling: true,
+            websocket: true,
+            cors: Cors::Off,
+            allowed_origins: None,
+            close_grace: Duration::from_secs(5),
+            ws_deflate: false,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets the path (a trailing `/` is added).
+    pub fn path(mut self, path: &str) -> Self {
+        let mut p = path.to_owned();
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        if !p.ends_with('/') {
+            p.push('/');
+        }
+        self.path = p;
+        self
+    }
+
+    /// Sets the ping interval.
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.session.ping_interval = d;
+        self
+    }
+
+    /// Sets the ping timeout.
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.session.ping_timeout = d;
+        self
+    }
+
+    /// Sets the largest accepted payload (`maxHttpBufferSize`).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.session.max_payload = bytes;
+        self
+    }
+
+    /// Sets CORS.
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// Restricts origins.
+    pub fn allowed_origins(mut self, origins: Option<Vec<String>>) -> Self {
+        self.allowed_origins = origins;
+        self
+    }
+
+    /// Enables or disables transports.
+    pub fn transports(mut self, polling: bool, websocket: bool) -> Self {
+        self.polling = polling;
+        self.websocket = websocket;
+        self
+    }
+
+    /// Enables permessage-deflate on the WebSocket transport.
+    pub fn ws_deflate(mut self, on: bool) -> Self {
+        self.ws_deflate = on;
+        self
+    }
+
+    /// Sweep period of the heartbeat timer: fine enough for the shortest
+    /// deadline, coarse enough to cost nothing with defaults.
+    pub(crate) fn tick(&self) -> Duration {
+        let s = &self.session;
+        let shortest = s.ping_interval.min(s.ping_timeout).min(s.upgrade_timeout);
+        (shortest / 20).clamp(Duration::from_millis(2), Duration::from_secs(1))
+    }
+}

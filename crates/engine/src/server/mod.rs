@@ -1,0 +1,373 @@
+//! The Engine.IO server: HTTP long-polling and WebSocket transports over
+//! hyper, driving [`Session`]s.
+//!
+//! [`Engine::handle`] answers any request under the configured path; mount
+//! it in a hyper service or an axum fallback. The layer above implements
+//! [`Handler`] and gets each session as an [`EngineSocket`] carrying its own
+//! per-connection data.
+//!
+//! Timers: one sweep task per engine walks the sessions at a tick derived from
+//! the shortest configured deadline (1 s with defaults) and sends pings,
+//! enforces pong and upgrade deadlines and the layer above's deadline. A
+//! connection has no timer of its own. Requests also check their session's
+//! deadlines as they arrive, so a late poll never revives a dead session.
+
+mod config;
+mod cors;
+mod error;
+mod polling;
+mod socket;
+mod sweep;
+mod websocket;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use switchboard_wire::handshake::server::is_upgrade_request;
+
+pub use config::{Cors, EngineConfig};
+pub use error::RequestError;
+pub use socket::EngineSocket;
+
+use crate::session::{CloseReason, Inbound, Session, Transport};
+
+/// Response body type of [`Engine::handle`].
+pub type Body = Full<Bytes>;
+
+/// The layer above Engine.IO (Socket.IO, or an application).
+///
+/// Callbacks run on the task that received the data; they must not block.
+/// They are never called with a session lock held, so they may send on any
+/// socket.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-connection data of the layer above.
+    type Data: Send + Sync + 'static;
+
+    /// A handshake was accepted; returns the new session's data. The request
+    /// head (path, query, headers) is only available here.
+    fn data(&self, req: &http::request::Parts) -> Self::Data;
+
+    /// The session is open (its `open` packet is queued).
+    fn on_open(&self, socket: &Arc<EngineSocket<Self::Data>>);
+
+    /// A message arrived.
+    fn on_message(&self, socket: &Arc<EngineSocket<Self::Data>>, message: Inbound);
+
+    /// The deadline set with [`EngineSocket::set_deadline`] passed.
+    fn on_deadline(&self, socket: &Arc<EngineSocket<Self::Data>>) {
+        let _ = socket;
+    }
+
+    /// The session ended; called once.
+    fn on_close(&self, socket: &Arc<EngineSocket<Self::Data>>, reason: CloseReason);
+}
+
+/// An Engine.IO server. Cheap to clone.
+pub struct Engine<H: Handler> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H: Handler> Clone for Engine<H> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<H: Handler> std::fmt::Debug for Engine<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.shared.config.path)
+            .field("sessions", &self.shared.sessions().len())
+            .finish()
+    }
+}
+
+/// Live sessions by id.
+pub(crate) type Sessions<D> = HashMap<Box<str>, Arc<EngineSocket<D>>>;
+
+pub(crate) struct Shared<H: Handler> {
+    pub(crate) config: EngineConfig,
+    pub(crate) handler: H,
+    sessions: Mutex<Sessions<H::Data>>,
+    sweeper: OnceLock<()>,
+}
+
+impl<H: Handler> Engine<H> {
+    /// A server with `config`, delivering to `handler`.
+    pub fn new(handler: H, config: EngineConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                handler,
+                sessions: Mutex::new(HashMap::new()),
+                sweeper: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.shared.handler
+    }
+
+    /// Whether `path` is under this server's path.
+    pub fn matches(&self, path: &str) -> bool {
+        let p = &self.shared.config.path;
+        path == &p[..p.len() - 1] || path.starts_with(p.as_str())
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions().len()
+    }
+
+    /// A live session by id.
+    pub fn session(&self, sid: &str) -> Option<Arc<EngineSocket<H::Data>>> {
+        self.shared.sessions().get(sid).cloned()
+    }
+
+    /// Answers one HTTP request under the path: a handshake, a poll, a
+    /// POST of packets, a WebSocket upgrade or a CORS preflight.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.shared.start_sweeper();
+        let shared = &self.shared;
+        let config = &shared.config;
+        if !cors::origin_allowed(config, req.headers()) {
+            return RequestError::Forbidden.response();
+        }
+        if req.method() == Method::OPTIONS {
+            let mut res = Response::new(Body::default());
+            *res.status_mut() = StatusCode::NO_CONTENT;
+            cors::preflight(config, req.headers(), res.headers_mut());
+            return res;
+        }
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let q = Query::parse(req.uri().query().unwrap_or(""));
+        let mut res = match self.route(req, q).await {
+            Ok(res) => res,
+            Err(e) => e.response(),
+        };
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            cors::apply(config, origin.as_ref(), res.headers_mut());
+        }
+        res
+    }
+
+    async fn route<B>(&self, req: Request<B>, q: Query) -> Result<Response<Body>, RequestError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let transport = match q.transport.as_deref() {
+            Some("polling") if config.polling => Transport::Polling,
+            Some("websocket") if config.websocket => Transport::WebSocket,
+            _ => return Err(RequestError::UnknownTransport),
+        };
+        let upgrade = is_upgrade_request(req.headers());
+        if let Some(sid) = &q.sid {
+            let socket = shared
+                .sessions()
+                .get(sid.as_str())
+                .cloned()
+                .ok_or(RequestError::UnknownSid)?;
+            return match transport {
+                Transport::Polling => polling::request(shared, socket, req).await,
+                Transport::WebSocket if upgrade && config.session.allow_upgrades => {
+                    websocket::upgrade(shared, socket, req)
+                }
+                Transport::WebSocket => Err(RequestError::BadRequest),
+            };
+        }
+        if req.method() != Method::GET {
+            return Err(RequestError::BadHandshakeMethod);
+        }
+        if q.eio.as_deref() != Some("4") {
+            return Err(RequestError::UnsupportedProtocolVersion);
+        }
+        match transport {
+            Transport::Polling => Ok(polling::handshake(shared, req)),
+            Transport::WebSocket if upgrade => websocket::handshake(shared, req),
+            Transport::WebSocket => Err(RequestError::BadRequest),
+        }
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, Sessions<H::Data>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start_sweeper(self: &Arc<Self>) {
+        self.sweeper.get_or_init(|| {
+            tokio::spawn(sweep::run(Arc::downgrade(self)));
+        });
+    }
+
+    /// Creates a session and announces it to the handler.
+    pub(crate) fn open(
+        &self,
+        parts: &http::request::Parts,
+        transport: Transport,
+    ) -> Arc<EngineSocket<H::Data>> {
+        let sid = new_sid();
+        let session = Session::open(
+            sid.to_string(),
+            transport,
+            self.config.session,
+            Instant::now(),
+        );
+        let data = self.handler.data(parts);
+        let socket = Arc::new(EngineSocket::new(
+            sid.clone(),
+            session,
+            transport == Transport::WebSocket,
+            data,
+        ));
+        self.sessions().insert(sid, socket.clone());
+        self.handler.on_open(&socket);
+        socket
+    }
+
+    /// Runs due timers of one session (requests call this as they arrive).
+    pub(crate) fn catch_up(&self, socket: &Arc<EngineSocket<H::Data>>) {
+        let now = Instant::now();
+        let mut st = socket.lock();
+        if st.session.poll_timeout().is_some_and(|t| t <= now) {
+            st.session.handle_timeout(now);
+        }
+    }
+
+    /// Delivers inbound messages to the handler, then reaps the session if
+    /// it ended.
+    pub(crate) fn deliver(&self, socket: &Arc<EngineSocket<H::Data>>, inbound: Vec<Inbound>) {
+        for m in inbound {
+            self.handler.on_message(socket, m);
+        }
+        self.reap(socket);
+    }
+
+    /// If the session ended: tells the handler (once) and removes it from the
+    /// table once nothing is left for a client to fetch.
+    pub(crate) fn reap(&self, socket: &Arc<EngineSocket<H::Data>>) {
+        let now = Instant::now();
+        let (report, remove) = {
+            let mut st = socket.lock();
+            let Some(reason) = st.session.closed() else {
+                return;
+            };
+            let report = (!st.reported).then_some(reason);
+            st.reported = true;
+            let pending = st.session.transport() == Transport::Polling
+                && st.session.has_poll_output()
+                && st.grace.is_none_or(|g| now < g);
+            if pending && st.grace.is_none() {
+                st.grace = Some(now + self.config.close_grace);
+            }
+            (report, !pending)
+        };
+        if remove {
+            let mut sessions = self.sessions();
+            if sessions
+                .get(socket.id())
+                .is_some_and(|s| Arc::ptr_eq(s, socket))
+            {
+                sessions.remove(socket.id());
+            }
+        }
+        socket.notify.notify_waiters();
+        if let Some(reason) = report {
+            self.handler.on_close(socket, reason);
+        }
+    }
+}
+
+/// The query parameters Engine.IO uses.
+#[derive(Debug, Default)]
+struct Query {
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+impl Query {
+    fn parse(q: &str) -> Self {
+        let mut out = Self::default();
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            match &*k {
+                "EIO" => out.eio = Some(v.into_owned()),
+                "transport" => out.transport = Some(v.into_owned()),
+                "sid" => out.sid = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// A 20-character URL-safe random session id (120 bits).
+fn new_sid() -> Box<str> {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(bytes)
+        .into_boxed_str()
+}
+
+/// A plain-text response with status 200.
+pub(crate) fn text(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::new(body.into()));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    res
+}
+
+/// Serves `engine` (and a 404 for other paths) on `listener` with HTTP/1.1
+/// and upgrades: a ready-made accept loop for examples and simple servers.
+pub async fn serve<H: Handler>(
+    engine: Engine<H>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let engine = engine.clone();
+                async move {
+                    if engine.matches(req.uri().path()) {
+                        Ok::<_, Infallible>(engine.handle(req).await)
+                    } else {
+                        let mut res = Response::new(Body::from("Not found"));
+                        *res.status_mut() = StatusCode::NOT_FOUND;
+                        Ok(res)
+                    }
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}

@@ -1,0 +1,125 @@
+//! One live session as seen by the drivers and the layer above.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use switchboard_wire::Message;
+use tokio::sync::Notify;
+
+use crate::packet::Packet;
+use crate::session::{CloseReason, Session, Transport};
+
+/// A session: the sans-IO [`Session`] behind a lock, a wake-up for whichever
+/// transport drains it, and the upper layer's per-connection data `D`.
+///
+/// Sending only queues and wakes: the WebSocket task or the waiting GET
+/// writes. Every method is cheap and never blocks on I/O.
+#[derive(Debug)]
+pub struct EngineSocket<D> {
+    sid: Box<str>,
+    state: Mutex<State>,
+    pub(crate) notify: Notify,
+    data: D,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) session: Session,
+    /// A GET is waiting for output.
+    pub(crate) get_waiting: bool,
+    /// A POST is being read.
+    pub(crate) post_active: bool,
+    /// A WebSocket is bound to the session (opened on it, or upgrading).
+    pub(crate) ws_bound: bool,
+    /// `on_close` was called.
+    pub(crate) reported: bool,
+    /// A server-closed polling session is kept until then for its last GET.
+    pub(crate) grace: Option<Instant>,
+    /// The layer above's deadline (e.g. Socket.IO's connect timeout).
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl<D> EngineSocket<D> {
+    pub(crate) fn new(sid: Box<str>, session: Session, ws_bound: bool, data: D) -> Self {
+        Self {
+            sid,
+            state: Mutex::new(State {
+                session,
+                get_waiting: false,
+                post_active: false,
+                ws_bound,
+                reported: false,
+                grace: None,
+                deadline: None,
+            }),
+            notify: Notify::new(),
+            data,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent state (every
+        // mutation is a single call into `Session`), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.sid
+    }
+
+    /// The layer above's data.
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+
+    /// Queues a packet.
+    pub fn send(&self, packet: &Packet) {
+        self.lock().session.send(packet);
+        self.notify.notify_waiters();
+    }
+
+    /// Queues encoded frames (see [`Session::send_encoded`]) in one go.
+    pub fn send_encoded(&self, frames: impl IntoIterator<Item = Message>) {
+        {
+            let mut st = self.lock();
+            for f in frames {
+                st.session.send_encoded(f);
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Packets queued and not yet written.
+    pub fn backlog(&self) -> usize {
+        self.lock().session.backlog()
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.lock().session.transport()
+    }
+
+    /// Why the session ended, once it has.
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.lock().session.closed()
+    }
+
+    /// Closes the session: queued packets are still delivered, then `close`.
+    pub fn close(&self) {
+        self.lock().session.close();
+        self.notify.notify_waiters();
+    }
+
+    /// Ends the session at once for `reason`; nothing more is delivered.
+    pub fn abort(&self, reason: CloseReason) {
+        self.lock().session.end(reason);
+        self.notify.notify_waiters();
+    }
+
+    /// Sets (or clears) the upper layer's deadline; the engine calls
+    /// [`Handler::on_deadline`](super::Handler::on_deadline) once it passes.
+    pub fn set_deadline(&self, at: Option<Instant>) {
+        self.lock().deadline = at;
+    }
+}

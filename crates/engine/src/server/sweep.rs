@@ -1,0 +1,51 @@
+//! The engine's one timer: a periodic sweep over all sessions.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use super::socket::EngineSocket;
+use super::{Handler, Shared};
+
+pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
+    let Some(tick) = shared.upgrade().map(|s| s.config.tick()) else {
+        return;
+    };
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut woken: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
+    let mut due: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
+    let mut ended: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        for socket in shared.sessions().values() {
+            let mut st = socket.lock();
+            if st.session.poll_timeout().is_some_and(|t| t <= now) {
+                let before = st.session.backlog();
+                st.session.handle_timeout(now);
+                if st.session.backlog() != before {
+                    woken.push(socket.clone());
+                }
+            }
+            if st.deadline.is_some_and(|d| d <= now) {
+                st.deadline = None;
+                due.push(socket.clone());
+            }
+            if st.session.closed().is_some() {
+                ended.push(socket.clone());
+            }
+        }
+        for socket in woken.drain(..) {
+            socket.notify.notify_waiters();
+        }
+        for socket in due.drain(..) {
+            shared.handler.on_deadline(&socket);
+        }
+        for socket in ended.drain(..) {
+            shared.reap(&socket);
+        }
+    }
+}
