@@ -10,6 +10,12 @@
 //! that follow, and the attachments ride alongside as shared `Bytes`. A relay
 //! can forward a binary event without rebuilding it.
 
+//!
+//! [`server`] is the server: namespaces (static and dynamic), middlewares,
+//! events and acks both ways, rooms, broadcast operators and connection
+//! state recovery, mountable in any hyper or axum application.
+
 pub mod packet;
+pub mod server;
 
 pub use packet::{Decoded, Limits, Packet, PacketError, PacketKind, Reassembly};

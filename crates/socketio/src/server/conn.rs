@@ -1,0 +1,373 @@
+//! One Engine.IO connection as Socket.IO sees it: its namespace sockets, a
+//! binary packet being reassembled, and the packet dispatch.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use http::HeaderMap;
+use serde_json::{Value, json};
+use switchboard_engine::server::EngineSocket;
+use switchboard_engine::{CloseReason, Inbound};
+
+use super::Registry;
+use super::args::Args;
+use super::frames::{self, Frames};
+use super::namespace::{AckSender, ConnectError, ConnectRequest, Event, Middleware, NsInner};
+use super::recovery::Persisted;
+use super::socket::{DisconnectReason, Socket, SocketInner, SocketState};
+use crate::packet::{self, Decoded, Packet, PacketKind, Reassembly};
+
+/// Per-connection Socket.IO state (the engine session's data).
+#[derive(Debug)]
+pub struct Conn {
+    state: Mutex<ConnState>,
+}
+
+#[derive(Debug)]
+struct ConnState {
+    sockets: Vec<Socket>,
+    pending: Option<Reassembly>,
+    headers: Option<Arc<HeaderMap>>,
+    query: Arc<str>,
+    /// Namespace connections waiting for async middlewares.
+    connecting: u32,
+}
+
+impl Conn {
+    pub(crate) fn new(parts: &http::request::Parts) -> Self {
+        Self {
+            state: Mutex::new(ConnState {
+                sockets: Vec::new(),
+                pending: None,
+                headers: Some(Arc::new(parts.headers.clone())),
+                query: Arc::from(parts.uri.query().unwrap_or("")),
+                connecting: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn socket(&self, nsp: &str) -> Option<Socket> {
+        self.lock().sockets.iter().find(|s| s.ns() == nsp).cloned()
+    }
+
+    /// Forgets a socket that left its namespace.
+    pub(crate) fn remove(&self, socket: &Socket) {
+        self.lock()
+            .sockets
+            .retain(|s| !Arc::ptr_eq(&s.0, &socket.0));
+        socket.mark_disconnected();
+    }
+
+    /// Whether no namespace is connected or connecting.
+    pub(crate) fn idle(&self) -> bool {
+        let st = self.lock();
+        st.sockets.is_empty() && st.connecting == 0
+    }
+}
+
+type Engine = Arc<EngineSocket<Conn>>;
+
+/// A message from the engine.
+pub(crate) fn on_message(reg: &Arc<Registry>, conn: &Engine, message: Inbound) {
+    let decoded = match message {
+        Inbound::Message(text) => {
+            if conn.data().lock().pending.is_some() {
+                Err(packet::PacketError::ExpectedAttachment)
+            } else {
+                packet::decode(&text, &reg.config.limits).map(|d| match d {
+                    Decoded::Packet(p) => Some(p),
+                    Decoded::Binary(r) => {
+                        conn.data().lock().pending = Some(r);
+                        None
+                    }
+                })
+            }
+        }
+        Inbound::Binary(bytes) => {
+            let pending = conn.data().lock().pending.take();
+            match pending {
+                None => Err(packet::PacketError::UnknownType),
+                Some(mut r) => match r.push(bytes) {
+                    Ok(Some(p)) => Ok(Some(p)),
+                    Ok(None) => {
+                        conn.data().lock().pending = Some(r);
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        }
+    };
+    match decoded {
+        Ok(Some(p)) => dispatch(reg, conn, p),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!(sid = conn.id(), error = %e, "closing: invalid Socket.IO packet");
+            conn.abort(CloseReason::TransportError);
+        }
+    }
+}
+
+fn dispatch(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
+    match p.kind {
+        PacketKind::Connect => connect(reg, conn, p),
+        PacketKind::Disconnect => {
+            if let Some(s) = conn.data().socket(&p.nsp) {
+                conn.data().remove(&s);
+                s.0.ns
+                    .on_disconnect(&s, DisconnectReason::ClientNamespaceDisconnect);
+            }
+        }
+        PacketKind::Event => {
+            let Some(socket) = conn.data().socket(&p.nsp) else {
+                return;
+            };
+            let Some(Value::Array(mut values)) = p.data else {
+                return;
+            };
+            let name = match values.remove(0) {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let handlers = &socket.0.ns.handlers;
+            let Some(f) = handlers.events.get(&name).or(handlers.fallback.as_ref()) else {
+                return;
+            };
+            let ack = p.id.map(|id| AckSender {
+                socket: socket.clone(),
+                id,
+            });
+            let args = Args {
+                values,
+                binary: p.attachments,
+            };
+            f(&socket, Event { name, args, ack });
+        }
+        PacketKind::Ack => {
+            let (Some(socket), Some(id)) = (conn.data().socket(&p.nsp), p.id) else {
+                return;
+            };
+            let values = match p.data {
+                Some(Value::Array(v)) => v,
+                _ => Vec::new(),
+            };
+            socket.on_ack(
+                id,
+                Args {
+                    values,
+                    binary: p.attachments,
+                },
+            );
+        }
+        PacketKind::ConnectError => conn.abort(CloseReason::TransportError),
+    }
+}
+
+fn refuse(conn: &Engine, nsp: &str, err: &ConnectError) {
+    let packet = frames::control(PacketKind::ConnectError, nsp, Some(err.to_json()));
+    conn.send_encoded(Frames::encode(&packet).messages());
+}
+
+fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
+    if conn.data().socket(&p.nsp).is_some() {
+        return;
+    }
+    let Some(ns) = reg.namespace(&p.nsp) else {
+        refuse(conn, &p.nsp, &ConnectError::new("Invalid namespace"));
+        return;
+    };
+    let auth = p.data.unwrap_or_else(|| json!({}));
+    let restored = match (&ns.recovery, auth.get("pid"), auth.get("offset")) {
+        (Some(rec), Some(Value::String(pid)), Some(Value::String(offset))) => rec
+            .restore(pid, offset)
+            .map(|r| (Arc::<str>::from(pid.as_str()), r)),
+        _ => None,
+    };
+    let (headers, query) = {
+        let st = conn.data().lock();
+        (st.headers.clone(), st.query.clone())
+    };
+    let req = ConnectRequest {
+        nsp: ns.name.clone(),
+        auth,
+        headers,
+        query,
+        extensions: Mutex::default(),
+    };
+    let skip = restored.is_some()
+        && ns
+            .recovery
+            .as_ref()
+            .is_some_and(|r| r.config.skip_middlewares);
+    let middlewares = if skip {
+        &[][..]
+    } else {
+        &ns.handlers.middlewares[..]
+    };
+    if middlewares.iter().all(|m| matches!(m, Middleware::Sync(_))) {
+        for m in middlewares {
+            if let Middleware::Sync(f) = m
+                && let Err(e) = f(&req)
+            {
+                refuse(conn, &ns.name, &e);
+                return;
+            }
+        }
+        finish(reg, conn, &ns, req, restored);
+        return;
+    }
+    conn.data().lock().connecting += 1;
+    let (reg, conn) = (reg.clone(), conn.clone());
+    let req = Arc::new(req);
+    tokio::spawn(async move {
+        let mut result = Ok(());
+        for m in &ns.handlers.middlewares {
+            result = match m {
+                Middleware::Sync(f) => f(&req),
+                Middleware::Async(f) => f(req.clone()).await,
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        conn.data().lock().connecting -= 1;
+        if conn.closed().is_some() {
+            return;
+        }
+        match result {
+            Err(e) => refuse(&conn, &ns.name, &e),
+            Ok(()) => {
+                let req = Arc::try_unwrap(req).unwrap_or_else(|r| ConnectRequest {
+                    nsp: r.nsp.clone(),
+                    auth: r.auth.clone(),
+                    headers: r.headers.clone(),
+                    query: r.query.clone(),
+                    extensions: Mutex::new(
+                        r.extensions
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .clone(),
+                    ),
+                });
+                finish(&reg, &conn, &ns, req, restored);
+            }
+        }
+    });
+}
+
+type Restored = Option<(Arc<str>, (Persisted, Vec<Frames>))>;
+
+/// Creates the socket, replays what it missed, and sends the CONNECT reply.
+fn finish(
+    reg: &Arc<Registry>,
+    conn: &Engine,
+    ns: &Arc<NsInner>,
+    req: ConnectRequest,
+    restored: Restored,
+) {
+    let mut extensions = req
+        .extensions
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    let (id, pid, rooms, missed, recovered) = match restored {
+        Some((pid, (session, missed))) => {
+            if let Some(ext) = session.extensions {
+                extensions.extend(*ext);
+            }
+            (session.sid, Some(pid), session.rooms, missed, true)
+        }
+        None => (
+            new_id(),
+            ns.recovery.as_ref().map(|_| new_id()),
+            Vec::new(),
+            Vec::new(),
+            false,
+        ),
+    };
+    let socket = Socket(Arc::new(SocketInner {
+        id,
+        pid,
+        ns: ns.clone(),
+        conn: conn.clone(),
+        auth: req.auth,
+        recovered,
+        state: Mutex::new(SocketState {
+            connected: true,
+            extensions: (!extensions.is_empty()).then(|| Box::new(extensions)),
+            ..Default::default()
+        }),
+    }));
+    ns.add_socket(&socket);
+    for room in &rooms {
+        socket.join(room);
+    }
+    {
+        let mut st = conn.data().lock();
+        st.sockets.push(socket.clone());
+        if !reg.config.keep_headers {
+            st.headers = None;
+        }
+    }
+    conn.set_deadline(None);
+    let mut frames: Vec<_> = missed.iter().flat_map(Frames::messages).collect();
+    let reply = match &socket.0.pid {
+        Some(pid) => json!({"sid": &*socket.0.id, "pid": &**pid}),
+        None => json!({"sid": &*socket.0.id}),
+    };
+    let packet = frames::control(PacketKind::Connect, &ns.name, Some(reply));
+    frames.extend(Frames::encode(&packet).messages());
+    conn.send_encoded(frames);
+    if let Some(f) = &ns.handlers.on_connect {
+        f(&socket);
+    }
+}
+
+/// The connection ended: every socket leaves, and with recovery on, keeps
+/// its session for a reconnect.
+pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
+    let reason = match reason {
+        CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+        CloseReason::TransportError => DisconnectReason::TransportError,
+        CloseReason::ServerClose => DisconnectReason::ForcedServerClose,
+        _ => DisconnectReason::TransportClose,
+    };
+    let sockets = {
+        let mut st = conn.data().lock();
+        st.pending = None;
+        std::mem::take(&mut st.sockets)
+    };
+    for s in sockets {
+        let (rooms, extensions) = {
+            let st = s.lock();
+            (st.rooms.clone(), st.extensions.clone())
+        };
+        if !s.mark_disconnected() {
+            continue;
+        }
+        if let (Some(rec), Some(pid)) = (&s.0.ns.recovery, &s.0.pid)
+            && reason.recoverable()
+        {
+            rec.persist(
+                pid.clone(),
+                Persisted {
+                    sid: s.0.id.clone(),
+                    rooms,
+                    at: Instant::now(),
+                    extensions,
+                },
+            );
+        }
+        s.0.ns.on_disconnect(&s, reason);
+    }
+}
+
+/// A 20-character URL-safe random id.
+pub(crate) fn new_id() -> Arc<str> {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}

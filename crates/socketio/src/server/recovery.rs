@@ -1,0 +1,151 @@
+//! Connection state recovery: broadcasts kept with offsets, and the sessions
+//! of sockets whose connection dropped, for `max_disconnection_duration`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::frames::Frames;
+
+/// Recovery settings (the reference server's `connectionStateRecovery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryConfig {
+    /// How long a dropped socket's session and the broadcasts it may miss are
+    /// kept (default 2 minutes).
+    pub max_disconnection_duration: Duration,
+    /// Skip middlewares when a session is recovered (default true).
+    pub skip_middlewares: bool,
+    /// Most broadcasts kept per namespace, whatever their age (default
+    /// 100,000): memory stays bounded under any publish rate.
+    pub max_packets: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            max_disconnection_duration: Duration::from_secs(120),
+            skip_middlewares: true,
+            max_packets: 100_000,
+        }
+    }
+}
+
+struct Stored {
+    offset: u64,
+    at: Instant,
+    rooms: Vec<Arc<str>>,
+    except: Vec<Arc<str>>,
+    frames: Frames,
+}
+
+/// A dropped socket's state.
+pub(crate) struct Persisted {
+    pub(crate) sid: Arc<str>,
+    pub(crate) rooms: Vec<Arc<str>>,
+    pub(crate) at: Instant,
+    pub(crate) extensions: Option<Box<http::Extensions>>,
+}
+
+pub(crate) struct Recovery {
+    pub(crate) config: RecoveryConfig,
+    /// Prefix of every offset: offsets of another process never match.
+    epoch: Box<str>,
+    log: Mutex<Log>,
+    sessions: Mutex<HashMap<Arc<str>, Persisted>>,
+}
+
+struct Log {
+    next: u64,
+    packets: VecDeque<Stored>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Recovery {
+    pub(crate) fn new(config: RecoveryConfig) -> Self {
+        let epoch: u32 = rand::random();
+        Self {
+            config,
+            epoch: format!("{epoch:08x}-").into_boxed_str(),
+            log: Mutex::new(Log {
+                next: 1,
+                packets: VecDeque::new(),
+            }),
+            sessions: Mutex::default(),
+        }
+    }
+
+    fn format(&self, n: u64) -> String {
+        format!("{}{n}", self.epoch)
+    }
+
+    fn parse(&self, offset: &str) -> Option<u64> {
+        offset.strip_prefix(&*self.epoch)?.parse().ok()
+    }
+
+    /// Assigns the next offset, builds the frames with it, and keeps them.
+    pub(crate) fn record(
+        &self,
+        rooms: Vec<Arc<str>>,
+        except: Vec<Arc<str>>,
+        build: impl FnOnce(String) -> Frames,
+    ) -> Frames {
+        let now = Instant::now();
+        let mut log = lock(&self.log);
+        let offset = log.next;
+        log.next += 1;
+        let frames = build(self.format(offset));
+        while log
+            .packets
+            .front()
+            .is_some_and(|p| now.duration_since(p.at) > self.config.max_disconnection_duration)
+            || log.packets.len() >= self.config.max_packets
+        {
+            log.packets.pop_front();
+        }
+        log.packets.push_back(Stored {
+            offset,
+            at: now,
+            rooms,
+            except,
+            frames: frames.clone(),
+        });
+        frames
+    }
+
+    /// Keeps a dropped socket's session under its private id.
+    pub(crate) fn persist(&self, pid: Arc<str>, session: Persisted) {
+        let mut sessions = lock(&self.sessions);
+        let max = self.config.max_disconnection_duration;
+        sessions.retain(|_, s| s.at.elapsed() <= max);
+        sessions.insert(pid, session);
+    }
+
+    /// Takes back a session and the broadcasts it missed after `offset`, or
+    /// `None` when the session expired or the offset is no longer held.
+    pub(crate) fn restore(&self, pid: &str, offset: &str) -> Option<(Persisted, Vec<Frames>)> {
+        let session = lock(&self.sessions).remove(pid)?;
+        if session.at.elapsed() > self.config.max_disconnection_duration {
+            return None;
+        }
+        let n = self.parse(offset)?;
+        let log = lock(&self.log);
+        let first = log.packets.front().map_or(log.next, |p| p.offset);
+        if n >= log.next || n + 1 < first {
+            return None;
+        }
+        let member = |r: &Arc<str>| *r == session.sid || session.rooms.contains(r);
+        let missed = log
+            .packets
+            .iter()
+            .filter(|p| p.offset > n)
+            .filter(|p| p.rooms.is_empty() || p.rooms.iter().any(member))
+            .filter(|p| !p.except.iter().any(member))
+            .map(|p| p.frames.clone())
+            .collect();
+        Some((session, missed))
+    }
+}

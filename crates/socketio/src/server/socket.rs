@@ -1,0 +1,325 @@
+//! A client's connection to one namespace.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard_engine::Transport;
+use switchboard_engine::server::EngineSocket;
+use tokio::sync::oneshot;
+
+use super::args::Args;
+use super::broadcast::Broadcast;
+use super::conn::Conn;
+use super::frames::{self, Frames};
+use super::namespace::NsInner;
+use crate::packet::PacketKind;
+
+/// Why a socket left its namespace (the reference server's reason strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The connection was closed or lost.
+    TransportClose,
+    /// The connection broke the protocol.
+    TransportError,
+    /// No pong within pingTimeout.
+    PingTimeout,
+    /// The client left the namespace (`socket.disconnect()` on its side).
+    ClientNamespaceDisconnect,
+    /// The server removed the socket ([`Socket::disconnect`]).
+    ServerNamespaceDisconnect,
+    /// The server closed the whole connection.
+    ForcedServerClose,
+    /// The client sent a packet that does not parse.
+    ParseError,
+    /// The server is shutting down.
+    ServerShuttingDown,
+}
+
+impl DisconnectReason {
+    /// The reason as Socket.IO names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport close",
+            Self::TransportError => "transport error",
+            Self::PingTimeout => "ping timeout",
+            Self::ClientNamespaceDisconnect => "client namespace disconnect",
+            Self::ServerNamespaceDisconnect => "server namespace disconnect",
+            Self::ForcedServerClose => "forced server close",
+            Self::ParseError => "parse error",
+            Self::ServerShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Whether connection state recovery keeps the session for a reconnect.
+    pub fn recoverable(self) -> bool {
+        matches!(
+            self,
+            Self::TransportClose
+                | Self::TransportError
+                | Self::PingTimeout
+                | Self::ForcedServerClose
+                | Self::ServerShuttingDown
+        )
+    }
+}
+
+/// Sending to a socket that has left its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("socket disconnected")]
+pub struct Disconnected;
+
+/// An emit-with-ack that got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// No answer within the timeout.
+    #[error("operation has timed out")]
+    Timeout,
+    /// The socket disconnected first.
+    #[error("socket disconnected")]
+    Disconnected,
+}
+
+/// A client connected to a namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Arc<SocketInner>);
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id())
+            .field("nsp", &self.ns())
+            .finish()
+    }
+}
+
+pub(crate) struct SocketInner {
+    pub(crate) id: Arc<str>,
+    pub(crate) pid: Option<Arc<str>>,
+    pub(crate) ns: Arc<NsInner>,
+    pub(crate) conn: Arc<EngineSocket<Conn>>,
+    pub(crate) auth: Value,
+    pub(crate) recovered: bool,
+    pub(crate) state: Mutex<SocketState>,
+}
+
+#[derive(Default)]
+pub(crate) struct SocketState {
+    pub(crate) connected: bool,
+    /// Rooms joined, except the socket's own id (implicit).
+    pub(crate) rooms: Vec<Arc<str>>,
+    pub(crate) next_ack: u64,
+    pub(crate) acks: Option<HashMap<u64, oneshot::Sender<Args>>>,
+    pub(crate) extensions: Option<Box<http::Extensions>>,
+}
+
+impl Socket {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SocketState> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The socket id (distinct from the Engine.IO session id).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The namespace name.
+    pub fn ns(&self) -> &str {
+        &self.0.ns.name
+    }
+
+    /// The CONNECT packet's auth payload (`{}` when none was sent).
+    pub fn auth(&self) -> &Value {
+        &self.0.auth
+    }
+
+    /// Whether this connection recovered a previous session's id, rooms and
+    /// missed packets.
+    pub fn recovered(&self) -> bool {
+        self.0.recovered
+    }
+
+    /// Whether the socket is still in its namespace.
+    pub fn connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.0.conn.transport()
+    }
+
+    /// The Engine.IO session id of the underlying connection.
+    pub fn conn_id(&self) -> &str {
+        self.0.conn.id()
+    }
+
+    /// Stores a value on the socket (one per type).
+    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) {
+        self.lock()
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(value);
+    }
+
+    /// A value stored with [`Socket::insert`] (or by a middleware).
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.lock().extensions.as_ref()?.get::<T>().cloned()
+    }
+
+    pub(crate) fn send_frames(&self, frames: &Frames) {
+        self.0.conn.send_encoded(frames.messages());
+    }
+
+    /// Emits `event` to this client.
+    pub fn emit(&self, event: &str, args: impl Into<Args>) -> Result<(), Disconnected> {
+        if !self.connected() {
+            return Err(Disconnected);
+        }
+        let packet = frames::event(&self.0.ns.name, event, args.into(), None);
+        self.send_frames(&Frames::encode(&packet));
+        Ok(())
+    }
+
+    /// Emits `event` and waits for the client's ack, at most `timeout`.
+    pub fn emit_with_ack(
+        &self,
+        event: &str,
+        args: impl Into<Args>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Args, AckError>> + Send + 'static {
+        let rx = self.send_with_ack(event, args.into());
+        let socket = self.clone();
+        async move {
+            let (id, rx) = rx.ok_or(AckError::Disconnected)?;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(args)) => Ok(args),
+                Ok(Err(_)) => Err(AckError::Disconnected),
+                Err(_) => {
+                    socket.forget_ack(id);
+                    Err(AckError::Timeout)
+                }
+            }
+        }
+    }
+
+    /// Sends an event with a fresh ack id; the receiver completes on the ack.
+    pub(crate) fn send_with_ack(
+        &self,
+        event: &str,
+        args: Args,
+    ) -> Option<(u64, oneshot::Receiver<Args>)> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut st = self.lock();
+            if !st.connected {
+                return None;
+            }
+            let id = st.next_ack;
+            st.next_ack += 1;
+            st.acks.get_or_insert_with(Default::default).insert(id, tx);
+            id
+        };
+        let packet = frames::event(&self.0.ns.name, event, args, Some(id));
+        self.send_frames(&Frames::encode(&packet));
+        Some((id, rx))
+    }
+
+    pub(crate) fn forget_ack(&self, id: u64) {
+        if let Some(acks) = self.lock().acks.as_mut() {
+            acks.remove(&id);
+        }
+    }
+
+    /// Completes a pending emit-with-ack; unknown ids are ignored.
+    pub(crate) fn on_ack(&self, id: u64, args: Args) {
+        let tx = {
+            let mut st = self.lock();
+            let tx = st.acks.as_mut().and_then(|a| a.remove(&id));
+            if st.acks.as_ref().is_some_and(|a| a.is_empty()) {
+                st.acks = None;
+            }
+            tx
+        };
+        if let Some(tx) = tx {
+            let _ = tx.send(args);
+        }
+    }
+
+    /// Joins a room.
+    pub fn join(&self, room: &str) {
+        if room == self.id() {
+            return;
+        }
+        let room = self.0.ns.add_to_room(room, &self.0.id);
+        let mut st = self.lock();
+        if st.connected && !st.rooms.contains(&room) {
+            st.rooms.push(room);
+        }
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        self.0.ns.remove_from_room(room, &self.0.id);
+        self.lock().rooms.retain(|r| &**r != room);
+    }
+
+    /// The rooms this socket is in, its own id first.
+    pub fn rooms(&self) -> Vec<String> {
+        let mut out = vec![self.id().to_owned()];
+        out.extend(self.lock().rooms.iter().map(|r| r.to_string()));
+        out
+    }
+
+    /// Broadcasts to `room`, this socket excluded.
+    pub fn to(&self, room: &str) -> Broadcast {
+        self.broadcast().to(room)
+    }
+
+    /// Broadcasts to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> Broadcast {
+        Broadcast::new(self.0.ns.clone()).except_socket(self.0.id.clone())
+    }
+
+    /// Removes the socket from its namespace: the client gets a DISCONNECT
+    /// packet (and will not reconnect by itself). The connection stays open
+    /// for its other namespaces.
+    pub fn disconnect(&self) {
+        if self.lock().connected {
+            let packet = frames::control(PacketKind::Disconnect, &self.0.ns.name, None);
+            self.send_frames(&Frames::encode(&packet));
+            self.0.conn.data().remove(self);
+            self.0
+                .ns
+                .on_disconnect(self, DisconnectReason::ServerNamespaceDisconnect);
+        }
+    }
+
+    /// Closes the whole connection (every namespace); a client reconnects
+    /// by itself and, with recovery on, gets its session back.
+    pub fn close_connection(&self) {
+        self.0.conn.close();
+    }
+
+    /// Marks the socket gone and fails its pending acks; returns whether it
+    /// was connected.
+    pub(crate) fn mark_disconnected(&self) -> bool {
+        let (was, acks, rooms) = {
+            let mut st = self.lock();
+            let was = std::mem::replace(&mut st.connected, false);
+            (was, st.acks.take(), std::mem::take(&mut st.rooms))
+        };
+        drop(acks);
+        for room in &rooms {
+            self.0.ns.remove_from_room(room, &self.0.id);
+        }
+        if was {
+            self.0.ns.remove_socket(&self.0.id, rooms);
+        }
+        was
+    }
+}
