@@ -43,6 +43,19 @@ impl Args {
         self.values.get(i)
     }
 
+    /// The arguments in `range`, with every attachment (their placeholders
+    /// keep pointing at the same data).
+    pub fn slice(&self, range: impl std::slice::SliceIndex<[Value], Output = [Value]>) -> Self {
+        Self {
+            values: self
+                .values
+                .get(range)
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default(),
+            binary: self.binary.clone(),
+        }
+    }
+
     /// The `i`-th argument as a string.
     pub fn str(&self, i: usize) -> Option<&str> {
         self.get(i).and_then(Value::as_str)

@@ -31,6 +31,26 @@ impl Default for RecoveryConfig {
     }
 }
 
+impl RecoveryConfig {
+    /// Sets how long dropped sessions and broadcasts are kept.
+    pub fn max_disconnection_duration(mut self, d: Duration) -> Self {
+        self.max_disconnection_duration = d;
+        self
+    }
+
+    /// Sets whether middlewares are skipped for recovered sessions.
+    pub fn skip_middlewares(mut self, skip: bool) -> Self {
+        self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets the most broadcasts kept per namespace.
+    pub fn max_packets(mut self, n: usize) -> Self {
+        self.max_packets = n;
+        self
+    }
+}
+
 struct Stored {
     offset: u64,
     at: Instant,

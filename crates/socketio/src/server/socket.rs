@@ -132,6 +132,11 @@ impl Socket {
         &self.0.ns.name
     }
 
+    /// The socket's namespace (to broadcast to a room, sender included).
+    pub fn namespace(&self) -> super::Namespace {
+        super::Namespace(self.0.ns.clone())
+    }
+
     /// The CONNECT packet's auth payload (`{}` when none was sent).
     pub fn auth(&self) -> &Value {
         &self.0.auth
