@@ -3,6 +3,7 @@
 mod bench;
 mod echo;
 mod listen;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The real-time server: Socket.IO relay with rooms, presence, history
+    /// and the admin API.
+    Serve(serve::ServeArgs),
     /// A bare WebSocket echo server on every path (a test peer and benchmark target).
     Echo(echo::EchoArgs),
     /// Load generators.
@@ -35,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve(args) => serve::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

@@ -9,6 +9,16 @@
 //! answering "everything after `(epoch, offset)`" with either the missed
 //! entries or "not recovered" and the current position (DESIGN.md §5).
 
-pub mod log;
+//!
+//! [`Hub`] holds every room: its log, its members and who is present, and
+//! fans publications out to the protocol adapters ([`Sink`]s), each of which
+//! delivers to its own connections. Presence is per user: the first
+//! connection of a user in a room is a join, the last one leaving a leave.
 
+pub mod hub;
+pub mod log;
+pub mod presence;
+
+pub use hub::{ConnId, Hub, Joined, Publication, Sink};
 pub use log::{Entry, LogLimits, Position, Recovery, RoomLog};
+pub use presence::{PresenceChange, Present, UserStatus};

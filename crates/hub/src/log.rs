@@ -48,6 +48,20 @@ impl Default for LogLimits {
     }
 }
 
+impl LogLimits {
+    /// Sets the most entries kept.
+    pub fn max_entries(mut self, n: usize) -> Self {
+        self.max_entries = n;
+        self
+    }
+
+    /// Sets the oldest entry kept.
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.max_age = d;
+        self
+    }
+}
+
 /// The answer to a recovery request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recovery {

@@ -185,6 +185,15 @@ impl Socket {
         if !self.connected() {
             return Err(Disconnected);
         }
+        if self.0.ns.recovery.is_some() {
+            // As in the reference server: with recovery on, a direct emit is a
+            // broadcast to the socket's own room, so it gets an offset and is
+            // replayed if the connection drops before it is delivered.
+            Broadcast::new(self.0.ns.clone())
+                .to(&self.0.id)
+                .emit(event, args);
+            return Ok(());
+        }
         let packet = frames::event(&self.0.ns.name, event, args.into(), None);
         self.send_frames(&Frames::encode(&packet));
         Ok(())

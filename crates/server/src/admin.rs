@@ -1,0 +1,211 @@
+//! The admin HTTP API under `/api/v1` (bearer key).
+//!
+//! Errors are `{"error":{"code","message"}}` with the matching status, all
+//! produced by [`ApiError::response`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_hub::Hub;
+use switchboard_socketio::server::Namespace;
+
+use crate::relay::user_room;
+use crate::wire;
+
+/// Largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("{0}")]
+    NotFoundWhat(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body over {MAX_BODY} bytes")]
+    TooLarge,
+}
+
+impl ApiError {
+    fn response(&self) -> Response<Full<Bytes>> {
+        let (status, code) = match self {
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotFound | Self::NotFoundWhat(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        };
+        let mut res = json_response(
+            status,
+            &json!({"error": {"code": code, "message": self.to_string()}}),
+        );
+        if matches!(self, Self::Unauthorized) {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        res
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// The admin API's state.
+pub(crate) struct Admin {
+    pub(crate) api_key: String,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) ns: Namespace,
+}
+
+impl Admin {
+    /// Answers a request whose path starts with `/api/v1/`.
+    pub(crate) async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match self.route(req).await {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => e.response(),
+        }
+    }
+
+    fn authorized(&self, headers: &http::HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq(given.trim().as_bytes(), self.api_key.as_bytes())
+    }
+
+    async fn route<B>(&self, req: Request<B>) -> Result<Value, ApiError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if !self.authorized(req.headers()) {
+            return Err(ApiError::Unauthorized);
+        }
+        let path = req.uri().path().trim_start_matches("/api/v1").to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method().clone(), segments.as_slice()) {
+            (Method::POST, ["publish"]) => self.publish(body(req).await?),
+            (Method::POST, ["disconnect"]) => self.disconnect(body(req).await?),
+            (Method::GET, ["presence", room]) => Ok(self.presence(&decode(room)?)),
+            (_, ["publish" | "disconnect"]) | (_, ["presence", _]) => {
+                Err(ApiError::MethodNotAllowed)
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    fn publish(&self, v: Value) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        struct Publish {
+            room: String,
+            event: String,
+            #[serde(default)]
+            data: Value,
+        }
+        let p: Publish = serde_json::from_value(v)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{room, event, data}}: {e}")))?;
+        if !wire::valid_room(&p.room) || p.event.is_empty() {
+            return Err(ApiError::BadRequest(
+                "room and event must be non-empty strings".into(),
+            ));
+        }
+        let publication = self
+            .hub
+            .publish(&p.room, p.event, Bytes::from(p.data.to_string()), None);
+        Ok(json!({"offset": publication.entry.offset}))
+    }
+
+    fn disconnect(&self, v: Value) -> Result<Value, ApiError> {
+        #[derive(Deserialize)]
+        struct Disconnect {
+            user: Option<String>,
+            socket: Option<String>,
+            reason: Option<String>,
+            #[serde(default)]
+            reconnect: bool,
+        }
+        let d: Disconnect = serde_json::from_value(v).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "expected {{user | socket, reason?, reconnect}}: {e}"
+            ))
+        })?;
+        let ns = &self.ns;
+        let sockets = match (&d.user, &d.socket) {
+            (Some(user), None) => ns.to(&user_room(user)).sockets(),
+            (None, Some(id)) => ns.socket(id).into_iter().collect(),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "give exactly one of user and socket".into(),
+                ));
+            }
+        };
+        let mut kick = json!({"reconnect": d.reconnect});
+        if let Some(reason) = &d.reason {
+            kick["reason"] = json!(reason);
+        }
+        for s in &sockets {
+            let _ = s.emit("kick", kick.clone());
+            if d.reconnect {
+                s.close_connection();
+            } else {
+                s.disconnect();
+            }
+        }
+        Ok(json!({"disconnected": sockets.len()}))
+    }
+
+    fn presence(&self, room: &str) -> Value {
+        Value::Array(self.hub.presence(room).iter().map(wire::present).collect())
+    }
+}
+
+async fn body<B>(req: Request<B>) -> Result<Value, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(ApiError::TooLarge),
+        Err(e) => return Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+}
+
+fn decode(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::NotFoundWhat("room name is not UTF-8".into()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,92 @@
+//! Who a connection is: a JWT's `sub`, or a generated anonymous id.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// How connections are authenticated.
+#[derive(Clone)]
+pub enum Auth {
+    /// Everyone is an anonymous user with a generated id.
+    Anonymous,
+    /// A JWT (HS256) in the handshake's `auth.token` is required; its `sub`
+    /// is the user, `exp` is enforced.
+    Jwt {
+        /// The verification key.
+        key: DecodingKey,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            // Never print the key.
+            Self::Jwt { .. } => f.write_str("Jwt"),
+        }
+    }
+}
+
+/// An authenticated identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id.
+    pub user: String,
+    /// The token's `info` claim (JSON), shown in presence.
+    pub info: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    info: Option<serde_json::Value>,
+}
+
+/// A refused token (the reason is logged, the client only sees
+/// "unauthorized").
+#[derive(Debug, thiserror::Error)]
+#[error("invalid token: {0}")]
+pub struct AuthError(String);
+
+impl Auth {
+    /// An HS256 secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::Jwt {
+            key: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// Authenticates a token (ignored when anonymous).
+    pub fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        match self {
+            Self::Anonymous => Ok(Identity {
+                user: anonymous_id(),
+                info: None,
+            }),
+            Self::Jwt { key } => {
+                let token = token.ok_or_else(|| AuthError("missing".into()))?;
+                let mut validation = Validation::new(Algorithm::HS256);
+                validation.required_spec_claims = ["sub"].into_iter().map(String::from).collect();
+                validation.leeway = 0;
+                let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
+                    .map_err(|e| AuthError(e.to_string()))?;
+                if data.claims.sub.is_empty() {
+                    return Err(AuthError("empty sub".into()));
+                }
+                Ok(Identity {
+                    user: data.claims.sub,
+                    info: data.claims.info,
+                })
+            }
+        }
+    }
+}
+
+fn anonymous_id() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 9] = rand::random();
+    format!(
+        "anon-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}

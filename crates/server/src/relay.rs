@@ -1,0 +1,284 @@
+//! The Socket.IO relay (DESIGN.md §3): `join`, `leave`, `publish`,
+//! `presence` and `history` as events with acks, over the hub.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use switchboard_hub::{ConnId, Hub, Position, PresenceChange, Publication, Sink};
+use switchboard_socketio::server::{
+    AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
+};
+
+use crate::auth::Auth;
+use crate::wire;
+
+/// Most messages one `history` call returns.
+const MAX_HISTORY: usize = 1000;
+
+/// Per-socket relay state, kept in the socket's extensions (and so restored
+/// with it by Socket.IO's connection state recovery).
+#[derive(Clone, Debug)]
+pub(crate) struct Member(Arc<MemberState>);
+
+#[derive(Debug)]
+pub(crate) struct MemberState {
+    pub(crate) user: Arc<str>,
+    info: Option<Bytes>,
+    /// Rooms joined with `presence: true`.
+    presence: Mutex<HashSet<String>>,
+}
+
+impl Member {
+    fn presence_rooms(&self) -> HashSet<String> {
+        self.0
+            .presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The personal room of a user.
+pub fn user_room(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// Delivers hub publications to Socket.IO members of the room.
+#[derive(Default)]
+pub(crate) struct SioSink {
+    pub(crate) ns: OnceLock<Namespace>,
+}
+
+impl Sink for SioSink {
+    fn publish(&self, p: &Arc<Publication>) {
+        if let Some(ns) = self.ns.get() {
+            let args = Args::new(vec![wire::data(&p.entry), wire::meta(p)]);
+            ns.to(&p.room).emit(&p.entry.event, args);
+        }
+    }
+
+    fn presence(&self, conn: &ConnId, change: &PresenceChange) {
+        if let Some(socket) = self.ns.get().and_then(|ns| ns.socket(conn)) {
+            let action = if change.joined { "join" } else { "leave" };
+            let _ = socket.emit(
+                "presence",
+                json!({"room": change.room, "user": change.user, "action": action}),
+            );
+        }
+    }
+
+    fn owns(&self, conn: &ConnId) -> bool {
+        self.ns.get().is_some_and(|ns| ns.socket(conn).is_some())
+    }
+}
+
+fn conn_id(socket: &Socket) -> ConnId {
+    Arc::from(socket.id())
+}
+
+fn reply(ev: Event, value: Value) {
+    if let Some(ack) = ev.ack {
+        ack.send(value);
+    }
+}
+
+fn bad_request(ack: Option<AckSender>, message: &str) {
+    if let Some(ack) = ack {
+        ack.send(wire::error("bad_request", message));
+    }
+}
+
+/// The relay namespace's handlers.
+pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
+    let (h1, h2, h3, h4, h5, h6, h7) = (
+        hub.clone(),
+        hub.clone(),
+        hub.clone(),
+        hub.clone(),
+        hub.clone(),
+        hub.clone(),
+        hub,
+    );
+    NamespaceBuilder::new()
+        .middleware(move |req| {
+            let token = req.auth().get("token").and_then(Value::as_str);
+            match auth.identify(token) {
+                Ok(id) => {
+                    req.insert(Member(Arc::new(MemberState {
+                        user: Arc::from(id.user),
+                        info: id.info.map(|i| Bytes::from(i.to_string())),
+                        presence: Mutex::default(),
+                    })));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "connection refused");
+                    Err(ConnectError::new("unauthorized"))
+                }
+            }
+        })
+        .on_connect(move |socket| on_connect(&h1, socket))
+        .on_disconnect(move |socket, reason| on_disconnect(&h2, socket, reason))
+        .on("join", move |socket, ev| join(&h3, socket, ev))
+        .on("leave", move |socket, ev| leave(&h4, socket, ev))
+        .on("publish", move |socket, ev| publish(&h5, socket, ev))
+        .on("presence", move |_socket, ev| presence(&h6, ev))
+        .on("history", move |_socket, ev| history(&h7, ev))
+        .on_any(|_socket, ev| {
+            let message = format!("unknown event {:?}", ev.name);
+            if let Some(ack) = ev.ack {
+                ack.send(wire::error("unknown_event", &message));
+            }
+        })
+}
+
+fn on_connect(hub: &Hub, socket: &Socket) {
+    let Some(member) = socket.get::<Member>() else {
+        socket.disconnect();
+        return;
+    };
+    let id = conn_id(socket);
+    hub.connect(id.clone(), &member.0.user, member.0.info.clone());
+    let personal = user_room(&member.0.user);
+    socket.join(&personal);
+    if socket.recovered() {
+        // Socket.IO restored the rooms; the hub learns them again.
+        let presence = member.presence_rooms();
+        for room in socket.rooms() {
+            if room != socket.id() && room != personal {
+                hub.join(&id, &room, presence.contains(&room), None);
+            }
+        }
+    }
+}
+
+fn on_disconnect(hub: &Hub, socket: &Socket, _reason: DisconnectReason) {
+    hub.disconnect(&conn_id(socket));
+}
+
+fn join(hub: &Hub, socket: &Socket, ev: Event) {
+    let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
+        return bad_request(ev.ack, "join(room, opts?): room must be a non-empty string");
+    };
+    let Some(member) = socket.get::<Member>() else {
+        return;
+    };
+    if room.starts_with("user:") && room != user_room(&member.0.user) {
+        if let Some(ack) = ev.ack {
+            ack.send(wire::error(
+                "forbidden",
+                "personal rooms of other users cannot be joined",
+            ));
+        }
+        return;
+    }
+    let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
+    let presence = opts
+        .get("presence")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let since = match opts.get("since") {
+        None | Some(Value::Null) => None,
+        Some(s) => match (
+            s.get("epoch").and_then(Value::as_str),
+            s.get("offset").and_then(Value::as_u64),
+        ) {
+            (Some(epoch), Some(offset)) => Some(Position {
+                epoch: epoch.to_owned(),
+                offset,
+            }),
+            _ => return bad_request(ev.ack, "since must be {epoch: string, offset: number}"),
+        },
+    };
+    if presence {
+        member
+            .0
+            .presence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(room.to_owned());
+    }
+    // Join the delivery room first, so nothing published after the position
+    // below is missed.
+    socket.join(room);
+    let Some(joined) = hub.join(&conn_id(socket), room, presence, since.as_ref()) else {
+        return;
+    };
+    let mut answer = json!({
+        "ok": true,
+        "epoch": joined.position.epoch,
+        "offset": joined.position.offset,
+        "recovered": since.is_some() && joined.missed.is_some(),
+    });
+    if let Some(missed) = &joined.missed {
+        answer["missed"] = missed.iter().map(wire::message).collect();
+    }
+    reply(ev, answer);
+}
+
+fn leave(hub: &Hub, socket: &Socket, ev: Event) {
+    let Some(room) = ev.args.str(0) else {
+        return bad_request(ev.ack, "leave(room): room must be a string");
+    };
+    let personal = socket
+        .get::<Member>()
+        .is_some_and(|m| room == user_room(&m.0.user));
+    if !personal {
+        socket.leave(room);
+        hub.leave(&conn_id(socket), room);
+        if let Some(m) = socket.get::<Member>() {
+            m.0.presence
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(room);
+        }
+    }
+    reply(ev, json!({"ok": true}));
+}
+
+fn publish(hub: &Hub, socket: &Socket, ev: Event) {
+    let (Some(room), Some(event)) = (
+        ev.args.str(0).filter(|r| wire::valid_room(r)),
+        ev.args.str(1).filter(|e| !e.is_empty()),
+    ) else {
+        return bad_request(
+            ev.ack,
+            "publish(room, event, data): room and event must be strings",
+        );
+    };
+    if !ev.args.binary.is_empty() {
+        return bad_request(ev.ack, "binary data cannot be published through the relay");
+    }
+    let data = ev.args.get(2).cloned().unwrap_or(Value::Null);
+    let from = socket.get::<Member>().map(|m| m.0.user.to_string());
+    let p = hub.publish(room, event.to_owned(), Bytes::from(data.to_string()), from);
+    reply(ev, json!({"ok": true, "offset": p.entry.offset}));
+}
+
+fn presence(hub: &Hub, ev: Event) {
+    let Some(room) = ev.args.str(0) else {
+        return bad_request(ev.ack, "presence(room): room must be a string");
+    };
+    let list: Vec<Value> = hub.presence(room).iter().map(wire::present).collect();
+    reply(ev, Value::Array(list));
+}
+
+fn history(hub: &Hub, ev: Event) {
+    let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
+        return bad_request(
+            ev.ack,
+            "history(room, {since?, limit?}): room must be a string",
+        );
+    };
+    let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
+    let since = opts.get("since").and_then(Value::as_u64);
+    let limit = opts
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(MAX_HISTORY, |l| (l as usize).min(MAX_HISTORY));
+    let (epoch, entries) = hub.history(room, since, limit);
+    let messages: Vec<Value> = entries.iter().map(wire::message).collect();
+    reply(ev, json!({"epoch": epoch, "messages": messages}));
+}
