@@ -10,6 +10,17 @@ Used by benches/echo.sh for the idle-memory row:
 
     idle_conns.py --url ws://127.0.0.1:9001/ --count 10000 [--sources 4]
 
+and, with --socketio, by benches/sio_idle.sh: each connection is then an idle
+Socket.IO client over the WebSocket transport (default path
+/socket.io/?EIO=4&transport=websocket when the URL's path is "/"): it reads the
+Engine.IO open packet (text "0{...}"), sends the Socket.IO CONNECT "40" for the
+main namespace (or "40<json>" with --auth), and counts as opened once the
+server's "40{...}" CONNECT reply arrives (a CONNECT_ERROR "44..." is a failure).
+Idle, it answers every Engine.IO ping (text "2") with a pong (text "3") as well
+as WebSocket pings, so the server's heartbeat does not drop it:
+
+    idle_conns.py --socketio --url ws://127.0.0.1:3000/ --count 10000
+
 Protocol with the caller (stdout, one line each, flushed):
     READY opened=N failed=M elapsed_s=T     once every attempt has finished
     FINAL alive=K opened=N failed=M         on exit (SIGTERM/SIGINT, stdin EOF
@@ -36,6 +47,7 @@ import sys
 import time
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SIO_DEFAULT_PATH = "/socket.io/?EIO=4&transport=websocket"
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
@@ -87,6 +99,9 @@ class Opener:
     def __init__(self, args):
         self.args = args
         self.host, self.port, self.hostport, self.path = parse_url(args.url)
+        if args.socketio and self.path == "/":
+            self.path = SIO_DEFAULT_PATH
+        self.sio_connect = b"40" + (args.auth.encode() if args.auth else b"")
         self.conns = []
         self.failed = 0
         self.errors = {}
@@ -139,10 +154,52 @@ class Opener:
                 raise ConnectionError("bad Sec-WebSocket-Accept")
             if headers.get(b"sec-websocket-extensions"):
                 raise ConnectionError("server negotiated an extension we did not offer")
+            if self.args.socketio:
+                rest = await self.sio_handshake(sock, rest)
             return sock, rest
         except BaseException:
             sock.close()
             raise
+
+    async def sio_handshake(self, sock, buf):
+        """Engine.IO open packet, then Socket.IO CONNECT to "/" and its reply.
+
+        Returns the bytes received after the CONNECT reply."""
+        loop = asyncio.get_running_loop()
+        state = "open"  # waiting for the Engine.IO open packet, then "connect"
+        while True:
+            fr = parse_frame(buf)
+            if fr is None:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ConnectionError(f"closed during Socket.IO handshake ({state})")
+                buf += chunk
+                if len(buf) > 65536:
+                    raise ConnectionError("oversized frame during Socket.IO handshake")
+                continue
+            opcode, payload, used = fr
+            buf = buf[used:]
+            if opcode == 0x9:
+                await loop.sock_sendall(sock, mask_frame(0xA, payload[:125]))
+                continue
+            if opcode == 0x8:
+                raise ConnectionError(f"close frame during Socket.IO handshake ({state})")
+            if opcode != 0x1:
+                continue
+            if payload == b"2":  # Engine.IO ping
+                await loop.sock_sendall(sock, mask_frame(0x1, b"3"))
+                continue
+            if state == "open":
+                if not payload.startswith(b"0"):
+                    raise ConnectionError(f"expected an Engine.IO open packet, got {payload[:40]!r}")
+                await loop.sock_sendall(sock, mask_frame(0x1, self.sio_connect))
+                state = "connect"
+            elif payload.startswith(b"40"):
+                return buf
+            elif payload.startswith(b"44"):
+                raise ConnectionError("Socket.IO CONNECT_ERROR")
+            else:
+                raise ConnectionError(f"expected a Socket.IO CONNECT reply, got {payload[:40]!r}")
 
     async def open_one(self, idx, sem):
         srcs = self.sources()
@@ -171,6 +228,7 @@ class Opener:
     async def reader(self, c, buf):
         """Answer pings, notice closes; otherwise sit idle in the kernel."""
         loop = asyncio.get_running_loop()
+        sio = self.args.socketio
         try:
             while True:
                 while True:
@@ -181,6 +239,8 @@ class Opener:
                     buf = buf[used:]
                     if opcode == 0x9:  # ping -> pong
                         await loop.sock_sendall(c.sock, mask_frame(0xA, payload[:125]))
+                    elif opcode == 0x1 and payload == b"2" and sio:  # Engine.IO ping -> pong
+                        await loop.sock_sendall(c.sock, mask_frame(0x1, b"3"))
                     elif opcode == 0x8:  # close -> echo close, done
                         try:
                             await loop.sock_sendall(c.sock, mask_frame(0x8, payload[:125]))
@@ -268,7 +328,17 @@ def main():
     ap.add_argument("--open-timeout", type=float, default=120.0, help="seconds for all handshakes")
     ap.add_argument("--hold", type=float, default=300.0, help="max seconds to hold after READY")
     ap.add_argument("--stdin", action="store_true", help="also stop when stdin reaches EOF")
+    ap.add_argument("--socketio", action="store_true",
+                    help="idle Socket.IO clients (EIO=4, WebSocket transport, namespace \"/\"); "
+                         f"a URL path of \"/\" becomes {SIO_DEFAULT_PATH}")
+    ap.add_argument("--auth", default="",
+                    help="with --socketio: JSON object sent as the CONNECT payload (40<json>)")
     args = ap.parse_args()
+    if args.auth:
+        if not args.socketio:
+            raise SystemExit("--auth needs --socketio")
+        if not args.auth.startswith("{") or len(args.auth) > 100:
+            raise SystemExit("--auth must be a JSON object of at most 100 bytes")
     host = parse_url(args.url)[0]
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         raise SystemExit("refusing a non-loopback target")
