@@ -99,7 +99,7 @@ where
 /// allocator keeps those pages between the long-lived connections allocated
 /// meanwhile. Once accepting goes quiet for a second after a burst, the heap
 /// is trimmed, so resident memory follows the connections that are left.
-async fn trim_after_bursts(accepted: &AtomicU64) {
+pub(crate) async fn trim_after_bursts(accepted: &AtomicU64) {
     let mut seen = accepted.load(Ordering::Relaxed);
     let mut busy = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -128,7 +128,7 @@ fn trim_heap() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use switchboard_hub::LogLimits;
 use switchboard_server::{Auth, Server, ServerConfig};
 
+use crate::listen;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on.
@@ -83,7 +85,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "switchboard serve on http://{} (Socket.IO at /socket.io/, admin API at /api/v1/)",
             listener.local_addr()?
         );
-        Server::new(config).serve(listener).await?;
+        let server = Server::new(config);
+        let accepted = server.accepted();
+        tokio::select! {
+            r = server.serve(listener) => r?,
+            () = listen::trim_after_bursts(&accepted) => {}
+            () = listen::shutdown_signal() => tracing::info!("shutting down"),
+        }
         Ok(())
     })
 }

@@ -12,6 +12,7 @@
 //! with `noop`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -95,8 +96,7 @@ enum Upgrade {
 /// One session's protocol state.
 #[derive(Debug)]
 pub struct Session {
-    sid: String,
-    config: SessionConfig,
+    config: Arc<SessionConfig>,
     transport: Transport,
     upgrade: Upgrade,
     /// Encoded packets for the client: text frames hold the packet type and
@@ -111,9 +111,10 @@ pub struct Session {
 
 impl Session {
     /// Opens a session on `transport`; the `open` packet is queued first.
-    pub fn open(sid: String, transport: Transport, config: SessionConfig, now: Instant) -> Self {
+    pub fn open(sid: &str, transport: Transport, config: Arc<SessionConfig>, now: Instant) -> Self {
+        let ping_interval = config.ping_interval;
         let handshake = Handshake {
-            sid: sid.clone(),
+            sid: sid.to_owned(),
             upgrades: match transport {
                 Transport::Polling if config.allow_upgrades => vec!["websocket".into()],
                 _ => vec![],
@@ -125,21 +126,15 @@ impl Session {
         let mut outbox = VecDeque::new();
         outbox.push_back(encode(&handshake.to_packet()));
         Self {
-            sid,
             config,
             transport,
             upgrade: Upgrade::None,
             outbox,
             ws_direct: VecDeque::new(),
-            next_ping: now + config.ping_interval,
+            next_ping: now + ping_interval,
             pong_deadline: None,
             closed: None,
         }
-    }
-
-    /// The session id.
-    pub fn sid(&self) -> &str {
-        &self.sid
     }
 
     /// The transport output goes to.
@@ -324,6 +319,17 @@ impl Session {
         out
     }
 
+    /// Frees the queues' memory when they are empty (an idle session then
+    /// holds no heap memory of its own).
+    pub fn release_idle(&mut self) {
+        if self.outbox.is_empty() && self.outbox.capacity() > 0 {
+            self.outbox = VecDeque::new();
+        }
+        if self.ws_direct.is_empty() && self.ws_direct.capacity() > 0 {
+            self.ws_direct = VecDeque::new();
+        }
+    }
+
     /// Whether a polling GET would get an answer now.
     pub fn has_poll_output(&self) -> bool {
         self.transport == Transport::Polling && !self.outbox.is_empty()
@@ -374,20 +380,20 @@ pub fn encode(packet: &Packet) -> Message {
 mod tests {
     use super::*;
 
-    fn cfg() -> SessionConfig {
-        SessionConfig {
+    fn cfg() -> Arc<SessionConfig> {
+        Arc::new(SessionConfig {
             ping_interval: Duration::from_millis(300),
             ping_timeout: Duration::from_millis(200),
             max_payload: 100,
             upgrade_timeout: Duration::from_millis(1000),
             allow_upgrades: true,
-        }
+        })
     }
 
     #[test]
     fn polling_session_starts_with_the_open_packet() {
         let now = Instant::now();
-        let mut s = Session::open("abc".into(), Transport::Polling, cfg(), now);
+        let mut s = Session::open("abc", Transport::Polling, cfg(), now);
         let body = s.take_poll_payload().unwrap();
         assert_eq!(
             body,
@@ -403,7 +409,7 @@ mod tests {
     #[test]
     fn heartbeat_pings_and_times_out_without_pong() {
         let t0 = Instant::now();
-        let mut s = Session::open("a".into(), Transport::WebSocket, cfg(), t0);
+        let mut s = Session::open("a", Transport::WebSocket, cfg(), t0);
         s.take_ws_packets();
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
         s.handle_timeout(t0 + Duration::from_millis(300));
@@ -427,7 +433,7 @@ mod tests {
     #[test]
     fn upgrade_answers_the_probe_releases_the_poll_and_switches() {
         let now = Instant::now();
-        let mut s = Session::open("a".into(), Transport::Polling, cfg(), now);
+        let mut s = Session::open("a", Transport::Polling, cfg(), now);
         s.take_poll_payload();
         s.on_packet(Transport::WebSocket, Packet::Ping("probe".into()), now);
         assert_eq!(s.take_ws_packets(), vec![Message::text("3probe")]);
@@ -455,7 +461,7 @@ mod tests {
             (Transport::Polling, Packet::Open(String::new())),
             (Transport::WebSocket, Packet::Pong("x".into())),
         ] {
-            let mut s = Session::open("a".into(), Transport::Polling, cfg(), now);
+            let mut s = Session::open("a", Transport::Polling, cfg(), now);
             s.on_packet(via, p.clone(), now);
             assert_eq!(
                 s.closed(),
@@ -468,7 +474,7 @@ mod tests {
     #[test]
     fn messages_pass_through_and_poll_bodies_respect_max_payload() {
         let now = Instant::now();
-        let mut s = Session::open("a".into(), Transport::Polling, cfg(), now);
+        let mut s = Session::open("a", Transport::Polling, cfg(), now);
         s.take_poll_payload();
         assert_eq!(
             s.on_packet(Transport::Polling, Packet::Message("hi".into()), now),

@@ -1,7 +1,7 @@
 //! The hub: room logs, membership and presence, and fan-out to the protocol
 //! adapters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::SystemTime;
 
@@ -67,14 +67,15 @@ struct Room {
 #[derive(Debug)]
 struct Conn {
     user: Arc<str>,
-    rooms: HashSet<String>,
+    /// Rooms joined (usually few: a list, no hash set).
+    rooms: Vec<Box<str>>,
 }
 
 #[derive(Debug)]
 struct User {
     connections: usize,
     last_seen: SystemTime,
-    info: Option<Bytes>,
+    info: Option<Box<Bytes>>,
 }
 
 /// Rooms, presence and history, shared by every protocol.
@@ -144,9 +145,10 @@ impl Hub {
         read(&self.rooms).get(name).cloned()
     }
 
-    /// Registers a connection of `user` (online from now on).
-    pub fn connect(&self, conn: ConnId, user: &str, info: Option<Bytes>) {
-        let user: Arc<str> = Arc::from(user);
+    /// Registers a connection of `user` (online from now on). Pass the
+    /// adapter's own `Arc`s: the hub keeps them, no copies.
+    pub fn connect(&self, conn: ConnId, user: impl Into<Arc<str>>, info: Option<Bytes>) {
+        let user: Arc<str> = user.into();
         {
             let mut users = lock(&self.users);
             let u = users.entry(user.clone()).or_insert(User {
@@ -156,15 +158,15 @@ impl Hub {
             });
             u.connections += 1;
             u.last_seen = SystemTime::now();
-            if info.is_some() {
-                u.info = info;
+            if let Some(info) = info {
+                u.info = Some(Box::new(info));
             }
         }
         lock(&self.conns).insert(
             conn,
             Conn {
                 user,
-                rooms: HashSet::new(),
+                rooms: Vec::new(),
             },
         );
     }
@@ -203,7 +205,7 @@ impl Hub {
     pub fn rooms_of(&self, conn: &ConnId) -> Vec<String> {
         lock(&self.conns)
             .get(conn)
-            .map(|c| c.rooms.iter().cloned().collect())
+            .map(|c| c.rooms.iter().map(|r| r.to_string()).collect())
             .unwrap_or_default()
     }
 
@@ -220,7 +222,9 @@ impl Hub {
         let user = {
             let mut conns = lock(&self.conns);
             let c = conns.get_mut(conn)?;
-            c.rooms.insert(room.to_owned());
+            if !c.rooms.iter().any(|r| &**r == room) {
+                c.rooms.push(Box::from(room));
+            }
             c.user.clone()
         };
         let r = self.room(room);
@@ -254,7 +258,7 @@ impl Hub {
     /// Leaves `room`.
     pub fn leave(&self, conn: &ConnId, room: &str) {
         if let Some(c) = lock(&self.conns).get_mut(conn) {
-            c.rooms.remove(room);
+            c.rooms.retain(|r| &**r != room);
         }
         self.leave_room(conn, room);
     }
@@ -334,7 +338,7 @@ impl Hub {
             .iter()
             .map(|(user, (connections, since))| Present {
                 user: user.to_string(),
-                info: users.get(user).and_then(|u| u.info.clone()),
+                info: users.get(user).and_then(|u| u.info.as_deref().cloned()),
                 connections: *connections,
                 since: *since,
             })
@@ -377,5 +381,425 @@ impl Hub {
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         lock(&self.conns).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// A protocol adapter that owns a fixed set of connections and records
+    /// everything the hub hands it.
+    #[derive(Default)]
+    struct Recorder {
+        conns: Mutex<HashSet<ConnId>>,
+        publications: Mutex<Vec<Arc<Publication>>>,
+        presence: Mutex<Vec<(ConnId, PresenceChange)>>,
+    }
+
+    impl Recorder {
+        fn own(&self, conn: &ConnId) {
+            lock(&self.conns).insert(conn.clone());
+        }
+
+        fn publications(&self) -> Vec<Arc<Publication>> {
+            lock(&self.publications).clone()
+        }
+
+        /// Presence changes delivered to `conn`, as `(room, user, joined)`.
+        fn changes_for(&self, conn: &ConnId) -> Vec<(String, String, bool)> {
+            lock(&self.presence)
+                .iter()
+                .filter(|(c, _)| c == conn)
+                .map(|(_, ch)| (ch.room.clone(), ch.user.clone(), ch.joined))
+                .collect()
+        }
+
+        fn change_count(&self) -> usize {
+            lock(&self.presence).len()
+        }
+    }
+
+    impl Sink for Recorder {
+        fn publish(&self, publication: &Arc<Publication>) {
+            lock(&self.publications).push(publication.clone());
+        }
+
+        fn presence(&self, conn: &ConnId, change: &PresenceChange) {
+            assert!(self.owns(conn), "presence for a foreign connection {conn}");
+            lock(&self.presence).push((conn.clone(), change.clone()));
+        }
+
+        fn owns(&self, conn: &ConnId) -> bool {
+            lock(&self.conns).contains(conn)
+        }
+    }
+
+    fn hub() -> (Hub, Arc<Recorder>) {
+        let hub = Hub::new(LogLimits::default());
+        let sink = Arc::new(Recorder::default());
+        hub.add_sink(sink.clone());
+        (hub, sink)
+    }
+
+    /// Registers connection `id` of `user`, owned by `sink`.
+    fn conn(hub: &Hub, sink: &Recorder, id: &str, user: &str) -> ConnId {
+        let id: ConnId = Arc::from(id);
+        sink.own(&id);
+        hub.connect(id.clone(), user, None);
+        id
+    }
+
+    fn offsets(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.offset).collect()
+    }
+
+    fn joined(room: &str, user: &str) -> (String, String, bool) {
+        (room.to_owned(), user.to_owned(), true)
+    }
+
+    fn left(room: &str, user: &str) -> (String, String, bool) {
+        (room.to_owned(), user.to_owned(), false)
+    }
+
+    #[test]
+    fn publish_assigns_offsets_from_one_and_delivers_in_order() {
+        let (hub, sink) = hub();
+        let other = Arc::new(Recorder::default());
+        hub.add_sink(other.clone());
+
+        let returned: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|d| {
+                hub.publish(
+                    "r",
+                    "msg".into(),
+                    Bytes::from(d.to_string()),
+                    Some("u".into()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            returned.iter().map(|p| p.entry.offset).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+
+        let delivered = sink.publications();
+        assert_eq!(delivered.len(), 3);
+        for (d, r) in delivered.iter().zip(&returned) {
+            assert!(
+                Arc::ptr_eq(d, r),
+                "the returned publication is the one delivered"
+            );
+        }
+        assert_eq!(
+            delivered
+                .iter()
+                .map(|p| (p.entry.offset, p.entry.data.clone()))
+                .collect::<Vec<_>>(),
+            [
+                (1, Bytes::from("a")),
+                (2, Bytes::from("b")),
+                (3, Bytes::from("c"))
+            ]
+        );
+        let epoch = &delivered[0].epoch;
+        assert!(delivered.iter().all(|p| &p.epoch == epoch && p.room == "r"));
+        assert!(delivered.iter().all(|p| p.entry.event == "msg"));
+        assert!(
+            delivered
+                .iter()
+                .all(|p| p.entry.from.as_deref() == Some("u"))
+        );
+        // Every adapter gets every publication, in the same order.
+        assert_eq!(other.publications(), delivered);
+
+        // Another room has its own log.
+        let p = hub.publish("s", "msg".into(), Bytes::new(), None);
+        assert_eq!(p.entry.offset, 1);
+        assert_ne!(&p.epoch, epoch);
+        assert_eq!(p.entry.from, None);
+        let (history_epoch, entries) = hub.history("r", None, 10);
+        assert_eq!(&history_epoch, epoch);
+        assert_eq!(offsets(&entries), [1, 2, 3]);
+    }
+
+    #[test]
+    fn presence_is_per_user_and_only_to_members_who_asked() {
+        let (hub, sink) = hub();
+        let a1 = conn(&hub, &sink, "a1", "alice");
+        let a2 = conn(&hub, &sink, "a2", "alice");
+        let b1 = conn(&hub, &sink, "b1", "bob");
+        let c1 = conn(&hub, &sink, "c1", "carol");
+
+        assert!(hub.join(&b1, "room", true, None).is_some());
+        assert!(hub.join(&c1, "room", false, None).is_some());
+        assert_eq!(sink.changes_for(&b1), [joined("room", "carol")]);
+        assert_eq!(sink.changes_for(&c1), [], "carol did not ask");
+
+        // Alice's first connection: a join, to bob only.
+        hub.join(&a1, "room", true, None).unwrap();
+        assert_eq!(
+            sink.changes_for(&b1),
+            [joined("room", "carol"), joined("room", "alice")]
+        );
+        assert_eq!(sink.changes_for(&a1), [], "never about the user herself");
+        assert_eq!(sink.changes_for(&c1), []);
+
+        // Her second connection: no event at all (not even to herself).
+        let before = sink.change_count();
+        hub.join(&a2, "room", true, None).unwrap();
+        assert_eq!(sink.change_count(), before);
+        // Joining again with the same connection is no event either.
+        hub.join(&a2, "room", true, None).unwrap();
+        assert_eq!(sink.change_count(), before);
+
+        // A connection of another user that joins later is announced to both
+        // of alice's connections.
+        let d1 = conn(&hub, &sink, "d1", "dave");
+        hub.join(&d1, "room", false, None).unwrap();
+        assert_eq!(sink.changes_for(&a1), [joined("room", "dave")]);
+        assert_eq!(sink.changes_for(&a2), [joined("room", "dave")]);
+        hub.leave(&d1, "room");
+        let before = sink.change_count();
+
+        // One of two connections leaves: no event.
+        hub.leave(&a1, "room");
+        assert_eq!(sink.change_count(), before);
+        // The last one leaves: a leave event, to bob only.
+        hub.leave(&a2, "room");
+        assert_eq!(sink.change_count(), before + 1);
+        assert_eq!(sink.changes_for(&b1).last(), Some(&left("room", "alice")));
+        // Leaving a room one is not in changes nothing.
+        hub.leave(&a2, "room");
+        hub.leave(&a2, "elsewhere");
+        assert_eq!(sink.change_count(), before + 1);
+    }
+
+    #[test]
+    fn presence_goes_to_the_adapter_that_owns_the_connection() {
+        let (hub, first) = hub();
+        let second = Arc::new(Recorder::default());
+        hub.add_sink(second.clone());
+        let a1 = conn(&hub, &first, "a1", "alice");
+        let b1 = conn(&hub, &second, "b1", "bob");
+        hub.join(&a1, "room", true, None).unwrap();
+        hub.join(&b1, "room", true, None).unwrap();
+        assert_eq!(first.changes_for(&a1), [joined("room", "bob")]);
+        assert_eq!(second.change_count(), 0);
+        hub.leave(&a1, "room");
+        assert_eq!(second.changes_for(&b1), [left("room", "alice")]);
+        assert_eq!(first.change_count(), 1);
+    }
+
+    #[test]
+    fn disconnect_leaves_every_room() {
+        let (hub, sink) = hub();
+        let a1 = conn(&hub, &sink, "a1", "alice");
+        let b1 = conn(&hub, &sink, "b1", "bob");
+        for room in ["r1", "r2"] {
+            hub.join(&b1, room, true, None).unwrap();
+            hub.join(&a1, room, false, None).unwrap();
+        }
+        let mut rooms = hub.rooms_of(&a1);
+        rooms.sort();
+        assert_eq!(rooms, ["r1", "r2"]);
+        assert_eq!(hub.connection_count(), 2);
+
+        assert_eq!(
+            sink.changes_for(&b1),
+            [joined("r1", "alice"), joined("r2", "alice")]
+        );
+
+        hub.disconnect(&a1);
+        // One leave per room (in no particular order).
+        let mut changes = sink.changes_for(&b1).split_off(2);
+        changes.sort();
+        assert_eq!(changes, [left("r1", "alice"), left("r2", "alice")]);
+        assert_eq!(hub.rooms_of(&a1), Vec::<String>::new());
+        assert_eq!(hub.user_of(&a1), None);
+        assert_eq!(hub.connection_count(), 1);
+        for room in ["r1", "r2"] {
+            let users: Vec<_> = hub.presence(room).into_iter().map(|p| p.user).collect();
+            assert_eq!(users, ["bob"]);
+        }
+        // A second disconnect is a no-op.
+        hub.disconnect(&a1);
+        assert_eq!(sink.changes_for(&b1).len(), 4);
+        // Joining with a connection that is gone is refused.
+        assert_eq!(hub.join(&a1, "r1", true, None), None);
+    }
+
+    #[test]
+    fn presence_counts_connections_per_user() {
+        let (hub, sink) = hub();
+        let a1: ConnId = Arc::from("a1");
+        sink.own(&a1);
+        hub.connect(a1.clone(), "alice", Some(Bytes::from(r#"{"name":"A"}"#)));
+        let a2 = conn(&hub, &sink, "a2", "alice");
+        let b1 = conn(&hub, &sink, "b1", "bob");
+        assert_eq!(hub.presence("room"), []);
+
+        hub.join(&a1, "room", false, None).unwrap();
+        hub.join(&b1, "room", false, None).unwrap();
+        hub.join(&a2, "room", false, None).unwrap();
+        let present = hub.presence("room");
+        assert_eq!(present.len(), 2);
+        let alice = present.iter().find(|p| p.user == "alice").unwrap();
+        let bob = present.iter().find(|p| p.user == "bob").unwrap();
+        assert_eq!(alice.connections, 2);
+        assert_eq!(alice.info, Some(Bytes::from(r#"{"name":"A"}"#)));
+        assert_eq!(bob.connections, 1);
+        assert_eq!(bob.info, None);
+        assert!(alice.since <= bob.since, "alice joined first");
+        // Ordered by since, then user.
+        assert!(
+            present
+                .windows(2)
+                .all(|w| (w[0].since, &w[0].user) <= (w[1].since, &w[1].user))
+        );
+
+        hub.leave(&a1, "room");
+        let present = hub.presence("room");
+        let alice = present.iter().find(|p| p.user == "alice").unwrap();
+        assert_eq!(alice.connections, 1);
+        hub.leave(&a2, "room");
+        let users: Vec<_> = hub.presence("room").into_iter().map(|p| p.user).collect();
+        assert_eq!(users, ["bob"]);
+    }
+
+    #[test]
+    fn user_status_online_offline_and_last_seen() {
+        let (hub, sink) = hub();
+        assert_eq!(hub.user("alice"), None, "never seen");
+
+        let a1 = conn(&hub, &sink, "a1", "alice");
+        let a2 = conn(&hub, &sink, "a2", "alice");
+        let status = hub.user("alice").unwrap();
+        assert!(status.online);
+        assert_eq!(status.connections, 2);
+        let mut conns = hub.connections_of("alice");
+        conns.sort();
+        assert_eq!(conns, [a1.clone(), a2.clone()]);
+        assert_eq!(hub.user_of(&a1).as_deref(), Some("alice"));
+
+        hub.disconnect(&a1);
+        let status = hub.user("alice").unwrap();
+        assert!(status.online, "one connection left");
+        assert_eq!(status.connections, 1);
+
+        let before = SystemTime::now();
+        hub.disconnect(&a2);
+        let after = SystemTime::now();
+        let status = hub.user("alice").unwrap();
+        assert!(!status.online);
+        assert_eq!(status.connections, 0);
+        assert!(
+            before <= status.last_seen && status.last_seen <= after,
+            "last_seen is the moment the last connection ended"
+        );
+        // Offline, last_seen stays put.
+        assert_eq!(hub.user("alice").unwrap().last_seen, status.last_seen);
+        assert_eq!(hub.connections_of("alice"), Vec::<ConnId>::new());
+
+        // Back online: last_seen is now again.
+        let _a3 = conn(&hub, &sink, "a3", "alice");
+        let status = hub.user("alice").unwrap();
+        assert!(status.online);
+        assert_eq!(status.connections, 1);
+        assert!(status.last_seen >= after);
+    }
+
+    #[test]
+    fn join_since_recovers_missed_entries_in_the_same_epoch() {
+        let (hub, sink) = hub();
+        for i in 1..=3 {
+            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+        }
+        let (epoch, _) = hub.history("room", None, 0);
+
+        let c1 = conn(&hub, &sink, "c1", "u1");
+        let since = Position {
+            epoch: epoch.clone(),
+            offset: 1,
+        };
+        let joined = hub.join(&c1, "room", false, Some(&since)).unwrap();
+        assert_eq!(
+            joined.position,
+            Position {
+                epoch: epoch.clone(),
+                offset: 3
+            }
+        );
+        let missed = joined.missed.expect("recovered");
+        assert_eq!(offsets(&missed), [2, 3]);
+        assert_eq!(missed[0].data, Bytes::from("2"));
+
+        // Up to date: recovered, nothing missed.
+        let c2 = conn(&hub, &sink, "c2", "u2");
+        let since = Position {
+            epoch: epoch.clone(),
+            offset: 3,
+        };
+        let joined = hub.join(&c2, "room", false, Some(&since)).unwrap();
+        assert_eq!(joined.missed, Some(Vec::new()));
+
+        // Another epoch: not recoverable, but the position is given.
+        let c3 = conn(&hub, &sink, "c3", "u3");
+        let since = Position {
+            epoch: format!("{epoch}x"),
+            offset: 1,
+        };
+        let joined = hub.join(&c3, "room", false, Some(&since)).unwrap();
+        assert_eq!(joined.missed, None);
+        assert_eq!(joined.position.epoch, epoch);
+        assert_eq!(joined.position.offset, 3);
+
+        // Without `since` there is nothing to recover.
+        let c4 = conn(&hub, &sink, "c4", "u4");
+        let joined = hub.join(&c4, "room", false, None).unwrap();
+        assert_eq!(joined.missed, None);
+        assert_eq!(joined.position.offset, 3);
+    }
+
+    #[test]
+    fn history_returns_the_newest_entries_oldest_first() {
+        let (hub, _sink) = hub();
+        for i in 1..=5 {
+            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+        }
+        let (_, entries) = hub.history("room", None, 2);
+        assert_eq!(offsets(&entries), [4, 5]);
+        let (_, entries) = hub.history("room", None, 10);
+        assert_eq!(offsets(&entries), [1, 2, 3, 4, 5]);
+        let (_, entries) = hub.history("room", Some(1), 2);
+        assert_eq!(
+            offsets(&entries),
+            [2, 3],
+            "after an offset: the oldest first"
+        );
+        let (_, entries) = hub.history("room", Some(5), 2);
+        assert_eq!(offsets(&entries), Vec::<u64>::new());
+        let (_, entries) = hub.history("room", None, 0);
+        assert_eq!(offsets(&entries), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn history_respects_the_log_limits() {
+        let hub = Hub::new(LogLimits::default().max_entries(3));
+        for i in 1..=5 {
+            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+        }
+        let (epoch, entries) = hub.history("room", None, 10);
+        assert_eq!(offsets(&entries), [3, 4, 5]);
+        // What was trimmed cannot be recovered.
+        hub.connect(Arc::from("c"), "u", None);
+        let since = Position { epoch, offset: 1 };
+        let joined = hub
+            .join(&Arc::from("c"), "room", false, Some(&since))
+            .unwrap();
+        assert_eq!(joined.missed, None);
     }
 }

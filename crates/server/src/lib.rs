@@ -19,6 +19,7 @@ pub mod wire;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,6 +76,7 @@ pub struct Server {
     hub: Arc<Hub>,
     io: SocketIo,
     admin: Arc<admin::Admin>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Server {
@@ -115,7 +117,12 @@ impl Server {
             hub: hub.clone(),
             ns: ns.unwrap_or_else(|| unreachable!("the relay namespace is registered above")),
         });
-        Self { hub, io, admin }
+        Self {
+            hub,
+            io,
+            admin,
+            accepted: Arc::default(),
+        }
     }
 
     /// The hub.
@@ -126,6 +133,11 @@ impl Server {
     /// The Socket.IO server.
     pub fn socketio(&self) -> &SocketIo {
         &self.io
+    }
+
+    /// TCP connections accepted so far (for memory trimming after bursts).
+    pub fn accepted(&self) -> Arc<AtomicU64> {
+        self.accepted.clone()
     }
 
     /// Answers one HTTP request.
@@ -164,6 +176,7 @@ impl Server {
                 }
                 Err(e) => return Err(e),
             };
+            self.accepted.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let server = self.clone();
             tokio::spawn(async move {

@@ -1,7 +1,6 @@
 //! The Socket.IO relay (DESIGN.md §3): `join`, `leave`, `publish`,
 //! `presence` and `history` as events with acks, over the hub.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -19,21 +18,17 @@ const MAX_HISTORY: usize = 1000;
 
 /// Per-socket relay state, kept in the socket's extensions (and so restored
 /// with it by Socket.IO's connection state recovery).
-#[derive(Clone, Debug)]
-pub(crate) struct Member(Arc<MemberState>);
-
 #[derive(Debug)]
-pub(crate) struct MemberState {
+pub(crate) struct Member {
     pub(crate) user: Arc<str>,
     info: Option<Bytes>,
     /// Rooms joined with `presence: true`.
-    presence: Mutex<HashSet<String>>,
+    presence: Mutex<Vec<String>>,
 }
 
 impl Member {
-    fn presence_rooms(&self) -> HashSet<String> {
-        self.0
-            .presence
+    fn presence_rooms(&self) -> Vec<String> {
+        self.presence
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -75,7 +70,7 @@ impl Sink for SioSink {
 }
 
 fn conn_id(socket: &Socket) -> ConnId {
-    Arc::from(socket.id())
+    socket.id_shared()
 }
 
 fn reply(ev: Event, value: Value) {
@@ -106,11 +101,11 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
             let token = req.auth().get("token").and_then(Value::as_str);
             match auth.identify(token) {
                 Ok(id) => {
-                    req.insert(Member(Arc::new(MemberState {
+                    req.set_data(Member {
                         user: Arc::from(id.user),
                         info: id.info.map(|i| Bytes::from(i.to_string())),
                         presence: Mutex::default(),
-                    })));
+                    });
                     Ok(())
                 }
                 Err(e) => {
@@ -135,13 +130,13 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
 }
 
 fn on_connect(hub: &Hub, socket: &Socket) {
-    let Some(member) = socket.get::<Member>() else {
+    let Some(member) = socket.data::<Member>() else {
         socket.disconnect();
         return;
     };
     let id = conn_id(socket);
-    hub.connect(id.clone(), &member.0.user, member.0.info.clone());
-    let personal = user_room(&member.0.user);
+    hub.connect(id.clone(), member.user.clone(), member.info.clone());
+    let personal = user_room(&member.user);
     socket.join(&personal);
     if socket.recovered() {
         // Socket.IO restored the rooms; the hub learns them again.
@@ -162,10 +157,10 @@ fn join(hub: &Hub, socket: &Socket, ev: Event) {
     let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
         return bad_request(ev.ack, "join(room, opts?): room must be a non-empty string");
     };
-    let Some(member) = socket.get::<Member>() else {
+    let Some(member) = socket.data::<Member>() else {
         return;
     };
-    if room.starts_with("user:") && room != user_room(&member.0.user) {
+    if room.starts_with("user:") && room != user_room(&member.user) {
         if let Some(ack) = ev.ack {
             ack.send(wire::error(
                 "forbidden",
@@ -193,12 +188,10 @@ fn join(hub: &Hub, socket: &Socket, ev: Event) {
         },
     };
     if presence {
-        member
-            .0
-            .presence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(room.to_owned());
+        let mut rooms = member.presence.lock().unwrap_or_else(|e| e.into_inner());
+        if !rooms.iter().any(|r| r == room) {
+            rooms.push(room.to_owned());
+        }
     }
     // Join the delivery room first, so nothing published after the position
     // below is missed.
@@ -223,16 +216,16 @@ fn leave(hub: &Hub, socket: &Socket, ev: Event) {
         return bad_request(ev.ack, "leave(room): room must be a string");
     };
     let personal = socket
-        .get::<Member>()
-        .is_some_and(|m| room == user_room(&m.0.user));
+        .data::<Member>()
+        .is_some_and(|m| room == user_room(&m.user));
     if !personal {
         socket.leave(room);
         hub.leave(&conn_id(socket), room);
-        if let Some(m) = socket.get::<Member>() {
-            m.0.presence
+        if let Some(m) = socket.data::<Member>() {
+            m.presence
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(room);
+                .retain(|r| r != room);
         }
     }
     reply(ev, json!({"ok": true}));
@@ -252,7 +245,7 @@ fn publish(hub: &Hub, socket: &Socket, ev: Event) {
         return bad_request(ev.ack, "binary data cannot be published through the relay");
     }
     let data = ev.args.get(2).cloned().unwrap_or(Value::Null);
-    let from = socket.get::<Member>().map(|m| m.0.user.to_string());
+    let from = socket.data::<Member>().map(|m| m.user.to_string());
     let p = hub.publish(room, event.to_owned(), Bytes::from(data.to_string()), from);
     reply(ev, json!({"ok": true, "offset": p.entry.offset}));
 }

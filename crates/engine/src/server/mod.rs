@@ -34,7 +34,7 @@ pub use config::{Cors, EngineConfig};
 pub use error::RequestError;
 pub use socket::EngineSocket;
 
-use crate::session::{CloseReason, Inbound, Session, Transport};
+use crate::session::{CloseReason, Inbound, Session, SessionConfig, Transport};
 
 /// Response body type of [`Engine::handle`].
 pub type Body = Full<Bytes>;
@@ -90,10 +90,12 @@ impl<H: Handler> std::fmt::Debug for Engine<H> {
 }
 
 /// Live sessions by id.
-pub(crate) type Sessions<D> = HashMap<Box<str>, Arc<EngineSocket<D>>>;
+pub(crate) type Sessions<D> = HashMap<Arc<str>, Arc<EngineSocket<D>>>;
 
 pub(crate) struct Shared<H: Handler> {
     pub(crate) config: EngineConfig,
+    /// `config.session`, shared by every session.
+    session: Arc<SessionConfig>,
     pub(crate) handler: H,
     sessions: Mutex<Sessions<H::Data>>,
     sweeper: OnceLock<()>,
@@ -104,6 +106,7 @@ impl<H: Handler> Engine<H> {
     pub fn new(handler: H, config: EngineConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
+                session: Arc::new(config.session),
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
@@ -222,19 +225,9 @@ impl<H: Handler> Shared<H> {
     }
 
     /// Creates a session and announces it to the handler.
-    pub(crate) fn open(
-        &self,
-        parts: &http::request::Parts,
-        transport: Transport,
-    ) -> Arc<EngineSocket<H::Data>> {
+    pub(crate) fn open(&self, data: H::Data, transport: Transport) -> Arc<EngineSocket<H::Data>> {
         let sid = new_sid();
-        let session = Session::open(
-            sid.to_string(),
-            transport,
-            self.config.session,
-            Instant::now(),
-        );
-        let data = self.handler.data(parts);
+        let session = Session::open(&sid, transport, self.session.clone(), Instant::now());
         let socket = Arc::new(EngineSocket::new(
             sid.clone(),
             session,
@@ -275,7 +268,10 @@ impl<H: Handler> Shared<H> {
             };
             let report = (!st.reported).then_some(reason);
             st.reported = true;
-            let pending = st.session.transport() == Transport::Polling
+            // Only a server close leaves packets for a later GET; after the
+            // client's `close` the queued `noop` is for a GET already waiting.
+            let pending = reason == CloseReason::ServerClose
+                && st.session.transport() == Transport::Polling
                 && st.session.has_poll_output()
                 && st.grace.is_none_or(|g| now < g);
             if pending && st.grace.is_none() {
@@ -292,7 +288,7 @@ impl<H: Handler> Shared<H> {
                 sessions.remove(socket.id());
             }
         }
-        socket.notify.notify_waiters();
+        socket.wake();
         if let Some(reason) = report {
             self.handler.on_close(socket, reason);
         }
@@ -323,12 +319,10 @@ impl Query {
 }
 
 /// A 20-character URL-safe random session id (120 bits).
-fn new_sid() -> Box<str> {
+fn new_sid() -> Arc<str> {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(bytes)
-        .into_boxed_str()
+    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// A plain-text response with status 200.

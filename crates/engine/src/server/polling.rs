@@ -21,7 +21,7 @@ const MAX_PACKETS_PER_POST: usize = 4096;
 /// A handshake over polling: the first GET gets the `open` packet.
 pub(super) fn handshake<H: Handler, B>(shared: &Arc<Shared<H>>, req: Request<B>) -> Response<Body> {
     let (parts, _) = req.into_parts();
-    let socket = shared.open(&parts, Transport::Polling);
+    let socket = shared.open(shared.handler.data(&parts), Transport::Polling);
     let body = socket
         .lock()
         .session
@@ -201,7 +201,7 @@ where
             }
         }
     }
-    socket.notify.notify_waiters();
+    socket.wake();
     shared.deliver(&socket, inbound);
     Ok(text("ok", "text/html"))
 }

@@ -1,8 +1,9 @@
 //! One live session as seen by the drivers and the layer above.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use futures_util::task::AtomicWaker;
 use switchboard_wire::Message;
 use tokio::sync::Notify;
 
@@ -16,9 +17,12 @@ use crate::session::{CloseReason, Session, Transport};
 /// writes. Every method is cheap and never blocks on I/O.
 #[derive(Debug)]
 pub struct EngineSocket<D> {
-    sid: Box<str>,
+    sid: Arc<str>,
     state: Mutex<State>,
+    /// Wakes GETs waiting for output.
     pub(crate) notify: Notify,
+    /// Wakes the WebSocket task.
+    pub(crate) ws_waker: AtomicWaker,
     data: D,
 }
 
@@ -40,7 +44,7 @@ pub(crate) struct State {
 }
 
 impl<D> EngineSocket<D> {
-    pub(crate) fn new(sid: Box<str>, session: Session, ws_bound: bool, data: D) -> Self {
+    pub(crate) fn new(sid: Arc<str>, session: Session, ws_bound: bool, data: D) -> Self {
         Self {
             sid,
             state: Mutex::new(State {
@@ -53,6 +57,7 @@ impl<D> EngineSocket<D> {
                 deadline: None,
             }),
             notify: Notify::new(),
+            ws_waker: AtomicWaker::new(),
             data,
         }
     }
@@ -61,6 +66,12 @@ impl<D> EngineSocket<D> {
         // A panic while holding the lock leaves a consistent state (every
         // mutation is a single call into `Session`), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes whichever transport drains the session.
+    pub(crate) fn wake(&self) {
+        self.notify.notify_waiters();
+        self.ws_waker.wake();
     }
 
     /// The session id.
@@ -76,7 +87,7 @@ impl<D> EngineSocket<D> {
     /// Queues a packet.
     pub fn send(&self, packet: &Packet) {
         self.lock().session.send(packet);
-        self.notify.notify_waiters();
+        self.wake();
     }
 
     /// Queues encoded frames (see [`Session::send_encoded`]) in one go.
@@ -87,7 +98,7 @@ impl<D> EngineSocket<D> {
                 st.session.send_encoded(f);
             }
         }
-        self.notify.notify_waiters();
+        self.wake();
     }
 
     /// Packets queued and not yet written.
@@ -108,13 +119,13 @@ impl<D> EngineSocket<D> {
     /// Closes the session: queued packets are still delivered, then `close`.
     pub fn close(&self) {
         self.lock().session.close();
-        self.notify.notify_waiters();
+        self.wake();
     }
 
     /// Ends the session at once for `reason`; nothing more is delivered.
     pub fn abort(&self, reason: CloseReason) {
         self.lock().session.end(reason);
-        self.notify.notify_waiters();
+        self.wake();
     }
 
     /// Sets (or clears) the upper layer's deadline; the engine calls

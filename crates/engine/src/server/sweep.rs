@@ -23,6 +23,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
         let now = Instant::now();
         for socket in shared.sessions().values() {
             let mut st = socket.lock();
+            st.session.release_idle();
             if st.session.poll_timeout().is_some_and(|t| t <= now) {
                 let before = st.session.backlog();
                 st.session.handle_timeout(now);
@@ -39,7 +40,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
             }
         }
         for socket in woken.drain(..) {
-            socket.notify.notify_waiters();
+            socket.wake();
         }
         for socket in due.drain(..) {
             shared.handler.on_deadline(&socket);

@@ -2,7 +2,10 @@
 //! upgrade of a polling session. One task per WebSocket reads frames and
 //! writes whatever the session queues.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use http::{Request, Response};
@@ -40,15 +43,20 @@ pub(super) fn handshake<H: Handler, B>(
     mut req: Request<B>,
 ) -> Result<Response<Body>, RequestError> {
     let (res, pending) = accept(shared, &mut req)?;
+    // Only the layer above's data outlives the request head: the task of a
+    // long-lived connection keeps nothing else of the handshake.
     let (parts, _) = req.into_parts();
+    let data = shared.handler.data(&parts);
+    drop(parts);
     let shared = shared.clone();
     tokio::spawn(async move {
         let Ok(ws) = pending.websocket().await else {
             return;
         };
-        let socket = shared.open(&parts, Transport::WebSocket);
-        drop(parts);
-        run(&shared, &socket, ws).await;
+        let socket = shared.open(data, Transport::WebSocket);
+        // The connection's long-lived task holds only what it needs (the
+        // handshake's state dies with this one).
+        tokio::spawn(run(shared, socket, ws));
     });
     Ok(res)
 }
@@ -81,7 +89,9 @@ pub(super) fn upgrade<H: Handler, B>(
     let shared = shared.clone();
     tokio::spawn(async move {
         match pending.websocket().await {
-            Ok(ws) => run(&shared, &socket, ws).await,
+            Ok(ws) => {
+                tokio::spawn(run(shared, socket, ws));
+            }
             Err(_) => socket.lock().ws_bound = false,
         }
     });
@@ -89,61 +99,105 @@ pub(super) fn upgrade<H: Handler, B>(
 }
 
 /// Reads and writes one WebSocket until the session or the socket ends.
-async fn run<H: Handler>(
-    shared: &Shared<H>,
-    socket: &Arc<EngineSocket<H::Data>>,
-    mut ws: WebSocket<MaybeTlsStream>,
-) {
-    let end = loop {
-        let notified = socket.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let closed = {
-            let mut st = socket.lock();
-            let mut failed = false;
-            st.session.drain_ws(|m| failed |= ws.queue(m).is_err());
-            if failed {
-                st.session.end(CloseReason::TransportClose);
-            }
-            st.session.closed()
-        };
-        if let Some(reason) = closed {
-            break Some(reason);
+///
+/// A hand-written future rather than an `async fn`: it is the state of every
+/// idle WebSocket connection, and as a struct it holds the stream and two
+/// pointers, nothing else (an `async fn` with a `select!` kept several
+/// hundred bytes of dormant state per connection). The layer above wakes it
+/// through the session's [`EngineSocket::ws_waker`].
+struct Driver<H: Handler> {
+    shared: Arc<Shared<H>>,
+    socket: Arc<EngineSocket<H::Data>>,
+    ws: Option<WebSocket<MaybeTlsStream>>,
+    /// The closing handshake, boxed: it only exists while closing.
+    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+fn run<H: Handler>(
+    shared: Arc<Shared<H>>,
+    socket: Arc<EngineSocket<H::Data>>,
+    ws: WebSocket<MaybeTlsStream>,
+) -> Driver<H> {
+    Driver {
+        shared,
+        socket,
+        ws: Some(ws),
+        closing: None,
+    }
+}
+
+impl<H: Handler> Future for Driver<H> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(closing) = this.closing.as_mut() {
+            ready!(closing.as_mut().poll(cx));
+            this.closing = None;
+            this.shared.reap(&this.socket);
+            return Poll::Ready(());
         }
-        tokio::select! {
-            biased;
-            () = &mut notified => {}
-            r = ws.recv() => match r {
-                Some(Ok(m)) => on_frame(shared, socket, m),
+        let Some(ws) = this.ws.as_mut() else {
+            return Poll::Ready(());
+        };
+        loop {
+            // Register before looking at the outbox: a send after the look
+            // wakes this task.
+            this.socket.ws_waker.register(cx.waker());
+            let closed = {
+                let mut st = this.socket.lock();
+                let mut failed = false;
+                st.session.drain_ws(|m| failed |= ws.queue(m).is_err());
+                if failed {
+                    st.session.end(CloseReason::TransportClose);
+                }
+                st.session.closed()
+            };
+            if let Some(reason) = closed {
+                return this.finish(Some(reason), cx);
+            }
+            match ws.poll_recv(cx) {
+                Poll::Ready(Some(Ok(m))) => on_frame(&this.shared, &this.socket, m),
                 // The socket ended: the session ends with it unless this was
                 // an upgrade that never completed.
-                Some(Err(_)) | None => break None,
-            },
-        }
-    };
-    match end {
-        Some(CloseReason::PingTimeout | CloseReason::TransportError) => {
-            // Declared dead or broke the protocol: drop at once.
-        }
-        Some(_) => {
-            let _ = ws
-                .close(Some(CloseFrame {
-                    code: CloseCode::NORMAL,
-                    reason: Default::default(),
-                }))
-                .await;
-        }
-        None => {
-            let mut st = socket.lock();
-            if st.session.transport() == Transport::WebSocket {
-                st.session.end(CloseReason::TransportClose);
-            } else {
-                st.ws_bound = false;
-                st.session.upgrade_aborted();
+                Poll::Ready(Some(Err(_)) | None) => return this.finish(None, cx),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
-    shared.reap(socket);
+}
+
+impl<H: Handler> Driver<H> {
+    fn finish(&mut self, end: Option<CloseReason>, cx: &mut Context<'_>) -> Poll<()> {
+        let ws = self.ws.take();
+        match (end, ws) {
+            (Some(CloseReason::PingTimeout | CloseReason::TransportError), _) | (_, None) => {
+                // Declared dead or broke the protocol: dropped at once.
+            }
+            (Some(_), Some(mut ws)) => {
+                self.closing = Some(Box::pin(async move {
+                    let _ = ws
+                        .close(Some(CloseFrame {
+                            code: CloseCode::NORMAL,
+                            reason: Default::default(),
+                        }))
+                        .await;
+                }));
+                return Pin::new(self).poll(cx);
+            }
+            (None, Some(_)) => {
+                let mut st = self.socket.lock();
+                if st.session.transport() == Transport::WebSocket {
+                    st.session.end(CloseReason::TransportClose);
+                } else {
+                    st.ws_bound = false;
+                    st.session.upgrade_aborted();
+                }
+            }
+        }
+        self.shared.reap(&self.socket);
+        Poll::Ready(())
+    }
 }
 
 fn on_frame<H: Handler>(shared: &Shared<H>, socket: &Arc<EngineSocket<H::Data>>, m: Message) {
@@ -163,7 +217,7 @@ fn on_frame<H: Handler>(shared: &Shared<H>, socket: &Arc<EngineSocket<H::Data>>,
             }
         }
     };
-    // The probe answer or a `noop` for a waiting GET may be queued.
+    // A `noop` for a waiting GET may be queued (this task drains the rest).
     socket.notify.notify_waiters();
     shared.deliver(socket, inbound.into_iter().collect());
 }

@@ -117,7 +117,11 @@ impl Broadcast {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
         for r in &self.rooms {
-            let members = rooms.get(r).into_iter().flatten().map(|s| &**s);
+            let members = rooms
+                .get(r)
+                .into_iter()
+                .flat_map(|m| m.iter())
+                .map(|s| &**s);
             // A socket id is a room holding that socket.
             let own = sockets.contains_key(r).then_some(&**r);
             for id in members.chain(own) {

@@ -26,9 +26,10 @@ pub struct Conn {
 #[derive(Debug)]
 struct ConnState {
     sockets: Vec<Socket>,
-    pending: Option<Reassembly>,
-    headers: Option<Arc<HeaderMap>>,
-    query: Arc<str>,
+    pending: Option<Box<Reassembly>>,
+    /// The handshake's headers and query, for middlewares; dropped once a
+    /// namespace has connected (unless the server keeps them).
+    handshake: Option<Arc<(HeaderMap, Box<str>)>>,
     /// Namespace connections waiting for async middlewares.
     connecting: u32,
 }
@@ -39,8 +40,10 @@ impl Conn {
             state: Mutex::new(ConnState {
                 sockets: Vec::new(),
                 pending: None,
-                headers: Some(Arc::new(parts.headers.clone())),
-                query: Arc::from(parts.uri.query().unwrap_or("")),
+                handshake: Some(Arc::new((
+                    parts.headers.clone(),
+                    Box::from(parts.uri.query().unwrap_or("")),
+                ))),
                 connecting: 0,
             }),
         }
@@ -81,7 +84,7 @@ pub(crate) fn on_message(reg: &Arc<Registry>, conn: &Engine, message: Inbound) {
                 packet::decode(&text, &reg.config.limits).map(|d| match d {
                     Decoded::Packet(p) => Some(p),
                     Decoded::Binary(r) => {
-                        conn.data().lock().pending = Some(r);
+                        conn.data().lock().pending = Some(Box::new(r));
                         None
                     }
                 })
@@ -187,16 +190,12 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
             .map(|r| (Arc::<str>::from(pid.as_str()), r)),
         _ => None,
     };
-    let (headers, query) = {
-        let st = conn.data().lock();
-        (st.headers.clone(), st.query.clone())
-    };
+    let handshake = conn.data().lock().handshake.clone();
     let req = ConnectRequest {
         nsp: ns.name.clone(),
         auth,
-        headers,
-        query,
-        extensions: Mutex::default(),
+        handshake,
+        data: Mutex::default(),
     };
     let skip = restored.is_some()
         && ns
@@ -244,14 +243,8 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
                 let req = Arc::try_unwrap(req).unwrap_or_else(|r| ConnectRequest {
                     nsp: r.nsp.clone(),
                     auth: r.auth.clone(),
-                    headers: r.headers.clone(),
-                    query: r.query.clone(),
-                    extensions: Mutex::new(
-                        r.extensions
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .clone(),
-                    ),
+                    handshake: r.handshake.clone(),
+                    data: Mutex::new(r.data.lock().unwrap_or_else(|e| e.into_inner()).clone()),
                 });
                 finish(&reg, &conn, &ns, req, restored);
             }
@@ -269,14 +262,13 @@ fn finish(
     req: ConnectRequest,
     restored: Restored,
 ) {
-    let mut extensions = req
-        .extensions
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut data = req.data.into_inner().unwrap_or_else(|e| e.into_inner());
     let (id, pid, rooms, missed, recovered) = match restored {
         Some((pid, (session, missed))) => {
-            if let Some(ext) = session.extensions {
-                extensions.extend(*ext);
+            // The recovered session's data wins over what middlewares set
+            // (they are skipped by default).
+            if session.data.is_some() {
+                data = session.data;
             }
             (session.sid, Some(pid), session.rooms, missed, true)
         }
@@ -293,11 +285,14 @@ fn finish(
         pid,
         ns: ns.clone(),
         conn: conn.clone(),
-        auth: req.auth,
+        auth: match req.auth {
+            Value::Object(m) if m.is_empty() => None,
+            other => Some(Box::new(other)),
+        },
         recovered,
         state: Mutex::new(SocketState {
             connected: true,
-            extensions: (!extensions.is_empty()).then(|| Box::new(extensions)),
+            data,
             ..Default::default()
         }),
     }));
@@ -307,9 +302,13 @@ fn finish(
     }
     {
         let mut st = conn.data().lock();
+        if st.sockets.is_empty() {
+            // Most connections use one namespace: no spare capacity.
+            st.sockets.reserve_exact(1);
+        }
         st.sockets.push(socket.clone());
         if !reg.config.keep_headers {
-            st.headers = None;
+            st.handshake = None;
         }
     }
     conn.set_deadline(None);
@@ -341,9 +340,9 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
         std::mem::take(&mut st.sockets)
     };
     for s in sockets {
-        let (rooms, extensions) = {
+        let (rooms, data) = {
             let st = s.lock();
-            (st.rooms.clone(), st.extensions.clone())
+            (st.rooms.clone(), st.data.clone())
         };
         if !s.mark_disconnected() {
             continue;
@@ -357,7 +356,7 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
                     sid: s.0.id.clone(),
                     rooms,
                     at: Instant::now(),
-                    extensions,
+                    data,
                 },
             );
         }

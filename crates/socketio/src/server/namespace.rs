@@ -1,5 +1,6 @@
 //! Namespaces: handlers, sockets and rooms.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use super::args::Args;
 use super::broadcast::Broadcast;
 use super::recovery::Recovery;
-use super::socket::{DisconnectReason, Socket};
+use super::socket::{DisconnectReason, Socket, SocketData};
 
 /// A boxed future, for async middlewares.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -54,9 +55,8 @@ impl ConnectError {
 pub struct ConnectRequest {
     pub(crate) nsp: Arc<str>,
     pub(crate) auth: Value,
-    pub(crate) headers: Option<Arc<HeaderMap>>,
-    pub(crate) query: Arc<str>,
-    pub(crate) extensions: Mutex<http::Extensions>,
+    pub(crate) handshake: Option<Arc<(HeaderMap, Box<str>)>>,
+    pub(crate) data: Mutex<Option<SocketData>>,
 }
 
 impl ConnectRequest {
@@ -73,21 +73,18 @@ impl ConnectRequest {
     /// The handshake's HTTP headers (kept until the first namespace
     /// connects, unless the server keeps them for the whole connection).
     pub fn headers(&self) -> Option<&HeaderMap> {
-        self.headers.as_deref()
+        self.handshake.as_ref().map(|h| &h.0)
     }
 
-    /// The handshake's query string.
-    pub fn query(&self) -> &str {
-        &self.query
+    /// The handshake's query string (kept as long as the headers).
+    pub fn query(&self) -> Option<&str> {
+        self.handshake.as_ref().map(|h| &*h.1)
     }
 
-    /// Attaches a value to the socket that will be created (read it with
-    /// [`Socket::get`]).
-    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) {
-        self.extensions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(value);
+    /// Sets the data of the socket that will be created (read it with
+    /// [`Socket::data`]).
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        *self.data.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(value));
     }
 }
 
@@ -208,12 +205,64 @@ impl NamespaceBuilder {
     }
 }
 
+/// The sockets in a room. Most rooms (a user's personal room, a private
+/// conversation) hold one socket: no set is allocated for them.
+#[derive(Debug)]
+pub(crate) enum Members {
+    One(Arc<str>),
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<Arc<str>>>),
+}
+
+impl Members {
+    fn insert(&mut self, id: &Arc<str>) {
+        match self {
+            Self::One(first) if first != id => {
+                *self = Self::Many(Box::new(HashSet::from([first.clone(), id.clone()])));
+            }
+            Self::One(_) => {}
+            Self::Many(set) => {
+                set.insert(id.clone());
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether the room is now empty.
+    fn remove(&mut self, id: &str) -> bool {
+        match self {
+            Self::One(first) => &**first == id,
+            Self::Many(set) => {
+                set.remove(id);
+                if set.len() == 1
+                    && let Some(last) = set.iter().next().cloned()
+                {
+                    *self = Self::One(last);
+                }
+                set_is_empty(self)
+            }
+        }
+    }
+
+    /// The socket ids.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        let (one, many) = match self {
+            Self::One(id) => (Some(id), None),
+            Self::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+fn set_is_empty(m: &Members) -> bool {
+    matches!(m, Members::Many(set) if set.is_empty())
+}
+
 /// A live namespace.
 pub(crate) struct NsInner {
     pub(crate) name: Arc<str>,
     pub(crate) handlers: Arc<NamespaceBuilder>,
     pub(crate) sockets: RwLock<HashMap<Arc<str>, Socket>>,
-    pub(crate) rooms: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    pub(crate) rooms: RwLock<HashMap<Arc<str>, Members>>,
     pub(crate) recovery: Option<Recovery>,
 }
 
@@ -247,7 +296,7 @@ impl NsInner {
             .insert(socket.0.id.clone(), socket.clone());
     }
 
-    pub(crate) fn remove_socket(&self, id: &str, _rooms: Vec<Arc<str>>) {
+    pub(crate) fn remove_socket(&self, id: &str) {
         self.sockets
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -258,23 +307,22 @@ impl NsInner {
     pub(crate) fn add_to_room(&self, room: &str, id: &Arc<str>) -> Arc<str> {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = rooms.get_mut(room) {
-            members.insert(id.clone());
+            members.insert(id);
         }
         if let Some((name, _)) = rooms.get_key_value(room) {
             return name.clone();
         }
         let name: Arc<str> = Arc::from(room);
-        rooms.insert(name.clone(), HashSet::from([id.clone()]));
+        rooms.insert(name.clone(), Members::One(id.clone()));
         name
     }
 
     pub(crate) fn remove_from_room(&self, room: &str, id: &str) {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room) {
-            members.remove(id);
-            if members.is_empty() {
-                rooms.remove(room);
-            }
+        if let Some(members) = rooms.get_mut(room)
+            && members.remove(id)
+        {
+            rooms.remove(room);
         }
     }
 

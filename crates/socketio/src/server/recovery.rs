@@ -64,7 +64,7 @@ pub(crate) struct Persisted {
     pub(crate) sid: Arc<str>,
     pub(crate) rooms: Vec<Arc<str>>,
     pub(crate) at: Instant,
-    pub(crate) extensions: Option<Box<http::Extensions>>,
+    pub(crate) data: Option<super::socket::SocketData>,
 }
 
 pub(crate) struct Recovery {

@@ -1,5 +1,6 @@
 //! A client's connection to one namespace.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,10 +103,14 @@ pub(crate) struct SocketInner {
     pub(crate) pid: Option<Arc<str>>,
     pub(crate) ns: Arc<NsInner>,
     pub(crate) conn: Arc<EngineSocket<Conn>>,
-    pub(crate) auth: Value,
+    /// `None` for the usual empty auth (`{}`): no allocation.
+    pub(crate) auth: Option<Box<Value>>,
     pub(crate) recovered: bool,
     pub(crate) state: Mutex<SocketState>,
 }
+
+/// Application data attached to a socket.
+pub(crate) type SocketData = Arc<dyn Any + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct SocketState {
@@ -113,8 +118,10 @@ pub(crate) struct SocketState {
     /// Rooms joined, except the socket's own id (implicit).
     pub(crate) rooms: Vec<Arc<str>>,
     pub(crate) next_ack: u64,
-    pub(crate) acks: Option<HashMap<u64, oneshot::Sender<Args>>>,
-    pub(crate) extensions: Option<Box<http::Extensions>>,
+    /// Boxed: most sockets never wait for an ack.
+    #[allow(clippy::box_collection)]
+    pub(crate) acks: Option<Box<HashMap<u64, oneshot::Sender<Args>>>>,
+    pub(crate) data: Option<SocketData>,
 }
 
 impl Socket {
@@ -139,7 +146,14 @@ impl Socket {
 
     /// The CONNECT packet's auth payload (`{}` when none was sent).
     pub fn auth(&self) -> &Value {
-        &self.0.auth
+        static EMPTY: std::sync::LazyLock<Value> =
+            std::sync::LazyLock::new(|| Value::Object(Default::default()));
+        self.0.auth.as_deref().unwrap_or(&EMPTY)
+    }
+
+    /// The socket id, shared (no copy).
+    pub fn id_shared(&self) -> Arc<str> {
+        self.0.id.clone()
     }
 
     /// Whether this connection recovered a previous session's id, rooms and
@@ -163,17 +177,17 @@ impl Socket {
         self.0.conn.id()
     }
 
-    /// Stores a value on the socket (one per type).
-    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) {
-        self.lock()
-            .extensions
-            .get_or_insert_with(Default::default)
-            .insert(value);
+    /// Sets the socket's application data (like `socket.data` in the
+    /// reference server): one value, replacing any previous one. It survives
+    /// connection state recovery.
+    pub fn set_data<T: Any + Send + Sync>(&self, value: T) {
+        self.lock().data = Some(Arc::new(value));
     }
 
-    /// A value stored with [`Socket::insert`] (or by a middleware).
-    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.lock().extensions.as_ref()?.get::<T>().cloned()
+    /// The socket's data, if it is a `T` (set here or by a middleware with
+    /// [`ConnectRequest::set_data`](super::ConnectRequest::set_data)).
+    pub fn data<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.lock().data.clone()?.downcast::<T>().ok()
     }
 
     pub(crate) fn send_frames(&self, frames: &Frames) {
@@ -269,11 +283,16 @@ impl Socket {
         if room == self.id() {
             return;
         }
-        let room = self.0.ns.add_to_room(room, &self.0.id);
         let mut st = self.lock();
-        if st.connected && !st.rooms.contains(&room) {
-            st.rooms.push(room);
+        if !st.connected || st.rooms.iter().any(|r| &**r == room) {
+            return;
         }
+        let room = self.0.ns.add_to_room(room, &self.0.id);
+        if st.rooms.is_empty() {
+            // Most sockets are in one or two rooms: no spare capacity.
+            st.rooms.reserve_exact(1);
+        }
+        st.rooms.push(room);
     }
 
     /// Leaves a room.
@@ -282,7 +301,8 @@ impl Socket {
         self.lock().rooms.retain(|r| &**r != room);
     }
 
-    /// The rooms this socket is in, its own id first.
+    /// The rooms this socket is in, its own id first (after a disconnect:
+    /// the rooms it was in).
     pub fn rooms(&self) -> Vec<String> {
         let mut out = vec![self.id().to_owned()];
         out.extend(self.lock().rooms.iter().map(|r| r.to_string()));
@@ -322,17 +342,19 @@ impl Socket {
     /// Marks the socket gone and fails its pending acks; returns whether it
     /// was connected.
     pub(crate) fn mark_disconnected(&self) -> bool {
+        // The room list stays readable (`rooms()` in disconnect handlers
+        // tells where the socket was); only the namespace forgets it.
         let (was, acks, rooms) = {
             let mut st = self.lock();
             let was = std::mem::replace(&mut st.connected, false);
-            (was, st.acks.take(), std::mem::take(&mut st.rooms))
+            (was, st.acks.take(), st.rooms.clone())
         };
         drop(acks);
         for room in &rooms {
             self.0.ns.remove_from_room(room, &self.0.id);
         }
         if was {
-            self.0.ns.remove_socket(&self.0.id, rooms);
+            self.0.ns.remove_socket(&self.0.id);
         }
         was
     }
