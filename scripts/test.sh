@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh machine:
-#   formatting, clippy, unit and integration tests, and the Autobahn
-#   TestSuite (via kosoku) against our server and our client.
-# It installs what the tests need (kosoku from PyPI) quietly and idempotently.
+#   formatting, clippy, unit and integration tests, the Autobahn TestSuite
+#   (via kosoku) against our server and our client, and the official
+#   socket.io-client / engine.io-client (npm, pinned) against our Socket.IO
+#   servers and `switchboard serve`.
+# It installs what the tests need (kosoku from PyPI, the npm clients) quietly
+# and idempotently.
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/switchboard-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,8 @@ if ! command -v kosoku >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kosoku
 fi
 command -v kosoku >/dev/null
+command -v node >/dev/null || { echo "node (>= 20) is required for the interop tests" >&2; exit 1; }
+(cd tests/interop && npm ci --silent --no-audit --no-fund >/dev/null)
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -31,7 +36,7 @@ step "unit and integration tests"
 cargo test --workspace --locked
 
 step "release build"
-cargo build --release --locked --bin switchboard --example autobahn-client
+cargo build --release --locked --workspace --bins --examples
 bin="$CARGO_TARGET_DIR/release/switchboard"
 client="$CARGO_TARGET_DIR/release/examples/autobahn-client"
 
@@ -40,5 +45,8 @@ bash tests/autobahn/server.sh "$bin"
 
 step "autobahn: client (autobahn-client example)"
 bash tests/autobahn/client.sh "$client"
+
+step "interop: official socket.io-client and engine.io-client"
+SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/interop/
 
 step "all passed"

@@ -103,7 +103,7 @@ pub struct Session {
     /// data (`4hello`); binary frames are binary message packets.
     outbox: VecDeque<Message>,
     /// Packets for the WebSocket that bypass the outbox (the probe answer).
-    ws_direct: VecDeque<Message>,
+    probe_answer: bool,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
@@ -130,7 +130,7 @@ impl Session {
             transport,
             upgrade: Upgrade::None,
             outbox,
-            ws_direct: VecDeque::new(),
+            probe_answer: false,
             next_ping: now + ping_interval,
             pong_deadline: None,
             closed: None,
@@ -191,7 +191,7 @@ impl Session {
                     && self.upgrade == Upgrade::None
                     && self.config.allow_upgrades
                 {
-                    self.ws_direct.push_back(Message::Text("3probe".into()));
+                    self.probe_answer = true;
                     self.upgrade = Upgrade::Probing(now + self.config.upgrade_timeout);
                     // Release a waiting GET so the client can pause polling.
                     self.outbox.push_back(Message::Text(NOOP.into()));
@@ -241,7 +241,7 @@ impl Session {
         if self.closed.is_none() {
             self.closed = Some(reason);
             self.outbox.clear();
-            self.ws_direct.clear();
+            self.probe_answer = false;
         }
     }
 
@@ -254,7 +254,7 @@ impl Session {
     pub fn upgrade_aborted(&mut self) {
         if matches!(self.upgrade, Upgrade::Probing(_)) {
             self.upgrade = Upgrade::None;
-            self.ws_direct.clear();
+            self.probe_answer = false;
         }
     }
 
@@ -306,7 +306,9 @@ impl Session {
     /// Frames for the WebSocket: the probe answer, then, once upgraded (or
     /// opened on WebSocket), the outbox.
     pub fn drain_ws(&mut self, mut f: impl FnMut(Message)) {
-        self.ws_direct.drain(..).for_each(&mut f);
+        if std::mem::take(&mut self.probe_answer) {
+            f(Message::Text("3probe".into()));
+        }
         if self.transport == Transport::WebSocket {
             self.outbox.drain(..).for_each(f);
         }
@@ -324,9 +326,6 @@ impl Session {
     pub fn release_idle(&mut self) {
         if self.outbox.is_empty() && self.outbox.capacity() > 0 {
             self.outbox = VecDeque::new();
-        }
-        if self.ws_direct.is_empty() && self.ws_direct.capacity() > 0 {
-            self.ws_direct = VecDeque::new();
         }
     }
 

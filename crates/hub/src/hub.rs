@@ -65,13 +65,6 @@ struct Room {
 }
 
 #[derive(Debug)]
-struct Conn {
-    user: Arc<str>,
-    /// Rooms joined (usually few: a list, no hash set).
-    rooms: Vec<Box<str>>,
-}
-
-#[derive(Debug)]
 struct User {
     connections: usize,
     last_seen: SystemTime,
@@ -82,7 +75,6 @@ struct User {
 pub struct Hub {
     limits: LogLimits,
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
-    conns: Mutex<HashMap<ConnId, Conn>>,
     users: Mutex<HashMap<Arc<str>, User>>,
     sinks: RwLock<Vec<Arc<dyn Sink>>>,
 }
@@ -91,7 +83,7 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub")
             .field("rooms", &read(&self.rooms).len())
-            .field("connections", &lock(&self.conns).len())
+            .field("users", &lock(&self.users).len())
             .finish()
     }
 }
@@ -110,7 +102,6 @@ impl Hub {
         Self {
             limits,
             rooms: RwLock::default(),
-            conns: Mutex::default(),
             users: Mutex::default(),
             sinks: RwLock::default(),
         }
@@ -146,67 +137,43 @@ impl Hub {
     }
 
     /// Registers a connection of `user` (online from now on). Pass the
-    /// adapter's own `Arc`s: the hub keeps them, no copies.
-    pub fn connect(&self, conn: ConnId, user: impl Into<Arc<str>>, info: Option<Bytes>) {
+    /// adapter's own `Arc`: the hub keeps it, no copy.
+    ///
+    /// The adapter owns its connections' state (which rooms each is in) and
+    /// tells the hub on [`Hub::join`], [`Hub::leave`] and
+    /// [`Hub::disconnect`]; the hub keeps no per-connection record besides
+    /// room membership.
+    pub fn connect(&self, user: impl Into<Arc<str>>, info: Option<Bytes>) {
         let user: Arc<str> = user.into();
-        {
-            let mut users = lock(&self.users);
-            let u = users.entry(user.clone()).or_insert(User {
-                connections: 0,
-                last_seen: SystemTime::now(),
-                info: None,
-            });
-            u.connections += 1;
-            u.last_seen = SystemTime::now();
-            if let Some(info) = info {
-                u.info = Some(Box::new(info));
-            }
+        let mut users = lock(&self.users);
+        let u = users.entry(user).or_insert(User {
+            connections: 0,
+            last_seen: SystemTime::now(),
+            info: None,
+        });
+        u.connections += 1;
+        u.last_seen = SystemTime::now();
+        if let Some(info) = info {
+            u.info = Some(Box::new(info));
         }
-        lock(&self.conns).insert(
-            conn,
-            Conn {
-                user,
-                rooms: Vec::new(),
-            },
-        );
     }
 
-    /// Removes a connection: it leaves its rooms (presence events follow)
-    /// and its user's `last_seen` is now.
-    pub fn disconnect(&self, conn: &ConnId) {
-        let Some(c) = lock(&self.conns).remove(conn) else {
-            return;
-        };
-        for room in &c.rooms {
-            self.leave_room(conn, room);
+    /// Removes a connection of `user`: it leaves `rooms` (presence events
+    /// follow) and the user's `last_seen` is now.
+    pub fn disconnect<R: AsRef<str>>(
+        &self,
+        conn: &ConnId,
+        user: &str,
+        rooms: impl IntoIterator<Item = R>,
+    ) {
+        for room in rooms {
+            self.leave(conn, room.as_ref());
         }
         let mut users = lock(&self.users);
-        if let Some(u) = users.get_mut(&c.user) {
+        if let Some(u) = users.get_mut(user) {
             u.connections = u.connections.saturating_sub(1);
             u.last_seen = SystemTime::now();
         }
-    }
-
-    /// The user of a connection.
-    pub fn user_of(&self, conn: &ConnId) -> Option<Arc<str>> {
-        lock(&self.conns).get(conn).map(|c| c.user.clone())
-    }
-
-    /// The connections of a user.
-    pub fn connections_of(&self, user: &str) -> Vec<ConnId> {
-        lock(&self.conns)
-            .iter()
-            .filter(|(_, c)| &*c.user == user)
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    /// The rooms a connection is in.
-    pub fn rooms_of(&self, conn: &ConnId) -> Vec<String> {
-        lock(&self.conns)
-            .get(conn)
-            .map(|c| c.rooms.iter().map(|r| r.to_string()).collect())
-            .unwrap_or_default()
     }
 
     /// Joins `room`. With `presence`, the connection gets presence changes.
@@ -215,18 +182,11 @@ impl Hub {
     pub fn join(
         &self,
         conn: &ConnId,
+        user: &Arc<str>,
         room: &str,
         presence: bool,
         since: Option<&Position>,
-    ) -> Option<Joined> {
-        let user = {
-            let mut conns = lock(&self.conns);
-            let c = conns.get_mut(conn)?;
-            if !c.rooms.iter().any(|r| &**r == room) {
-                c.rooms.push(Box::from(room));
-            }
-            c.user.clone()
-        };
+    ) -> Joined {
         let r = self.room(room);
         let mut r = lock(&r);
         let now = SystemTime::now();
@@ -243,27 +203,20 @@ impl Hub {
             },
         );
         if first {
-            self.announce(&r, room, &user, true);
+            self.announce(&r, room, user, true);
         }
         let missed = since.map(|since| match r.log.recover(since, now) {
             Recovery::Recovered(entries) => Some(entries),
             Recovery::NotRecovered(_) => None,
         });
-        Some(Joined {
+        Joined {
             position: r.log.position(),
             missed: missed.flatten(),
-        })
-    }
-
-    /// Leaves `room`.
-    pub fn leave(&self, conn: &ConnId, room: &str) {
-        if let Some(c) = lock(&self.conns).get_mut(conn) {
-            c.rooms.retain(|r| &**r != room);
         }
-        self.leave_room(conn, room);
     }
 
-    fn leave_room(&self, conn: &ConnId, room: &str) {
+    /// Leaves `room` (nothing happens if the connection is not in it).
+    pub fn leave(&self, conn: &ConnId, room: &str) {
         let Some(r) = self.existing_room(room) else {
             return;
         };
@@ -380,7 +333,7 @@ impl Hub {
 
     /// Open connections.
     pub fn connection_count(&self) -> usize {
-        lock(&self.conns).len()
+        lock(&self.users).values().map(|u| u.connections).sum()
     }
 }
 
@@ -444,12 +397,33 @@ mod tests {
         (hub, sink)
     }
 
+    /// A connection as an adapter knows it: its id and its user.
+    #[derive(Clone, Debug)]
+    struct C {
+        id: ConnId,
+        user: Arc<str>,
+    }
+
+    impl std::ops::Deref for C {
+        type Target = ConnId;
+        fn deref(&self) -> &ConnId {
+            &self.id
+        }
+    }
+
     /// Registers connection `id` of `user`, owned by `sink`.
-    fn conn(hub: &Hub, sink: &Recorder, id: &str, user: &str) -> ConnId {
-        let id: ConnId = Arc::from(id);
-        sink.own(&id);
-        hub.connect(id.clone(), user, None);
-        id
+    fn conn(hub: &Hub, sink: &Recorder, id: &str, user: &str) -> C {
+        let c = C {
+            id: Arc::from(id),
+            user: Arc::from(user),
+        };
+        sink.own(&c.id);
+        hub.connect(c.user.clone(), None);
+        c
+    }
+
+    fn join(hub: &Hub, c: &C, room: &str, presence: bool, since: Option<&Position>) -> Joined {
+        hub.join(&c.id, &c.user, room, presence, since)
     }
 
     fn offsets(entries: &[Entry]) -> Vec<u64> {
@@ -534,13 +508,13 @@ mod tests {
         let b1 = conn(&hub, &sink, "b1", "bob");
         let c1 = conn(&hub, &sink, "c1", "carol");
 
-        assert!(hub.join(&b1, "room", true, None).is_some());
-        assert!(hub.join(&c1, "room", false, None).is_some());
+        join(&hub, &b1, "room", true, None);
+        join(&hub, &c1, "room", false, None);
         assert_eq!(sink.changes_for(&b1), [joined("room", "carol")]);
         assert_eq!(sink.changes_for(&c1), [], "carol did not ask");
 
         // Alice's first connection: a join, to bob only.
-        hub.join(&a1, "room", true, None).unwrap();
+        join(&hub, &a1, "room", true, None);
         assert_eq!(
             sink.changes_for(&b1),
             [joined("room", "carol"), joined("room", "alice")]
@@ -550,16 +524,16 @@ mod tests {
 
         // Her second connection: no event at all (not even to herself).
         let before = sink.change_count();
-        hub.join(&a2, "room", true, None).unwrap();
+        join(&hub, &a2, "room", true, None);
         assert_eq!(sink.change_count(), before);
         // Joining again with the same connection is no event either.
-        hub.join(&a2, "room", true, None).unwrap();
+        join(&hub, &a2, "room", true, None);
         assert_eq!(sink.change_count(), before);
 
         // A connection of another user that joins later is announced to both
         // of alice's connections.
         let d1 = conn(&hub, &sink, "d1", "dave");
-        hub.join(&d1, "room", false, None).unwrap();
+        join(&hub, &d1, "room", false, None);
         assert_eq!(sink.changes_for(&a1), [joined("room", "dave")]);
         assert_eq!(sink.changes_for(&a2), [joined("room", "dave")]);
         hub.leave(&d1, "room");
@@ -585,8 +559,8 @@ mod tests {
         hub.add_sink(second.clone());
         let a1 = conn(&hub, &first, "a1", "alice");
         let b1 = conn(&hub, &second, "b1", "bob");
-        hub.join(&a1, "room", true, None).unwrap();
-        hub.join(&b1, "room", true, None).unwrap();
+        join(&hub, &a1, "room", true, None);
+        join(&hub, &b1, "room", true, None);
         assert_eq!(first.changes_for(&a1), [joined("room", "bob")]);
         assert_eq!(second.change_count(), 0);
         hub.leave(&a1, "room");
@@ -600,12 +574,9 @@ mod tests {
         let a1 = conn(&hub, &sink, "a1", "alice");
         let b1 = conn(&hub, &sink, "b1", "bob");
         for room in ["r1", "r2"] {
-            hub.join(&b1, room, true, None).unwrap();
-            hub.join(&a1, room, false, None).unwrap();
+            join(&hub, &b1, room, true, None);
+            join(&hub, &a1, room, false, None);
         }
-        let mut rooms = hub.rooms_of(&a1);
-        rooms.sort();
-        assert_eq!(rooms, ["r1", "r2"]);
         assert_eq!(hub.connection_count(), 2);
 
         assert_eq!(
@@ -613,38 +584,36 @@ mod tests {
             [joined("r1", "alice"), joined("r2", "alice")]
         );
 
-        hub.disconnect(&a1);
-        // One leave per room (in no particular order).
-        let mut changes = sink.changes_for(&b1).split_off(2);
-        changes.sort();
+        hub.disconnect(&a1, &a1.user, ["r1", "r2"]);
+        // One leave per room, in the order given.
+        let changes = sink.changes_for(&b1).split_off(2);
         assert_eq!(changes, [left("r1", "alice"), left("r2", "alice")]);
-        assert_eq!(hub.rooms_of(&a1), Vec::<String>::new());
-        assert_eq!(hub.user_of(&a1), None);
         assert_eq!(hub.connection_count(), 1);
         for room in ["r1", "r2"] {
             let users: Vec<_> = hub.presence(room).into_iter().map(|p| p.user).collect();
             assert_eq!(users, ["bob"]);
         }
-        // A second disconnect is a no-op.
-        hub.disconnect(&a1);
+        // Leaving rooms a connection is not in changes nothing.
+        hub.leave(&a1, "r1");
         assert_eq!(sink.changes_for(&b1).len(), 4);
-        // Joining with a connection that is gone is refused.
-        assert_eq!(hub.join(&a1, "r1", true, None), None);
     }
 
     #[test]
     fn presence_counts_connections_per_user() {
         let (hub, sink) = hub();
-        let a1: ConnId = Arc::from("a1");
+        let a1 = C {
+            id: Arc::from("a1"),
+            user: Arc::from("alice"),
+        };
         sink.own(&a1);
-        hub.connect(a1.clone(), "alice", Some(Bytes::from(r#"{"name":"A"}"#)));
+        hub.connect(a1.user.clone(), Some(Bytes::from(r#"{"name":"A"}"#)));
         let a2 = conn(&hub, &sink, "a2", "alice");
         let b1 = conn(&hub, &sink, "b1", "bob");
         assert_eq!(hub.presence("room"), []);
 
-        hub.join(&a1, "room", false, None).unwrap();
-        hub.join(&b1, "room", false, None).unwrap();
-        hub.join(&a2, "room", false, None).unwrap();
+        join(&hub, &a1, "room", false, None);
+        join(&hub, &b1, "room", false, None);
+        join(&hub, &a2, "room", false, None);
         let present = hub.presence("room");
         assert_eq!(present.len(), 2);
         let alice = present.iter().find(|p| p.user == "alice").unwrap();
@@ -680,18 +649,14 @@ mod tests {
         let status = hub.user("alice").unwrap();
         assert!(status.online);
         assert_eq!(status.connections, 2);
-        let mut conns = hub.connections_of("alice");
-        conns.sort();
-        assert_eq!(conns, [a1.clone(), a2.clone()]);
-        assert_eq!(hub.user_of(&a1).as_deref(), Some("alice"));
 
-        hub.disconnect(&a1);
+        hub.disconnect(&a1, &a1.user, [] as [&str; 0]);
         let status = hub.user("alice").unwrap();
         assert!(status.online, "one connection left");
         assert_eq!(status.connections, 1);
 
         let before = SystemTime::now();
-        hub.disconnect(&a2);
+        hub.disconnect(&a2, &a2.user, [] as [&str; 0]);
         let after = SystemTime::now();
         let status = hub.user("alice").unwrap();
         assert!(!status.online);
@@ -702,7 +667,6 @@ mod tests {
         );
         // Offline, last_seen stays put.
         assert_eq!(hub.user("alice").unwrap().last_seen, status.last_seen);
-        assert_eq!(hub.connections_of("alice"), Vec::<ConnId>::new());
 
         // Back online: last_seen is now again.
         let _a3 = conn(&hub, &sink, "a3", "alice");
@@ -725,7 +689,7 @@ mod tests {
             epoch: epoch.clone(),
             offset: 1,
         };
-        let joined = hub.join(&c1, "room", false, Some(&since)).unwrap();
+        let joined = join(&hub, &c1, "room", false, Some(&since));
         assert_eq!(
             joined.position,
             Position {
@@ -743,7 +707,7 @@ mod tests {
             epoch: epoch.clone(),
             offset: 3,
         };
-        let joined = hub.join(&c2, "room", false, Some(&since)).unwrap();
+        let joined = join(&hub, &c2, "room", false, Some(&since));
         assert_eq!(joined.missed, Some(Vec::new()));
 
         // Another epoch: not recoverable, but the position is given.
@@ -752,14 +716,14 @@ mod tests {
             epoch: format!("{epoch}x"),
             offset: 1,
         };
-        let joined = hub.join(&c3, "room", false, Some(&since)).unwrap();
+        let joined = join(&hub, &c3, "room", false, Some(&since));
         assert_eq!(joined.missed, None);
         assert_eq!(joined.position.epoch, epoch);
         assert_eq!(joined.position.offset, 3);
 
         // Without `since` there is nothing to recover.
         let c4 = conn(&hub, &sink, "c4", "u4");
-        let joined = hub.join(&c4, "room", false, None).unwrap();
+        let joined = join(&hub, &c4, "room", false, None);
         assert_eq!(joined.missed, None);
         assert_eq!(joined.position.offset, 3);
     }
@@ -795,11 +759,15 @@ mod tests {
         let (epoch, entries) = hub.history("room", None, 10);
         assert_eq!(offsets(&entries), [3, 4, 5]);
         // What was trimmed cannot be recovered.
-        hub.connect(Arc::from("c"), "u", None);
+        hub.connect("u", None);
         let since = Position { epoch, offset: 1 };
-        let joined = hub
-            .join(&Arc::from("c"), "room", false, Some(&since))
-            .unwrap();
+        let joined = hub.join(
+            &Arc::from("c"),
+            &Arc::from("u"),
+            "room",
+            false,
+            Some(&since),
+        );
         assert_eq!(joined.missed, None);
     }
 }

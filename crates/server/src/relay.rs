@@ -21,7 +21,7 @@ const MAX_HISTORY: usize = 1000;
 #[derive(Debug)]
 pub(crate) struct Member {
     pub(crate) user: Arc<str>,
-    info: Option<Bytes>,
+    info: Option<Box<Bytes>>,
     /// Rooms joined with `presence: true`.
     presence: Mutex<Vec<String>>,
 }
@@ -103,7 +103,7 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
                 Ok(id) => {
                     req.set_data(Member {
                         user: Arc::from(id.user),
-                        info: id.info.map(|i| Bytes::from(i.to_string())),
+                        info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
                         presence: Mutex::default(),
                     });
                     Ok(())
@@ -135,7 +135,7 @@ fn on_connect(hub: &Hub, socket: &Socket) {
         return;
     };
     let id = conn_id(socket);
-    hub.connect(id.clone(), member.user.clone(), member.info.clone());
+    hub.connect(member.user.clone(), member.info.as_deref().cloned());
     let personal = user_room(&member.user);
     socket.join(&personal);
     if socket.recovered() {
@@ -143,14 +143,23 @@ fn on_connect(hub: &Hub, socket: &Socket) {
         let presence = member.presence_rooms();
         for room in socket.rooms() {
             if room != socket.id() && room != personal {
-                hub.join(&id, &room, presence.contains(&room), None);
+                hub.join(&id, &member.user, &room, presence.contains(&room), None);
             }
         }
     }
 }
 
 fn on_disconnect(hub: &Hub, socket: &Socket, _reason: DisconnectReason) {
-    hub.disconnect(&conn_id(socket));
+    let Some(member) = socket.data::<Member>() else {
+        return;
+    };
+    // The socket's rooms are still listed in its disconnect handler.
+    let personal = user_room(&member.user);
+    let rooms = socket
+        .rooms()
+        .into_iter()
+        .filter(|r| r != socket.id() && *r != personal);
+    hub.disconnect(&conn_id(socket), &member.user, rooms);
 }
 
 fn join(hub: &Hub, socket: &Socket, ev: Event) {
@@ -196,9 +205,13 @@ fn join(hub: &Hub, socket: &Socket, ev: Event) {
     // Join the delivery room first, so nothing published after the position
     // below is missed.
     socket.join(room);
-    let Some(joined) = hub.join(&conn_id(socket), room, presence, since.as_ref()) else {
-        return;
-    };
+    let joined = hub.join(
+        &conn_id(socket),
+        &member.user,
+        room,
+        presence,
+        since.as_ref(),
+    );
     let mut answer = json!({
         "ok": true,
         "epoch": joined.position.epoch,

@@ -33,7 +33,10 @@ use switchboard_socketio::server::{
 struct Name(String);
 
 fn name(socket: &Socket) -> String {
-    socket.data::<Name>().map(|n| n.0.clone()).unwrap_or_default()
+    socket
+        .data::<Name>()
+        .map(|n| n.0.clone())
+        .unwrap_or_default()
 }
 
 fn chat() -> NamespaceBuilder {

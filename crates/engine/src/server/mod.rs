@@ -267,15 +267,20 @@ impl<H: Handler> Shared<H> {
                 return;
             };
             let report = (!st.reported).then_some(reason);
+            if report.is_some() {
+                // A deadline of the layer above means nothing any more; the
+                // timer becomes the close grace period.
+                st.timer = None;
+            }
             st.reported = true;
             // Only a server close leaves packets for a later GET; after the
             // client's `close` the queued `noop` is for a GET already waiting.
             let pending = reason == CloseReason::ServerClose
                 && st.session.transport() == Transport::Polling
                 && st.session.has_poll_output()
-                && st.grace.is_none_or(|g| now < g);
-            if pending && st.grace.is_none() {
-                st.grace = Some(now + self.config.close_grace);
+                && st.timer.is_none_or(|g| now < g);
+            if pending && st.timer.is_none() {
+                st.timer = Some(now + self.config.close_grace);
             }
             (report, !pending)
         };

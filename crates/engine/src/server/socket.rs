@@ -37,10 +37,10 @@ pub(crate) struct State {
     pub(crate) ws_bound: bool,
     /// `on_close` was called.
     pub(crate) reported: bool,
-    /// A server-closed polling session is kept until then for its last GET.
-    pub(crate) grace: Option<Instant>,
-    /// The layer above's deadline (e.g. Socket.IO's connect timeout).
-    pub(crate) deadline: Option<Instant>,
+    /// Before the session ends: the layer above's deadline (e.g. Socket.IO's
+    /// connect timeout). After a server close on polling: until when its
+    /// last packets are kept for the client's next GET.
+    pub(crate) timer: Option<Instant>,
 }
 
 impl<D> EngineSocket<D> {
@@ -53,8 +53,7 @@ impl<D> EngineSocket<D> {
                 post_active: false,
                 ws_bound,
                 reported: false,
-                grace: None,
-                deadline: None,
+                timer: None,
             }),
             notify: Notify::new(),
             ws_waker: AtomicWaker::new(),
@@ -131,6 +130,9 @@ impl<D> EngineSocket<D> {
     /// Sets (or clears) the upper layer's deadline; the engine calls
     /// [`Handler::on_deadline`](super::Handler::on_deadline) once it passes.
     pub fn set_deadline(&self, at: Option<Instant>) {
-        self.lock().deadline = at;
+        let mut st = self.lock();
+        if st.session.closed().is_none() {
+            st.timer = at;
+        }
     }
 }

@@ -31,8 +31,8 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
                     woken.push(socket.clone());
                 }
             }
-            if st.deadline.is_some_and(|d| d <= now) {
-                st.deadline = None;
+            if st.session.closed().is_none() && st.timer.is_some_and(|d| d <= now) {
+                st.timer = None;
                 due.push(socket.clone());
             }
             if st.session.closed().is_some() {

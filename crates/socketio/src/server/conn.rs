@@ -185,9 +185,9 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
     };
     let auth = p.data.unwrap_or_else(|| json!({}));
     let restored = match (&ns.recovery, auth.get("pid"), auth.get("offset")) {
-        (Some(rec), Some(Value::String(pid)), Some(Value::String(offset))) => rec
-            .restore(pid, offset)
-            .map(|r| (Arc::<str>::from(pid.as_str()), r)),
+        (Some(rec), Some(Value::String(pid)), Some(Value::String(offset))) => {
+            rec.restore(pid, offset)
+        }
         _ => None,
     };
     let handshake = conn.data().lock().handshake.clone();
@@ -252,7 +252,7 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
     });
 }
 
-type Restored = Option<(Arc<str>, (Persisted, Vec<Frames>))>;
+type Restored = Option<(Persisted, Vec<Frames>)>;
 
 /// Creates the socket, replays what it missed, and sends the CONNECT reply.
 fn finish(
@@ -263,26 +263,19 @@ fn finish(
     restored: Restored,
 ) {
     let mut data = req.data.into_inner().unwrap_or_else(|e| e.into_inner());
-    let (id, pid, rooms, missed, recovered) = match restored {
-        Some((pid, (session, missed))) => {
+    let (id, rooms, missed, recovered) = match restored {
+        Some((session, missed)) => {
             // The recovered session's data wins over what middlewares set
             // (they are skipped by default).
             if session.data.is_some() {
                 data = session.data;
             }
-            (session.sid, Some(pid), session.rooms, missed, true)
+            (session.sid, session.rooms, missed, true)
         }
-        None => (
-            new_id(),
-            ns.recovery.as_ref().map(|_| new_id()),
-            Vec::new(),
-            Vec::new(),
-            false,
-        ),
+        None => (new_id(), Vec::new(), Vec::new(), false),
     };
     let socket = Socket(Arc::new(SocketInner {
         id,
-        pid,
         ns: ns.clone(),
         conn: conn.clone(),
         auth: match req.auth {
@@ -313,8 +306,8 @@ fn finish(
     }
     conn.set_deadline(None);
     let mut frames: Vec<_> = missed.iter().flat_map(Frames::messages).collect();
-    let reply = match &socket.0.pid {
-        Some(pid) => json!({"sid": &*socket.0.id, "pid": &**pid}),
+    let reply = match &ns.recovery {
+        Some(rec) => json!({"sid": &*socket.0.id, "pid": rec.pid(&socket.0.id)}),
         None => json!({"sid": &*socket.0.id}),
     };
     let packet = frames::control(PacketKind::Connect, &ns.name, Some(reply));
@@ -347,18 +340,15 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
         if !s.mark_disconnected() {
             continue;
         }
-        if let (Some(rec), Some(pid)) = (&s.0.ns.recovery, &s.0.pid)
+        if let Some(rec) = &s.0.ns.recovery
             && reason.recoverable()
         {
-            rec.persist(
-                pid.clone(),
-                Persisted {
-                    sid: s.0.id.clone(),
-                    rooms,
-                    at: Instant::now(),
-                    data,
-                },
-            );
+            rec.persist(Persisted {
+                sid: s.0.id.clone(),
+                rooms,
+                at: Instant::now(),
+                data,
+            });
         }
         s.0.ns.on_disconnect(&s, reason);
     }

@@ -71,6 +71,9 @@ pub(crate) struct Recovery {
     pub(crate) config: RecoveryConfig,
     /// Prefix of every offset: offsets of another process never match.
     epoch: Box<str>,
+    /// Key of the private ids (`pid`s): a socket's pid is derived from its
+    /// id, so sockets do not store it.
+    key: [u8; 32],
     log: Mutex<Log>,
     sessions: Mutex<HashMap<Arc<str>, Persisted>>,
 }
@@ -90,12 +93,36 @@ impl Recovery {
         Self {
             config,
             epoch: format!("{epoch:08x}-").into_boxed_str(),
+            key: rand::random(),
             log: Mutex::new(Log {
                 next: 1,
                 packets: VecDeque::new(),
             }),
             sessions: Mutex::default(),
         }
+    }
+
+    /// The private id of socket `sid`: HMAC-SHA1 under this process's key,
+    /// 20 URL-safe characters. Only the socket's own client learns it (in its
+    /// CONNECT reply) and presents it to recover the session.
+    pub(crate) fn pid(&self, sid: &str) -> String {
+        use base64::Engine as _;
+        use sha1::{Digest, Sha1};
+        let mut inner_key = [0x36u8; 64];
+        let mut outer_key = [0x5cu8; 64];
+        for (i, k) in self.key.iter().enumerate() {
+            inner_key[i] ^= k;
+            outer_key[i] ^= k;
+        }
+        let inner = Sha1::new()
+            .chain_update(inner_key)
+            .chain_update(sid)
+            .finalize();
+        let mac = Sha1::new()
+            .chain_update(outer_key)
+            .chain_update(inner)
+            .finalize();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&mac[..15])
     }
 
     fn format(&self, n: u64) -> String {
@@ -137,7 +164,8 @@ impl Recovery {
     }
 
     /// Keeps a dropped socket's session under its private id.
-    pub(crate) fn persist(&self, pid: Arc<str>, session: Persisted) {
+    pub(crate) fn persist(&self, session: Persisted) {
+        let pid: Arc<str> = Arc::from(self.pid(&session.sid));
         let mut sessions = lock(&self.sessions);
         let max = self.config.max_disconnection_duration;
         sessions.retain(|_, s| s.at.elapsed() <= max);

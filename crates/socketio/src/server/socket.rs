@@ -100,7 +100,6 @@ impl std::fmt::Debug for Socket {
 
 pub(crate) struct SocketInner {
     pub(crate) id: Arc<str>,
-    pub(crate) pid: Option<Arc<str>>,
     pub(crate) ns: Arc<NsInner>,
     pub(crate) conn: Arc<EngineSocket<Conn>>,
     /// `None` for the usual empty auth (`{}`): no allocation.
