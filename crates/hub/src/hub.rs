@@ -62,6 +62,9 @@ struct Room {
     members: HashMap<ConnId, Member>,
     /// Users with connections in the room: count and since.
     users: HashMap<Arc<str>, (usize, SystemTime)>,
+    /// Removed from the hub (empty and never published to); whoever still
+    /// holds it looks the room up again.
+    gone: bool,
 }
 
 #[derive(Debug)]
@@ -127,9 +130,21 @@ impl Hub {
                     log: RoomLog::new(self.limits),
                     members: HashMap::new(),
                     users: HashMap::new(),
+                    gone: false,
                 }))
             })
             .clone()
+    }
+
+    /// Runs `f` on the live room `name` (created if needed), locked.
+    fn with_room<T>(&self, name: &str, f: impl FnOnce(&mut Room) -> T) -> T {
+        loop {
+            let r = self.room(name);
+            let mut guard = lock(&r);
+            if !guard.gone {
+                return f(&mut guard);
+            }
+        }
     }
 
     fn existing_room(&self, name: &str) -> Option<Arc<Mutex<Room>>> {
@@ -187,8 +202,20 @@ impl Hub {
         presence: bool,
         since: Option<&Position>,
     ) -> Joined {
-        let r = self.room(room);
-        let mut r = lock(&r);
+        self.with_room(room, |r| {
+            self.join_locked(r, conn, user, room, presence, since)
+        })
+    }
+
+    fn join_locked(
+        &self,
+        r: &mut Room,
+        conn: &ConnId,
+        user: &Arc<str>,
+        room: &str,
+        presence: bool,
+        since: Option<&Position>,
+    ) -> Joined {
         let now = SystemTime::now();
         let first = !r.members.contains_key(conn) && {
             let entry = r.users.entry(user.clone()).or_insert((0, now));
@@ -203,7 +230,7 @@ impl Hub {
             },
         );
         if first {
-            self.announce(&r, room, user, true);
+            self.announce(r, room, user, true);
         }
         let missed = since.map(|since| match r.log.recover(since, now) {
             Recovery::Recovered(entries) => Some(entries),
@@ -235,6 +262,13 @@ impl Hub {
             r.users.remove(&member.user);
             self.announce(&r, room, &member.user, false);
         }
+        if r.members.is_empty() && r.log.position().offset == 0 {
+            // Nothing to keep: no members, no history. Forget the room so
+            // joins and leaves of many names do not pile up.
+            r.gone = true;
+            let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
+            rooms.remove(room);
+        }
     }
 
     /// Sends a presence change to the members who asked, except the user's
@@ -264,19 +298,18 @@ impl Hub {
         data: Bytes,
         from: Option<String>,
     ) -> Arc<Publication> {
-        let r = self.room(room);
-        let mut r = lock(&r);
-        let entry = r.log.append(event, data, from, SystemTime::now()).clone();
-        let publication = Arc::new(Publication {
-            room: room.to_owned(),
-            epoch: r.log.epoch().to_owned(),
-            entry,
-        });
-        for sink in read(&self.sinks).iter() {
-            sink.publish(&publication);
-        }
-        drop(r);
-        publication
+        self.with_room(room, |r| {
+            let entry = r.log.append(event, data, from, SystemTime::now()).clone();
+            let publication = Arc::new(Publication {
+                room: room.to_owned(),
+                epoch: r.log.epoch().to_owned(),
+                entry,
+            });
+            for sink in read(&self.sinks).iter() {
+                sink.publish(&publication);
+            }
+            publication
+        })
     }
 
     /// Users present in `room`.
@@ -318,12 +351,12 @@ impl Hub {
     /// A room's history: its epoch and entries (after `since`, at most
     /// `limit`, oldest first).
     pub fn history(&self, room: &str, since: Option<u64>, limit: usize) -> (String, Vec<Entry>) {
-        let r = self.room(room);
-        let r = lock(&r);
-        (
-            r.log.epoch().to_owned(),
-            r.log.history(since, limit, SystemTime::now()),
-        )
+        self.with_room(room, |r| {
+            (
+                r.log.epoch().to_owned(),
+                r.log.history(since, limit, SystemTime::now()),
+            )
+        })
     }
 
     /// Rooms that have members or history.
@@ -769,5 +802,24 @@ mod tests {
             Some(&since),
         );
         assert_eq!(joined.missed, None);
+    }
+
+    #[test]
+    fn rooms_without_members_or_history_are_forgotten() {
+        let (hub, sink) = hub();
+        let a1 = conn(&hub, &sink, "a1", "alice");
+        join(&hub, &a1, "passing", false, None);
+        join(&hub, &a1, "kept", false, None);
+        hub.publish("kept", "msg".into(), Bytes::new(), None);
+        let mut rooms = hub.rooms();
+        rooms.sort();
+        assert_eq!(rooms, ["kept", "passing"]);
+        hub.leave(&a1, "passing");
+        hub.leave(&a1, "kept");
+        assert_eq!(hub.rooms(), ["kept"], "history keeps a room");
+        // A forgotten room comes back fresh on the next join.
+        let joined = join(&hub, &a1, "passing", true, None);
+        assert_eq!(joined.position.offset, 0);
+        assert_eq!(hub.presence("passing").len(), 1);
     }
 }
