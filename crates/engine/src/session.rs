@@ -38,6 +38,10 @@ pub struct SessionConfig {
     pub upgrade_timeout: Duration,
     /// Offer and accept the polling → WebSocket upgrade (default true).
     pub allow_upgrades: bool,
+    /// Most bytes queued for a client that does not keep up (default
+    /// 8 MiB); beyond it the session ends ([`CloseReason::Overflow`]), so a
+    /// slow consumer cannot grow the server's memory without bound.
+    pub max_buffered: usize,
 }
 
 impl Default for SessionConfig {
@@ -48,6 +52,7 @@ impl Default for SessionConfig {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
             allow_upgrades: true,
+            max_buffered: 8 << 20,
         }
     }
 }
@@ -74,6 +79,8 @@ pub enum CloseReason {
     TransportError,
     /// The connection was lost (the WebSocket ended, a poll was abandoned).
     TransportClose,
+    /// The client did not keep up: more than `max_buffered` bytes queued.
+    Overflow,
 }
 
 /// Data the session delivers to the layer above.
@@ -102,6 +109,8 @@ pub struct Session {
     /// Encoded packets for the client: text frames hold the packet type and
     /// data (`4hello`); binary frames are binary message packets.
     outbox: VecDeque<Message>,
+    /// Payload bytes in `outbox`.
+    queued: usize,
     /// Packets for the WebSocket that bypass the outbox (the probe answer).
     probe_answer: bool,
     next_ping: Instant,
@@ -130,6 +139,7 @@ impl Session {
             transport,
             upgrade: Upgrade::None,
             outbox,
+            queued: 0,
             probe_answer: false,
             next_ping: now + ping_interval,
             pong_deadline: None,
@@ -149,18 +159,28 @@ impl Session {
 
     /// Queues a packet for the client.
     pub fn send(&mut self, packet: &Packet) {
-        if self.closed.is_none() {
-            self.outbox.push_back(encode(packet));
-        }
+        self.send_encoded(encode(packet));
     }
 
     /// Queues an already encoded packet: a text frame holding the packet type
     /// and data (`4…`), or binary message data. Broadcasts encode once and
     /// share the bytes between sessions this way.
     pub fn send_encoded(&mut self, message: Message) {
-        if self.closed.is_none() {
-            self.outbox.push_back(message);
+        if self.closed.is_some() {
+            return;
         }
+        self.queued += message.len();
+        self.outbox.push_back(message);
+        if self.queued > self.config.max_buffered {
+            self.end(CloseReason::Overflow);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Message> {
+        let m = self.outbox.pop_front()?;
+        // Control packets (open, ping, noop, close) are not counted: tiny.
+        self.queued = self.queued.saturating_sub(m.len());
+        Some(m)
     }
 
     /// Number of packets waiting for the transport.
@@ -241,6 +261,7 @@ impl Session {
         if self.closed.is_none() {
             self.closed = Some(reason);
             self.outbox.clear();
+            self.queued = 0;
             self.probe_answer = false;
         }
     }
@@ -284,6 +305,7 @@ impl Session {
             self.closed = Some(CloseReason::PingTimeout);
             // The peer is gone: nothing queued will be delivered.
             self.outbox.clear();
+            self.queued = 0;
             return;
         }
         if let Upgrade::Probing(deadline) = self.upgrade
@@ -305,12 +327,25 @@ impl Session {
 
     /// Frames for the WebSocket: the probe answer, then, once upgraded (or
     /// opened on WebSocket), the outbox.
-    pub fn drain_ws(&mut self, mut f: impl FnMut(Message)) {
+    pub fn drain_ws(&mut self, f: impl FnMut(Message)) {
+        self.drain_ws_up_to(usize::MAX, f);
+    }
+
+    /// [`Session::drain_ws`], stopping once `budget` bytes are handed over
+    /// (at least one frame goes when the budget is not zero): the rest waits
+    /// in the outbox, where it counts against `max_buffered`.
+    pub fn drain_ws_up_to(&mut self, mut budget: usize, mut f: impl FnMut(Message)) {
         if std::mem::take(&mut self.probe_answer) {
             f(Message::Text("3probe".into()));
         }
-        if self.transport == Transport::WebSocket {
-            self.outbox.drain(..).for_each(f);
+        if self.transport != Transport::WebSocket {
+            return;
+        }
+        while budget > 0
+            && let Some(m) = self.pop()
+        {
+            budget = budget.saturating_sub(m.len().max(1));
+            f(m);
         }
     }
 
@@ -360,7 +395,7 @@ impl Session {
                     base64::engine::general_purpose::STANDARD.encode_string(b, &mut body);
                 }
             }
-            self.outbox.pop_front();
+            self.pop();
         }
         Some(body)
     }
@@ -386,6 +421,7 @@ mod tests {
             max_payload: 100,
             upgrade_timeout: Duration::from_millis(1000),
             allow_upgrades: true,
+            max_buffered: 1 << 20,
         })
     }
 
@@ -492,5 +528,30 @@ mod tests {
         assert_eq!(rest, 6);
         s.on_packet(Transport::Polling, Packet::Close, now);
         assert_eq!(s.closed(), Some(CloseReason::ClientClose));
+    }
+
+    #[test]
+    fn a_client_that_does_not_keep_up_ends_the_session() {
+        let now = Instant::now();
+        let mut s = Session::open("a", Transport::WebSocket, cfg(), now);
+        s.take_ws_packets();
+        let chunk = "x".repeat(64 << 10);
+        // cfg() allows 1 MiB: 15 packets of 64 KiB + 1 fit, 16 do not.
+        for _ in 0..15 {
+            s.send(&Packet::Message(chunk.clone()));
+        }
+        assert_eq!(s.closed(), None);
+        // Draining with a budget hands over part and keeps the rest counted.
+        let mut taken = 0;
+        s.drain_ws_up_to(200 << 10, |m| taken += m.len());
+        assert!((200 << 10..=300 << 10).contains(&taken), "{taken}");
+        for _ in 0..3 {
+            s.send(&Packet::Message(chunk.clone()));
+        }
+        assert_eq!(s.closed(), None, "what was handed over no longer counts");
+        s.send(&Packet::Message(chunk.clone()));
+        s.send(&Packet::Message(chunk));
+        assert_eq!(s.closed(), Some(CloseReason::Overflow));
+        assert_eq!(s.backlog(), 0, "nothing is kept for a session that ended");
     }
 }

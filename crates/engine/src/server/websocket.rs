@@ -98,6 +98,10 @@ pub(super) fn upgrade<H: Handler, B>(
     Ok(res)
 }
 
+/// Bytes queued on a WebSocket's write buffer before the session's outbox
+/// holds the rest (the WebSocket stops reading above 1 MiB of output).
+const WRITE_BUDGET: usize = 512 << 10;
+
 /// Reads and writes one WebSocket until the session or the socket ends.
 ///
 /// A hand-written future rather than an `async fn`: it is the state of every
@@ -147,7 +151,12 @@ impl<H: Handler> Future for Driver<H> {
             let closed = {
                 let mut st = this.socket.lock();
                 let mut failed = false;
-                st.session.drain_ws(|m| failed |= ws.queue(m).is_err());
+                // Only as much as the socket's write buffer takes: the rest
+                // stays in the session, where a client that does not read
+                // runs into `max_buffered`.
+                let budget = WRITE_BUDGET.saturating_sub(ws.connection().output_len());
+                st.session
+                    .drain_ws_up_to(budget, |m| failed |= ws.queue(m).is_err());
                 if failed {
                     st.session.end(CloseReason::TransportClose);
                 }
@@ -171,8 +180,15 @@ impl<H: Handler> Driver<H> {
     fn finish(&mut self, end: Option<CloseReason>, cx: &mut Context<'_>) -> Poll<()> {
         let ws = self.ws.take();
         match (end, ws) {
-            (Some(CloseReason::PingTimeout | CloseReason::TransportError), _) | (_, None) => {
-                // Declared dead or broke the protocol: dropped at once.
+            (
+                Some(
+                    CloseReason::PingTimeout | CloseReason::TransportError | CloseReason::Overflow,
+                ),
+                _,
+            )
+            | (_, None) => {
+                // Declared dead, broke the protocol or does not read: dropped
+                // at once.
             }
             (Some(_), Some(mut ws)) => {
                 self.closing = Some(Box::pin(async move {

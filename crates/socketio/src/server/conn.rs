@@ -323,7 +323,7 @@ fn finish(
 pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
     let reason = match reason {
         CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-        CloseReason::TransportError => DisconnectReason::TransportError,
+        CloseReason::TransportError | CloseReason::Overflow => DisconnectReason::TransportError,
         CloseReason::ServerClose => DisconnectReason::ForcedServerClose,
         _ => DisconnectReason::TransportClose,
     };

@@ -19,6 +19,8 @@ pub struct RecoveryConfig {
     /// Most broadcasts kept per namespace, whatever their age (default
     /// 100,000): memory stays bounded under any publish rate.
     pub max_packets: usize,
+    /// Most bytes of broadcasts kept per namespace (default 64 MiB).
+    pub max_bytes: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -27,6 +29,7 @@ impl Default for RecoveryConfig {
             max_disconnection_duration: Duration::from_secs(120),
             skip_middlewares: true,
             max_packets: 100_000,
+            max_bytes: 64 << 20,
         }
     }
 }
@@ -41,6 +44,12 @@ impl RecoveryConfig {
     /// Sets whether middlewares are skipped for recovered sessions.
     pub fn skip_middlewares(mut self, skip: bool) -> Self {
         self.skip_middlewares = skip;
+        self
+    }
+
+    /// Sets the most bytes of broadcasts kept per namespace.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
         self
     }
 
@@ -81,6 +90,13 @@ pub(crate) struct Recovery {
 struct Log {
     next: u64,
     packets: VecDeque<Stored>,
+    bytes: usize,
+}
+
+impl Frames {
+    fn size(&self) -> usize {
+        self.text.as_bytes().len() + self.binary.iter().map(|b| b.len()).sum::<usize>()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +113,7 @@ impl Recovery {
             log: Mutex::new(Log {
                 next: 1,
                 packets: VecDeque::new(),
+                bytes: 0,
             }),
             sessions: Mutex::default(),
         }
@@ -145,14 +162,19 @@ impl Recovery {
         let offset = log.next;
         log.next += 1;
         let frames = build(self.format(offset));
+        let size = frames.size();
         while log
             .packets
             .front()
             .is_some_and(|p| now.duration_since(p.at) > self.config.max_disconnection_duration)
             || log.packets.len() >= self.config.max_packets
+            || (!log.packets.is_empty() && log.bytes + size > self.config.max_bytes)
         {
-            log.packets.pop_front();
+            if let Some(p) = log.packets.pop_front() {
+                log.bytes -= p.frames.size();
+            }
         }
+        log.bytes += size;
         log.packets.push_back(Stored {
             offset,
             at: now,
