@@ -224,6 +224,46 @@ describe('relay (switchboard serve --jwt-secret)', () => {
     });
   });
 
+  describe('what a client may not do', () => {
+    it('publishing a reserved event name is refused (it would make every member drop its connection)', T, async () => {
+      const room = uniqueRoom('reserved');
+      const s = await connectAs('reserved-pub');
+      const other = await connectAs('reserved-member');
+      await ack1(other, 'join', room);
+      let dropped = false;
+      other.on('disconnect', () => { dropped = true; });
+      for (const event of ['disconnect', 'connect', 'connect_error', 'presence', 'kick']) {
+        const res = await ack1(s, 'publish', room, event, {});
+        assert.equal(res.ok, false, event);
+        assert.equal(res.error.code, 'bad_request', event);
+      }
+      assert.equal((await api(srv, 'POST', '/api/v1/publish', { room, event: 'disconnect', data: 1 })).status, 400);
+      await sleep(200);
+      assert.equal(dropped, false, 'the member stayed connected');
+      assert.deepEqual((await ack1(s, 'history', room, {})).messages, []);
+    });
+
+    it("another user's personal room is off limits: join, publish, history, presence", T, async () => {
+      const mallory = await connectAs('pr-mallory');
+      const bob = await connectAs('pr-bob');
+      const secret = await api(srv, 'POST', '/api/v1/publish', { room: 'user:pr-bob', event: 'note', data: 'for bob' });
+      assert.equal(secret.status, 200);
+      for (const [event, args] of [
+        ['join', ['user:pr-bob']],
+        ['publish', ['user:pr-bob', 'note', 'spoofed']],
+        ['history', ['user:pr-bob', {}]],
+        ['presence', ['user:pr-bob']],
+      ]) {
+        const res = await ack1(mallory, event, ...args);
+        assert.equal(res.ok, false, event);
+        assert.equal(res.error.code, 'forbidden', event);
+      }
+      // Bob reads his own.
+      const own = await ack1(bob, 'history', 'user:pr-bob', {});
+      assert.deepEqual(own.messages.map((m) => m.data), ['for bob']);
+    });
+  });
+
   describe('presence', () => {
     it('presence list and join/leave events, per user, never about oneself', T, async () => {
       const room = uniqueRoom('presence');

@@ -173,6 +173,15 @@ impl Hub {
         }
     }
 
+    /// Forgets an offline user (e.g. an anonymous id that will never come
+    /// back) so such entries do not pile up; a user still online is kept.
+    pub fn forget_user(&self, user: &str) {
+        let mut users = lock(&self.users);
+        if users.get(user).is_some_and(|u| u.connections == 0) {
+            users.remove(user);
+        }
+    }
+
     /// Removes a connection of `user`: it leaves `rooms` (presence events
     /// follow) and the user's `last_seen` is now.
     pub fn disconnect<R: AsRef<str>>(
@@ -351,12 +360,18 @@ impl Hub {
     /// A room's history: its epoch and entries (after `since`, at most
     /// `limit`, oldest first).
     pub fn history(&self, room: &str, since: Option<u64>, limit: usize) -> (String, Vec<Entry>) {
-        self.with_room(room, |r| {
-            (
-                r.log.epoch().to_owned(),
-                r.log.history(since, limit, SystemTime::now()),
-            )
-        })
+        // Reading does not create a room: an unknown room answers with a
+        // fresh epoch and no messages.
+        match self.existing_room(room) {
+            Some(r) => {
+                let r = lock(&r);
+                (
+                    r.log.epoch().to_owned(),
+                    r.log.history(since, limit, SystemTime::now()),
+                )
+            }
+            None => (crate::log::new_epoch(), Vec::new()),
+        }
     }
 
     /// Rooms that have members or history.

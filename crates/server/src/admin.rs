@@ -131,9 +131,9 @@ impl Admin {
         }
         let p: Publish = serde_json::from_value(v)
             .map_err(|e| ApiError::BadRequest(format!("expected {{room, event, data}}: {e}")))?;
-        if !wire::valid_room(&p.room) || p.event.is_empty() {
+        if !wire::valid_room(&p.room) || !wire::valid_event(&p.event) {
             return Err(ApiError::BadRequest(
-                "room and event must be non-empty strings".into(),
+                "room must be a non-empty string, event a name that is not reserved".into(),
             ));
         }
         let publication = self

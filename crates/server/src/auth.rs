@@ -33,6 +33,8 @@ pub struct Identity {
     pub user: String,
     /// The token's `info` claim (JSON), shown in presence.
     pub info: Option<serde_json::Value>,
+    /// A generated id (no token).
+    pub anonymous: bool,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +64,7 @@ impl Auth {
             Self::Anonymous => Ok(Identity {
                 user: anonymous_id(),
                 info: None,
+                anonymous: true,
             }),
             Self::Jwt { key } => {
                 let token = token.ok_or_else(|| AuthError("missing".into()))?;
@@ -76,6 +79,7 @@ impl Auth {
                 Ok(Identity {
                     user: data.claims.sub,
                     info: data.claims.info,
+                    anonymous: false,
                 })
             }
         }

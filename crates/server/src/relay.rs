@@ -20,6 +20,8 @@ const MAX_HISTORY: usize = 1000;
 /// with it by Socket.IO's connection state recovery).
 #[derive(Debug)]
 pub(crate) struct Member {
+    /// A generated id: nobody can look this user up once it is gone.
+    anonymous: bool,
     pub(crate) user: Arc<str>,
     info: Option<Box<Bytes>>,
     /// Rooms joined with `presence: true`.
@@ -102,6 +104,7 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
             match auth.identify(token) {
                 Ok(id) => {
                     req.set_data(Member {
+                        anonymous: id.anonymous,
                         user: Arc::from(id.user),
                         info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
                         presence: Mutex::default(),
@@ -119,8 +122,8 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
         .on("join", move |socket, ev| join(&h3, socket, ev))
         .on("leave", move |socket, ev| leave(&h4, socket, ev))
         .on("publish", move |socket, ev| publish(&h5, socket, ev))
-        .on("presence", move |_socket, ev| presence(&h6, ev))
-        .on("history", move |_socket, ev| history(&h7, ev))
+        .on("presence", move |socket, ev| presence(&h6, socket, ev))
+        .on("history", move |socket, ev| history(&h7, socket, ev))
         .on_any(|_socket, ev| {
             let message = format!("unknown event {:?}", ev.name);
             if let Some(ack) = ev.ack {
@@ -153,29 +156,43 @@ fn on_disconnect(hub: &Hub, socket: &Socket, _reason: DisconnectReason) {
     let Some(member) = socket.data::<Member>() else {
         return;
     };
-    // The socket's rooms are still listed in its disconnect handler.
-    let personal = user_room(&member.user);
-    let rooms = socket
-        .rooms()
-        .into_iter()
-        .filter(|r| r != socket.id() && *r != personal);
+    // The socket's rooms are still listed in its disconnect handler (the
+    // personal room too: a client may have joined it with `since`).
+    let rooms = socket.rooms().into_iter().filter(|r| r != socket.id());
     hub.disconnect(&conn_id(socket), &member.user, rooms);
+    if member.anonymous {
+        hub.forget_user(&member.user);
+    }
 }
 
-fn join(hub: &Hub, socket: &Socket, ev: Event) {
+/// Refuses (with an error ack) a client operation on another user's
+/// personal room; returns whether it was refused.
+fn foreign_personal_room(socket: &Socket, room: &str, ack: &mut Option<AckSender>) -> bool {
+    let own = socket
+        .data::<Member>()
+        .is_some_and(|m| room == user_room(&m.user));
+    if room.starts_with("user:") && !own {
+        if let Some(ack) = ack.take() {
+            ack.send(wire::error(
+                "forbidden",
+                "personal rooms of other users are reserved to the backend",
+            ));
+        }
+        return true;
+    }
+    false
+}
+
+fn join(hub: &Hub, socket: &Socket, mut ev: Event) {
     let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
         return bad_request(ev.ack, "join(room, opts?): room must be a non-empty string");
     };
+    let room = room.to_owned();
+    let room = room.as_str();
     let Some(member) = socket.data::<Member>() else {
         return;
     };
-    if room.starts_with("user:") && room != user_room(&member.user) {
-        if let Some(ack) = ev.ack {
-            ack.send(wire::error(
-                "forbidden",
-                "personal rooms of other users cannot be joined",
-            ));
-        }
+    if foreign_personal_room(socket, room, &mut ev.ack) {
         return;
     }
     let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
@@ -212,6 +229,12 @@ fn join(hub: &Hub, socket: &Socket, ev: Event) {
         presence,
         since.as_ref(),
     );
+    if !socket.connected() {
+        // The connection ended meanwhile and its disconnect already left the
+        // hub: undo, or this member would stay present forever.
+        hub.leave(&conn_id(socket), room);
+        return;
+    }
     let mut answer = json!({
         "ok": true,
         "epoch": joined.position.epoch,
@@ -231,9 +254,11 @@ fn leave(hub: &Hub, socket: &Socket, ev: Event) {
     let personal = socket
         .data::<Member>()
         .is_some_and(|m| room == user_room(&m.user));
+    // The personal room stays joined for delivery; only the hub membership
+    // (presence, a join with `since`) ends.
+    hub.leave(&conn_id(socket), room);
     if !personal {
         socket.leave(room);
-        hub.leave(&conn_id(socket), room);
         if let Some(m) = socket.data::<Member>() {
             m.presence
                 .lock()
@@ -244,40 +269,57 @@ fn leave(hub: &Hub, socket: &Socket, ev: Event) {
     reply(ev, json!({"ok": true}));
 }
 
-fn publish(hub: &Hub, socket: &Socket, ev: Event) {
+fn publish(hub: &Hub, socket: &Socket, mut ev: Event) {
     let (Some(room), Some(event)) = (
         ev.args.str(0).filter(|r| wire::valid_room(r)),
-        ev.args.str(1).filter(|e| !e.is_empty()),
+        ev.args.str(1).filter(|e| wire::valid_event(e)),
     ) else {
         return bad_request(
             ev.ack,
-            "publish(room, event, data): room and event must be strings",
+            "publish(room, event, data): room must be a string, event a name that is not reserved",
         );
     };
+    let (room, event) = (room.to_owned(), event.to_owned());
+    if foreign_personal_room(socket, &room, &mut ev.ack) {
+        return;
+    }
     if !ev.args.binary.is_empty() {
         return bad_request(ev.ack, "binary data cannot be published through the relay");
     }
     let data = ev.args.get(2).cloned().unwrap_or(Value::Null);
     let from = socket.data::<Member>().map(|m| m.user.to_string());
-    let p = hub.publish(room, event.to_owned(), Bytes::from(data.to_string()), from);
+    let p = hub.publish(&room, event, Bytes::from(data.to_string()), from);
     reply(ev, json!({"ok": true, "offset": p.entry.offset}));
 }
 
-fn presence(hub: &Hub, ev: Event) {
-    let Some(room) = ev.args.str(0) else {
+fn presence(hub: &Hub, socket: &Socket, mut ev: Event) {
+    let Some(room) = ev.args.str(0).map(str::to_owned) else {
         return bad_request(ev.ack, "presence(room): room must be a string");
     };
+    if foreign_personal_room(socket, &room, &mut ev.ack) {
+        return;
+    }
+    let room = room.as_str();
     let list: Vec<Value> = hub.presence(room).iter().map(wire::present).collect();
     reply(ev, Value::Array(list));
 }
 
-fn history(hub: &Hub, ev: Event) {
-    let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
+fn history(hub: &Hub, socket: &Socket, mut ev: Event) {
+    let Some(room) = ev
+        .args
+        .str(0)
+        .filter(|r| wire::valid_room(r))
+        .map(str::to_owned)
+    else {
         return bad_request(
             ev.ack,
             "history(room, {since?, limit?}): room must be a string",
         );
     };
+    if foreign_personal_room(socket, &room, &mut ev.ack) {
+        return;
+    }
+    let room = room.as_str();
     let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
     let since = opts.get("since").and_then(Value::as_u64);
     let limit = opts

@@ -56,3 +56,22 @@ pub fn error(code: &str, message: &str) -> Value {
 pub fn valid_room(room: &str) -> bool {
     !room.is_empty() && room.len() <= 256 && !room.chars().any(char::is_control)
 }
+
+/// Event names a publish may not use: Socket.IO's reserved names (the
+/// official client drops the connection on them) and the relay's own
+/// server-sent events.
+const RESERVED: [&str; 8] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+    "presence",
+    "kick",
+];
+
+/// Whether an event name can be published: 1–128 bytes, not reserved.
+pub fn valid_event(event: &str) -> bool {
+    !event.is_empty() && event.len() <= 128 && !RESERVED.contains(&event)
+}

@@ -42,11 +42,19 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
         for socket in woken.drain(..) {
             socket.wake();
         }
+        // The layer above's callbacks run here; a panic in one must not stop
+        // the heartbeat of every other session.
         for socket in due.drain(..) {
-            shared.handler.on_deadline(&socket);
+            guarded(|| shared.handler.on_deadline(&socket));
         }
         for socket in ended.drain(..) {
-            shared.reap(&socket);
+            guarded(|| shared.reap(&socket));
         }
+    }
+}
+
+fn guarded(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a session callback panicked; the heartbeat sweep goes on");
     }
 }

@@ -154,7 +154,12 @@ impl<H: Handler> Future for Driver<H> {
                 // Only as much as the socket's write buffer takes: the rest
                 // stays in the session, where a client that does not read
                 // runs into `max_buffered`.
-                let budget = WRITE_BUDGET.saturating_sub(ws.connection().output_len());
+                let budget = if st.session.closed() == Some(CloseReason::ServerClose) {
+                    // Closing: everything queued goes out before the close.
+                    usize::MAX
+                } else {
+                    WRITE_BUDGET.saturating_sub(ws.connection().output_len())
+                };
                 st.session
                     .drain_ws_up_to(budget, |m| failed |= ws.queue(m).is_err());
                 if failed {

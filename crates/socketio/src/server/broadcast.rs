@@ -142,23 +142,35 @@ impl Broadcast {
     pub fn emit(&self, event: &str, args: impl Into<Args>) {
         let mut args = args.into();
         let targets = self.sockets();
-        let record = !self.volatile && self.ns.recovery.is_some();
-        let frames = match &self.ns.recovery {
-            Some(rec) if record => {
+        let volatile = self.volatile;
+        let deliver = |frames: &Frames| {
+            for s in &targets {
+                if volatile && s.0.conn.backlog() > 0 {
+                    continue;
+                }
+                s.send_frames(frames);
+            }
+        };
+        match &self.ns.recovery {
+            Some(rec) if !volatile => {
                 let mut except = self.except.clone();
                 except.extend(self.except_socket.clone());
-                rec.record(self.rooms.clone(), except, |offset| {
-                    args.values.push(serde_json::Value::String(offset));
-                    Frames::encode(&frames::event(&self.ns.name, event, args, None))
-                })
+                rec.record(
+                    self.rooms.clone(),
+                    except,
+                    |offset| {
+                        args.values.push(serde_json::Value::String(offset));
+                        Frames::encode(&frames::event(&self.ns.name, event, args, None))
+                    },
+                    deliver,
+                );
             }
-            _ => Frames::encode(&frames::event(&self.ns.name, event, args, None)),
-        };
-        for s in targets {
-            if self.volatile && s.0.conn.backlog() > 0 {
-                continue;
-            }
-            s.send_frames(&frames);
+            _ => deliver(&Frames::encode(&frames::event(
+                &self.ns.name,
+                event,
+                args,
+                None,
+            ))),
         }
     }
 

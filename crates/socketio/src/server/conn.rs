@@ -32,6 +32,8 @@ struct ConnState {
     handshake: Option<Arc<(HeaderMap, Box<str>)>>,
     /// Namespace connections waiting for async middlewares.
     connecting: u32,
+    /// The connection ended: no socket may be added any more.
+    closed: bool,
 }
 
 impl Conn {
@@ -45,6 +47,7 @@ impl Conn {
                     Box::from(parts.uri.query().unwrap_or("")),
                 ))),
                 connecting: 0,
+                closed: false,
             }),
         }
     }
@@ -58,11 +61,13 @@ impl Conn {
     }
 
     /// Forgets a socket that left its namespace.
-    pub(crate) fn remove(&self, socket: &Socket) {
+    /// Returns whether this call disconnected it (only one caller wins, so
+    /// disconnect handlers run once).
+    pub(crate) fn remove(&self, socket: &Socket) -> bool {
         self.lock()
             .sockets
             .retain(|s| !Arc::ptr_eq(&s.0, &socket.0));
-        socket.mark_disconnected();
+        socket.mark_disconnected()
     }
 
     /// Whether no namespace is connected or connecting.
@@ -119,8 +124,9 @@ fn dispatch(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
     match p.kind {
         PacketKind::Connect => connect(reg, conn, p),
         PacketKind::Disconnect => {
-            if let Some(s) = conn.data().socket(&p.nsp) {
-                conn.data().remove(&s);
+            if let Some(s) = conn.data().socket(&p.nsp)
+                && conn.data().remove(&s)
+            {
                 s.0.ns
                     .on_disconnect(&s, DisconnectReason::ClientNamespaceDisconnect);
             }
@@ -295,6 +301,12 @@ fn finish(
     }
     {
         let mut st = conn.data().lock();
+        if st.closed {
+            // The connection ended while this socket was being set up.
+            drop(st);
+            socket.mark_disconnected();
+            return;
+        }
         if st.sockets.is_empty() {
             // Most connections use one namespace: no spare capacity.
             st.sockets.reserve_exact(1);
@@ -330,6 +342,7 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
     let sockets = {
         let mut st = conn.data().lock();
         st.pending = None;
+        st.closed = true;
         std::mem::take(&mut st.sockets)
     };
     for s in sockets {

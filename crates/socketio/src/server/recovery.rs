@@ -84,7 +84,14 @@ pub(crate) struct Recovery {
     /// id, so sockets do not store it.
     key: [u8; 32],
     log: Mutex<Log>,
-    sessions: Mutex<HashMap<Arc<str>, Persisted>>,
+    sessions: Mutex<Sessions>,
+}
+
+/// Dropped sessions by pid, and their pids in the order they were kept.
+#[derive(Default)]
+struct Sessions {
+    by_pid: HashMap<Arc<str>, Persisted>,
+    order: VecDeque<(Instant, Arc<str>)>,
 }
 
 struct Log {
@@ -150,13 +157,17 @@ impl Recovery {
         offset.strip_prefix(&*self.epoch)?.parse().ok()
     }
 
-    /// Assigns the next offset, builds the frames with it, and keeps them.
+    /// Assigns the next offset, builds the frames with it, keeps them, and
+    /// hands them to `deliver` before the next offset can be assigned: every
+    /// client receives offsets in order (a client that saw offset k+1 before
+    /// k would never get k back after a reconnect).
     pub(crate) fn record(
         &self,
         rooms: Vec<Arc<str>>,
         except: Vec<Arc<str>>,
         build: impl FnOnce(String) -> Frames,
-    ) -> Frames {
+        deliver: impl FnOnce(&Frames),
+    ) {
         let now = Instant::now();
         let mut log = lock(&self.log);
         let offset = log.next;
@@ -167,22 +178,23 @@ impl Recovery {
             .packets
             .front()
             .is_some_and(|p| now.duration_since(p.at) > self.config.max_disconnection_duration)
-            || log.packets.len() >= self.config.max_packets
-            || (!log.packets.is_empty() && log.bytes + size > self.config.max_bytes)
+            || (!log.packets.is_empty()
+                && (log.packets.len() >= self.config.max_packets
+                    || log.bytes + size > self.config.max_bytes))
         {
             if let Some(p) = log.packets.pop_front() {
                 log.bytes -= p.frames.size();
             }
         }
         log.bytes += size;
+        deliver(&frames);
         log.packets.push_back(Stored {
             offset,
             at: now,
             rooms,
             except,
-            frames: frames.clone(),
+            frames,
         });
-        frames
     }
 
     /// Keeps a dropped socket's session under its private id.
@@ -190,14 +202,24 @@ impl Recovery {
         let pid: Arc<str> = Arc::from(self.pid(&session.sid));
         let mut sessions = lock(&self.sessions);
         let max = self.config.max_disconnection_duration;
-        sessions.retain(|_, s| s.at.elapsed() <= max);
-        sessions.insert(pid, session);
+        // Expire in insertion order: each persist costs O(1) amortized.
+        while let Some((at, _)) = sessions.order.front()
+            && at.elapsed() > max
+        {
+            if let Some((at, old)) = sessions.order.pop_front()
+                && sessions.by_pid.get(&old).is_some_and(|s| s.at == at)
+            {
+                sessions.by_pid.remove(&old);
+            }
+        }
+        sessions.order.push_back((session.at, pid.clone()));
+        sessions.by_pid.insert(pid, session);
     }
 
     /// Takes back a session and the broadcasts it missed after `offset`, or
     /// `None` when the session expired or the offset is no longer held.
     pub(crate) fn restore(&self, pid: &str, offset: &str) -> Option<(Persisted, Vec<Frames>)> {
-        let session = lock(&self.sessions).remove(pid)?;
+        let session = lock(&self.sessions).by_pid.remove(pid)?;
         if session.at.elapsed() > self.config.max_disconnection_duration {
             return None;
         }

@@ -322,10 +322,9 @@ impl Socket {
     /// packet (and will not reconnect by itself). The connection stays open
     /// for its other namespaces.
     pub fn disconnect(&self) {
-        if self.lock().connected {
+        if self.0.conn.data().remove(self) {
             let packet = frames::control(PacketKind::Disconnect, &self.0.ns.name, None);
             self.send_frames(&Frames::encode(&packet));
-            self.0.conn.data().remove(self);
             self.0
                 .ns
                 .on_disconnect(self, DisconnectReason::ServerNamespaceDisconnect);
