@@ -141,10 +141,12 @@ impl Broadcast {
     /// sockets that come back.
     pub fn emit(&self, event: &str, args: impl Into<Args>) {
         let mut args = args.into();
-        let targets = self.sockets();
         let volatile = self.volatile;
         let deliver = |frames: &Frames| {
-            for s in &targets {
+            // Chosen here, under the recovery log's lock when recovery is on:
+            // a socket that connects (and gets its replay) meanwhile is either
+            // a target or has this packet in its replay, never neither.
+            for s in &self.sockets() {
                 if volatile && s.0.conn.backlog() > 0 {
                     continue;
                 }

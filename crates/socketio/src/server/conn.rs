@@ -192,7 +192,7 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
     let auth = p.data.unwrap_or_else(|| json!({}));
     let restored = match (&ns.recovery, auth.get("pid"), auth.get("offset")) {
         (Some(rec), Some(Value::String(pid)), Some(Value::String(offset))) => {
-            rec.restore(pid, offset)
+            rec.take(pid).map(|s| (s, offset.clone()))
         }
         _ => None,
     };
@@ -258,7 +258,7 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
     });
 }
 
-type Restored = Option<(Persisted, Vec<Frames>)>;
+type Restored = Option<(Persisted, String)>;
 
 /// Creates the socket, replays what it missed, and sends the CONNECT reply.
 fn finish(
@@ -268,63 +268,73 @@ fn finish(
     req: ConnectRequest,
     restored: Restored,
 ) {
-    let mut data = req.data.into_inner().unwrap_or_else(|e| e.into_inner());
-    let (id, rooms, missed, recovered) = match restored {
-        Some((session, missed)) => {
-            // The recovered session's data wins over what middlewares set
-            // (they are skipped by default).
-            if session.data.is_some() {
-                data = session.data;
+    let data = req.data.into_inner().unwrap_or_else(|e| e.into_inner());
+    let auth = match req.auth {
+        Value::Object(m) if m.is_empty() => None,
+        other => Some(Box::new(other)),
+    };
+    let attach = |missed: Option<Vec<Frames>>| {
+        // With a replay the socket gets its previous id, rooms and data back;
+        // without one (no session, or the log no longer holds everything it
+        // missed) it starts afresh.
+        let (id, rooms, data, recovered) = match (missed.is_some(), restored.as_ref()) {
+            (true, Some((session, _))) => (
+                session.sid.clone(),
+                session.rooms.clone(),
+                session.data.clone().or(data),
+                true,
+            ),
+            _ => (new_id(), Vec::new(), data, false),
+        };
+        let socket = Socket(Arc::new(SocketInner {
+            id,
+            ns: ns.clone(),
+            conn: conn.clone(),
+            auth,
+            recovered,
+            state: Mutex::new(SocketState {
+                connected: true,
+                data,
+                ..Default::default()
+            }),
+        }));
+        {
+            let mut st = conn.data().lock();
+            if st.closed {
+                // The connection ended while this socket was being set up.
+                return None;
             }
-            (session.sid, session.rooms, missed, true)
+            if st.sockets.is_empty() {
+                // Most connections use one namespace: no spare capacity.
+                st.sockets.reserve_exact(1);
+            }
+            st.sockets.push(socket.clone());
+            if !reg.config.keep_headers {
+                st.handshake = None;
+            }
         }
-        None => (new_id(), Vec::new(), Vec::new(), false),
+        ns.add_socket(&socket);
+        for room in &rooms {
+            socket.join(room);
+        }
+        let mut frames: Vec<_> = missed.iter().flatten().flat_map(Frames::messages).collect();
+        let reply = match &ns.recovery {
+            Some(rec) => json!({"sid": &*socket.0.id, "pid": rec.pid(&socket.0.id)}),
+            None => json!({"sid": &*socket.0.id}),
+        };
+        let packet = frames::control(PacketKind::Connect, &ns.name, Some(reply));
+        frames.extend(Frames::encode(&packet).messages());
+        conn.send_encoded(frames);
+        Some(socket)
     };
-    let socket = Socket(Arc::new(SocketInner {
-        id,
-        ns: ns.clone(),
-        conn: conn.clone(),
-        auth: match req.auth {
-            Value::Object(m) if m.is_empty() => None,
-            other => Some(Box::new(other)),
-        },
-        recovered,
-        state: Mutex::new(SocketState {
-            connected: true,
-            data,
-            ..Default::default()
-        }),
-    }));
-    ns.add_socket(&socket);
-    for room in &rooms {
-        socket.join(room);
-    }
-    {
-        let mut st = conn.data().lock();
-        if st.closed {
-            // The connection ended while this socket was being set up.
-            drop(st);
-            socket.mark_disconnected();
-            return;
-        }
-        if st.sockets.is_empty() {
-            // Most connections use one namespace: no spare capacity.
-            st.sockets.reserve_exact(1);
-        }
-        st.sockets.push(socket.clone());
-        if !reg.config.keep_headers {
-            st.handshake = None;
-        }
-    }
+    let socket = match &ns.recovery {
+        Some(rec) => rec.locked(restored.as_ref().map(|(s, o)| (s, o.as_str())), attach),
+        None => attach(None),
+    };
+    let Some(socket) = socket else {
+        return;
+    };
     conn.set_deadline(None);
-    let mut frames: Vec<_> = missed.iter().flat_map(Frames::messages).collect();
-    let reply = match &ns.recovery {
-        Some(rec) => json!({"sid": &*socket.0.id, "pid": rec.pid(&socket.0.id)}),
-        None => json!({"sid": &*socket.0.id}),
-    };
-    let packet = frames::control(PacketKind::Connect, &ns.name, Some(reply));
-    frames.extend(Frames::encode(&packet).messages());
-    conn.send_encoded(frames);
     if let Some(f) = &ns.handlers.on_connect {
         f(&socket);
     }

@@ -216,28 +216,41 @@ impl Recovery {
         sessions.by_pid.insert(pid, session);
     }
 
-    /// Takes back a session and the broadcasts it missed after `offset`, or
-    /// `None` when the session expired or the offset is no longer held.
-    pub(crate) fn restore(&self, pid: &str, offset: &str) -> Option<(Persisted, Vec<Frames>)> {
+    /// Takes back the session kept under `pid`, unless it expired.
+    pub(crate) fn take(&self, pid: &str) -> Option<Persisted> {
         let session = lock(&self.sessions).by_pid.remove(pid)?;
-        if session.at.elapsed() > self.config.max_disconnection_duration {
-            return None;
-        }
-        let n = self.parse(offset)?;
+        (session.at.elapsed() <= self.config.max_disconnection_duration).then_some(session)
+    }
+
+    /// Runs `attach` with the log locked, passing the broadcasts `session`
+    /// missed after `offset` (`None` when the log no longer holds them all,
+    /// or there is no session). Broadcasts are delivered under the same lock,
+    /// so what `attach` queues (the replay, the CONNECT reply) goes out
+    /// before any later broadcast, and none falls between the replay and
+    /// live delivery.
+    pub(crate) fn locked<T>(
+        &self,
+        session: Option<(&Persisted, &str)>,
+        attach: impl FnOnce(Option<Vec<Frames>>) -> T,
+    ) -> T {
         let log = lock(&self.log);
-        let first = log.packets.front().map_or(log.next, |p| p.offset);
-        if n >= log.next || n + 1 < first {
-            return None;
-        }
-        let member = |r: &Arc<str>| *r == session.sid || session.rooms.contains(r);
-        let missed = log
-            .packets
-            .iter()
-            .filter(|p| p.offset > n)
-            .filter(|p| p.rooms.is_empty() || p.rooms.iter().any(member))
-            .filter(|p| !p.except.iter().any(member))
-            .map(|p| p.frames.clone())
-            .collect();
-        Some((session, missed))
+        let missed = session.and_then(|(session, offset)| {
+            let n = self.parse(offset)?;
+            let first = log.packets.front().map_or(log.next, |p| p.offset);
+            if n >= log.next || n + 1 < first {
+                return None;
+            }
+            let member = |r: &Arc<str>| *r == session.sid || session.rooms.contains(r);
+            Some(
+                log.packets
+                    .iter()
+                    .filter(|p| p.offset > n)
+                    .filter(|p| p.rooms.is_empty() || p.rooms.iter().any(member))
+                    .filter(|p| !p.except.iter().any(member))
+                    .map(|p| p.frames.clone())
+                    .collect(),
+            )
+        });
+        attach(missed)
     }
 }
