@@ -37,6 +37,9 @@ pub struct LogLimits {
     pub max_entries: usize,
     /// Oldest entry kept. Default 10 minutes.
     pub max_age: Duration,
+    /// Most bytes of data kept (the newest entry is always kept). Default
+    /// 16 MiB.
+    pub max_bytes: usize,
 }
 
 impl Default for LogLimits {
@@ -44,6 +47,7 @@ impl Default for LogLimits {
         Self {
             max_entries: 1000,
             max_age: Duration::from_secs(600),
+            max_bytes: 16 << 20,
         }
     }
 }
@@ -52,6 +56,12 @@ impl LogLimits {
     /// Sets the most entries kept.
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
+        self
+    }
+
+    /// Sets the most bytes of data kept.
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
         self
     }
 
@@ -79,6 +89,8 @@ pub struct RoomLog {
     /// Offset of the newest entry ever appended (0: none yet).
     last: u64,
     entries: VecDeque<Entry>,
+    /// Data bytes in `entries`.
+    bytes: usize,
     limits: LogLimits,
 }
 
@@ -96,10 +108,12 @@ impl RoomLog {
     /// A log restored from storage: its epoch, the last offset ever given, and
     /// the entries still kept (oldest first).
     pub fn resume(epoch: String, last: u64, entries: Vec<Entry>, limits: LogLimits) -> Self {
+        let bytes = entries.iter().map(|e| e.data.len()).sum();
         Self {
             epoch,
             last,
             entries: entries.into(),
+            bytes,
             limits,
         }
     }
@@ -126,6 +140,7 @@ impl RoomLog {
         now: SystemTime,
     ) -> &Entry {
         self.last += 1;
+        self.bytes += data.len();
         self.entries.push_back(Entry {
             offset: self.last,
             at: now,
@@ -140,16 +155,17 @@ impl RoomLog {
 
     /// Drops entries beyond the count or age limit.
     pub fn trim(&mut self, now: SystemTime) {
-        while self.entries.len() > self.limits.max_entries.max(1) {
-            self.entries.pop_front();
-        }
         while self.entries.len() > 1
-            && self.entries.front().is_some_and(|e| {
-                now.duration_since(e.at)
-                    .is_ok_and(|age| age > self.limits.max_age)
-            })
+            && (self.entries.len() > self.limits.max_entries
+                || self.bytes > self.limits.max_bytes
+                || self.entries.front().is_some_and(|e| {
+                    now.duration_since(e.at)
+                        .is_ok_and(|age| age > self.limits.max_age)
+                }))
         {
-            self.entries.pop_front();
+            if let Some(e) = self.entries.pop_front() {
+                self.bytes -= e.data.len();
+            }
         }
     }
 
@@ -204,10 +220,11 @@ mod tests {
     use super::*;
 
     fn log(max_entries: usize, max_age_s: u64) -> RoomLog {
-        RoomLog::new(LogLimits {
-            max_entries,
-            max_age: Duration::from_secs(max_age_s),
-        })
+        RoomLog::new(
+            LogLimits::default()
+                .max_entries(max_entries)
+                .max_age(Duration::from_secs(max_age_s)),
+        )
     }
 
     fn publish(l: &mut RoomLog, n: u64, at: SystemTime) {
@@ -344,5 +361,19 @@ mod tests {
         assert_eq!(again.append("x".into(), Bytes::new(), None, t).offset, 5);
         let since = Position { epoch, offset: 2 };
         assert!(matches!(again.recover(&since, t), Recovery::Recovered(m) if m.len() == 3));
+    }
+
+    #[test]
+    fn bytes_are_bounded_but_the_newest_entry_stays() {
+        let mut l = RoomLog::new(LogLimits::default().max_bytes(10));
+        let now = SystemTime::now();
+        for i in 0..5u8 {
+            l.append("m".into(), Bytes::from(vec![i; 4]), None, now);
+        }
+        let kept: Vec<u64> = l.history(None, 100, now).iter().map(|e| e.offset).collect();
+        assert_eq!(kept, [4, 5], "8 bytes fit in 10, 12 do not");
+        l.append("big".into(), Bytes::from(vec![0; 100]), None, now);
+        let kept: Vec<u64> = l.history(None, 100, now).iter().map(|e| e.offset).collect();
+        assert_eq!(kept, [6], "an entry over the limit is still kept alone");
     }
 }

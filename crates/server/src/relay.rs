@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard_hub::{ConnId, Hub, Position, PresenceChange, Publication, Sink};
+use switchboard_hub::{ConnId, Entry, Hub, Position, PresenceChange, Publication, Sink};
 use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
 };
@@ -15,6 +15,28 @@ use crate::wire;
 
 /// Most messages one `history` call returns.
 const MAX_HISTORY: usize = 1000;
+
+/// Most bytes of message data in one ack (`history`, the `missed` of a
+/// join): an ack must fit the session's outgoing buffer with room to spare.
+const MAX_ACK_BYTES: usize = 2 << 20;
+
+/// The longest run of `entries` whose data fits [`MAX_ACK_BYTES`], from the
+/// oldest (a client pages on with `since` = the last offset it got) or, with
+/// `newest`, ending at the newest.
+fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
+    let mut total = 0;
+    let mut fits = |e: &Entry| {
+        total += e.data.len() + e.event.len();
+        total <= MAX_ACK_BYTES
+    };
+    if newest {
+        let n = entries.iter().rev().take_while(|e| fits(e)).count();
+        &entries[entries.len() - n..]
+    } else {
+        let n = entries.iter().take_while(|e| fits(e)).count();
+        &entries[..n]
+    }
+}
 
 /// Per-socket relay state, kept in the socket's extensions (and so restored
 /// with it by Socket.IO's connection state recovery).
@@ -235,13 +257,16 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event) {
         hub.leave(&conn_id(socket), room);
         return;
     }
+    // What was missed goes in the ack only if it fits; else the client is
+    // told it did not recover and pages through `history`.
+    let missed = joined.missed.filter(|m| fit(m, false).len() == m.len());
     let mut answer = json!({
         "ok": true,
         "epoch": joined.position.epoch,
         "offset": joined.position.offset,
-        "recovered": since.is_some() && joined.missed.is_some(),
+        "recovered": since.is_some() && missed.is_some(),
     });
-    if let Some(missed) = &joined.missed {
+    if let Some(missed) = &missed {
         answer["missed"] = missed.iter().map(wire::message).collect();
     }
     reply(ev, answer);
@@ -327,6 +352,9 @@ fn history(hub: &Hub, socket: &Socket, mut ev: Event) {
         .and_then(Value::as_u64)
         .map_or(MAX_HISTORY, |l| (l as usize).min(MAX_HISTORY));
     let (epoch, entries) = hub.history(room, since, limit);
-    let messages: Vec<Value> = entries.iter().map(wire::message).collect();
+    let messages: Vec<Value> = fit(&entries, since.is_none())
+        .iter()
+        .map(wire::message)
+        .collect();
     reply(ev, json!({"epoch": epoch, "messages": messages}));
 }

@@ -67,14 +67,17 @@ pub(super) fn upgrade<H: Handler, B>(
     socket: Arc<EngineSocket<H::Data>>,
     mut req: Request<B>,
 ) -> Result<Response<Body>, RequestError> {
-    let taken = {
-        let st = socket.lock();
-        if st.session.closed().is_some() {
-            return Err(RequestError::UnknownSid);
-        }
-        st.ws_bound || st.session.transport() != Transport::Polling
-    };
+    if socket.closed().is_some() {
+        return Err(RequestError::UnknownSid);
+    }
     let (res, pending) = accept(shared, &mut req)?;
+    let taken = {
+        // Checked and claimed at once: of two racing upgrades one binds.
+        let mut st = socket.lock();
+        let taken = st.ws_bound || st.session.transport() != Transport::Polling;
+        st.ws_bound = true;
+        taken
+    };
     if taken {
         // Already upgrading or upgraded: like the reference server, accept
         // the WebSocket and close it at once.
@@ -85,7 +88,6 @@ pub(super) fn upgrade<H: Handler, B>(
         });
         return Ok(res);
     }
-    socket.lock().ws_bound = true;
     let shared = shared.clone();
     tokio::spawn(async move {
         match pending.websocket().await {

@@ -21,6 +21,10 @@ pub struct RecoveryConfig {
     pub max_packets: usize,
     /// Most bytes of broadcasts kept per namespace (default 64 MiB).
     pub max_bytes: usize,
+    /// Most bytes replayed to one reconnecting socket (default 4 MiB, half
+    /// the session's default `max_buffered`); a socket that missed more
+    /// starts afresh (`recovered: false`) instead of overflowing at once.
+    pub max_replay_bytes: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -30,6 +34,7 @@ impl Default for RecoveryConfig {
             skip_middlewares: true,
             max_packets: 100_000,
             max_bytes: 64 << 20,
+            max_replay_bytes: 4 << 20,
         }
     }
 }
@@ -241,15 +246,16 @@ impl Recovery {
                 return None;
             }
             let member = |r: &Arc<str>| *r == session.sid || session.rooms.contains(r);
-            Some(
-                log.packets
-                    .iter()
-                    .filter(|p| p.offset > n)
-                    .filter(|p| p.rooms.is_empty() || p.rooms.iter().any(member))
-                    .filter(|p| !p.except.iter().any(member))
-                    .map(|p| p.frames.clone())
-                    .collect(),
-            )
+            let missed: Vec<Frames> = log
+                .packets
+                .iter()
+                .filter(|p| p.offset > n)
+                .filter(|p| p.rooms.is_empty() || p.rooms.iter().any(member))
+                .filter(|p| !p.except.iter().any(member))
+                .map(|p| p.frames.clone())
+                .collect();
+            let size: usize = missed.iter().map(Frames::size).sum();
+            (size <= self.config.max_replay_bytes).then_some(missed)
         });
         attach(missed)
     }
