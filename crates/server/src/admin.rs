@@ -74,6 +74,7 @@ pub(crate) struct Admin {
     pub(crate) api_key: String,
     pub(crate) hub: Arc<Hub>,
     pub(crate) ns: Namespace,
+    pub(crate) native: Arc<crate::native::Native>,
 }
 
 impl Admin {
@@ -178,7 +179,21 @@ impl Admin {
                 s.disconnect();
             }
         }
-        Ok(json!({"disconnected": sockets.len()}))
+        let native = match (&d.user, &d.socket) {
+            (Some(user), _) => self.native.connections_of(user),
+            (None, Some(id)) => self
+                .native
+                .has(id)
+                .then(|| Arc::from(id.as_str()))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        let kicked = native
+            .iter()
+            .filter(|id| self.native.kick(id, d.reason.as_deref(), d.reconnect))
+            .count();
+        Ok(json!({"disconnected": sockets.len() + kicked}))
     }
 
     fn presence(&self, room: &str) -> Value {

@@ -8,12 +8,15 @@
 //!
 //! * Socket.IO v5 at `/socket.io/` ([`relay`]), with connection state
 //!   recovery backed by the same broadcasts the hub fans out;
-//! * the admin API at `/api/v1/` ([`admin`]), behind a bearer key.
+//! * the native JSON protocol at `/ws` for a bare browser `WebSocket`
+//!   (`native`), with server pings and dead-peer detection;
+//! * the admin API at `/api/v1/` (`admin`), behind a bearer key.
 //!
 //! [`Server::new`] builds the state; [`Server::serve`] accepts connections.
 
 mod admin;
 pub mod auth;
+mod native;
 mod relay;
 pub mod wire;
 
@@ -76,6 +79,7 @@ pub struct Server {
     hub: Arc<Hub>,
     io: SocketIo,
     admin: Arc<admin::Admin>,
+    native: Arc<native::Native>,
     accepted: Arc<AtomicU64>,
 }
 
@@ -112,15 +116,27 @@ impl Server {
             let _ = sink.ns.set(ns.clone());
         }
         hub.add_sink(sink);
+        let native = Arc::new(native::Native::new(
+            hub.clone(),
+            config.auth.clone(),
+            native::Heartbeat {
+                interval: config.ping_interval,
+                timeout: config.ping_timeout,
+            },
+            config.max_payload,
+        ));
+        hub.add_sink(native.clone());
         let admin = Arc::new(admin::Admin {
             api_key: config.api_key,
             hub: hub.clone(),
             ns: ns.unwrap_or_else(|| unreachable!("the relay namespace is registered above")),
+            native: native.clone(),
         });
         Self {
             hub,
             io,
             admin,
+            native,
             accepted: Arc::default(),
         }
     }
@@ -153,11 +169,14 @@ impl Server {
         if path.starts_with("/api/v1/") {
             return self.admin.handle(req).await;
         }
+        if path == "/ws" {
+            return self.native.handle(req);
+        }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/" => text(
                 StatusCode::OK,
-                "switchboard: Socket.IO at /socket.io/, admin API at /api/v1/\n",
+                "switchboard: Socket.IO at /socket.io/, native WebSocket at /ws, admin API at /api/v1/\n",
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }

@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::wire;
 
 /// Most messages one `history` call returns.
-const MAX_HISTORY: usize = 1000;
+pub(crate) const MAX_HISTORY: usize = 1000;
 
 /// Most bytes of message data in one ack (`history`, the `missed` of a
 /// join): an ack must fit the session's outgoing buffer with room to spare.
@@ -23,7 +23,7 @@ const MAX_ACK_BYTES: usize = 2 << 20;
 /// The longest run of `entries` whose data fits [`MAX_ACK_BYTES`], from the
 /// oldest (a client pages on with `since` = the last offset it got) or, with
 /// `newest`, ending at the newest.
-fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
+pub(crate) fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
     let mut total = 0;
     let mut fits = |e: &Entry| {
         total += e.data.len() + e.event.len();
@@ -57,6 +57,13 @@ impl Member {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// A fresh connection id: 20 URL-safe random characters (120 bits).
+pub(crate) fn new_conn_id() -> Arc<str> {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The personal room of a user.

@@ -53,6 +53,8 @@ pub struct WebSocket<S> {
     linger: Option<Pin<Box<Sleep>>>,
     error: Option<Box<ProtocolError>>,
     clean: bool,
+    /// Bytes arrived since [`WebSocket::take_activity`] last looked.
+    active: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -69,6 +71,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             linger: None,
             error: None,
             clean: false,
+            active: false,
         }
     }
 
@@ -85,6 +88,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io
+    }
+
+    /// Whether any bytes arrived from the peer since the last call (pongs and
+    /// partial frames included): the liveness signal of a heartbeat.
+    pub fn take_activity(&mut self) -> bool {
+        std::mem::take(&mut self.active)
     }
 
     /// Whether the close handshake completed (both close frames exchanged).
@@ -199,7 +208,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     self.phase = Phase::Done;
                     return Poll::Ready(Some(Err(Error::ResetWithoutClose)));
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => self.active = true,
                 Poll::Ready(Err(e)) => {
                     self.phase = Phase::Done;
                     return Poll::Ready(Some(Err(Error::Io(e))));

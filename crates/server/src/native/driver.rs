@@ -1,0 +1,104 @@
+//! The task of one native connection: a hand-written future (an idle
+//! connection holds the stream and two pointers).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use switchboard_wire::io::{MaybeTlsStream, WebSocket};
+use switchboard_wire::{CloseCode, CloseFrame};
+
+use super::Native;
+use super::conn::{Conn, Ending};
+
+/// Bytes handed to the socket's write buffer before the connection's queue
+/// holds the rest.
+const WRITE_BUDGET: usize = 512 << 10;
+
+pub(super) struct Driver {
+    native: Arc<Native>,
+    conn: Arc<Conn>,
+    ws: Option<WebSocket<MaybeTlsStream>>,
+    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Driver {
+    pub(super) fn new(native: Arc<Native>, conn: Arc<Conn>, ws: WebSocket<MaybeTlsStream>) -> Self {
+        Self {
+            native,
+            conn,
+            ws: Some(ws),
+            closing: None,
+        }
+    }
+
+    fn finish(&mut self, ending: Option<Ending>, cx: &mut Context<'_>) -> Poll<()> {
+        self.native.gone(&self.conn);
+        match (ending, self.ws.take()) {
+            (Some(Ending::Kicked(code)), Some(mut ws)) => {
+                self.closing = Some(Box::pin(async move {
+                    let _ = ws
+                        .close(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: Default::default(),
+                        }))
+                        .await;
+                }));
+                Pin::new(self).poll(cx)
+            }
+            // Dead or not reading: dropped at once, no close handshake.
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(closing) = this.closing.as_mut() {
+            ready!(closing.as_mut().poll(cx));
+            this.closing = None;
+            return Poll::Ready(());
+        }
+        loop {
+            let Some(ws) = this.ws.as_mut() else {
+                return Poll::Ready(());
+            };
+            this.conn.waker.register(cx.waker());
+            let (ending, ping) = {
+                let mut st = this.conn.lock();
+                (st.ending, std::mem::take(&mut st.ping_due))
+            };
+            if ping {
+                let _ = ws.connection_mut().send_ping(Bytes::new());
+            }
+            if let Some(Ending::Dead | Ending::Overflow) = ending {
+                return this.finish(ending, cx);
+            }
+            // A kicked connection still gets what was queued (the `kick`).
+            let budget = if ending.is_some() {
+                usize::MAX
+            } else {
+                WRITE_BUDGET.saturating_sub(ws.connection().output_len())
+            };
+            let mut failed = false;
+            this.conn.drain(budget, |m| failed |= ws.queue(m).is_err());
+            if failed || ending.is_some() {
+                return this.finish(ending, cx);
+            }
+            let r = ws.poll_recv(cx);
+            if ws.take_activity() {
+                this.conn.touch(this.native.now_ms());
+            }
+            match r {
+                Poll::Ready(Some(Ok(m))) => super::ops::on_message(&this.native, &this.conn, m),
+                Poll::Ready(Some(Err(_)) | None) => return this.finish(None, cx),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}

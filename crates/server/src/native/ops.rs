@@ -1,0 +1,179 @@
+//! Requests of the native protocol: `join`, `leave`, `publish`, `presence`,
+//! `history`, and the text `ping`.
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use switchboard_hub::Position;
+use switchboard_wire::Message;
+
+use super::conn::Conn;
+use super::{Native, text};
+use crate::relay::{MAX_HISTORY, fit, user_room};
+use crate::wire;
+
+/// A refused request: `{op:"ack", id?, ok:false, error:{code, message}}`.
+struct Refusal(&'static str, String);
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal("bad_request", message.into())
+}
+
+pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
+    let Message::Text(t) = m else {
+        return reply(
+            conn,
+            None,
+            Err(bad("binary frames are not part of the protocol")),
+        );
+    };
+    if t.as_str() == "ping" {
+        return conn.push(text("pong".to_owned()));
+    }
+    let req: Value = match serde_json::from_str(t.as_str()) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return reply(conn, None, Err(bad("a request is a JSON object"))),
+    };
+    let id = req
+        .get("id")
+        .filter(|i| i.is_number() || i.is_string())
+        .cloned();
+    let result = match req.get("op").and_then(Value::as_str) {
+        Some("join") => join(native, conn, &req),
+        Some("leave") => leave(native, conn, &req),
+        Some("publish") => publish(native, conn, &req),
+        Some("presence") => presence(native, conn, &req),
+        Some("history") => history(native, conn, &req),
+        Some(op) => Err(Refusal("unknown_op", format!("unknown op {op:?}"))),
+        None => Err(bad("missing op")),
+    };
+    reply(conn, id, result);
+}
+
+fn reply(conn: &Conn, id: Option<Value>, result: Result<Value, Refusal>) {
+    let mut m = match result {
+        Ok(mut v) => {
+            v["ok"] = json!(true);
+            v
+        }
+        Err(Refusal(code, message)) => wire::error(code, &message),
+    };
+    m["op"] = json!("ack");
+    if let Some(id) = id {
+        m["id"] = id;
+    }
+    conn.push(text(m.to_string()));
+}
+
+fn room<'a>(conn: &Conn, req: &'a Value) -> Result<&'a str, Refusal> {
+    let room = req
+        .get("room")
+        .and_then(Value::as_str)
+        .filter(|r| wire::valid_room(r))
+        .ok_or_else(|| bad("room must be a non-empty string"))?;
+    if room.starts_with("user:") && room != user_room(&conn.user) {
+        return Err(Refusal(
+            "forbidden",
+            "personal rooms of other users are reserved to the backend".into(),
+        ));
+    }
+    Ok(room)
+}
+
+fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let room = room(conn, req)?;
+    let presence = req
+        .get("presence")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let since = match req.get("since") {
+        None | Some(Value::Null) => None,
+        Some(s) => match (
+            s.get("epoch").and_then(Value::as_str),
+            s.get("offset").and_then(Value::as_u64),
+        ) {
+            (Some(epoch), Some(offset)) => Some(Position {
+                epoch: epoch.to_owned(),
+                offset,
+            }),
+            _ => return Err(bad("since must be {epoch: string, offset: number}")),
+        },
+    };
+    {
+        let mut st = conn.lock();
+        match st.rooms.iter_mut().find(|(r, _)| &**r == room) {
+            Some(entry) => entry.1 |= presence,
+            None => st.rooms.push((std::sync::Arc::from(room), presence)),
+        }
+    }
+    // Delivery first, then the position: nothing after it is missed.
+    native.join_room(conn, room);
+    let joined = native
+        .hub
+        .join(&conn.id, &conn.user, room, presence, since.as_ref());
+    let missed = joined.missed.filter(|m| fit(m, false).len() == m.len());
+    let mut answer = json!({
+        "epoch": joined.position.epoch,
+        "offset": joined.position.offset,
+        "recovered": since.is_some() && missed.is_some(),
+    });
+    if let Some(missed) = &missed {
+        answer["missed"] = missed.iter().map(wire::message).collect();
+    }
+    Ok(answer)
+}
+
+fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let room = req
+        .get("room")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("room must be a string"))?;
+    conn.lock().rooms.retain(|(r, _)| &**r != room);
+    if room != user_room(&conn.user) {
+        native.leave_room(conn, room);
+    }
+    native.hub.leave(&conn.id, room);
+    Ok(json!({}))
+}
+
+fn publish(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let room = room(conn, req)?;
+    let event = req
+        .get("event")
+        .and_then(Value::as_str)
+        .filter(|e| wire::valid_event(e))
+        .ok_or_else(|| bad("event must be a name that is not reserved"))?;
+    let data = req.get("data").cloned().unwrap_or(Value::Null);
+    let p = native.hub.publish(
+        room,
+        event.to_owned(),
+        Bytes::from(data.to_string()),
+        Some(conn.user.to_string()),
+    );
+    Ok(json!({"offset": p.entry.offset}))
+}
+
+fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let room = room(conn, req)?;
+    let list: Vec<Value> = native
+        .hub
+        .presence(room)
+        .iter()
+        .map(wire::present)
+        .collect();
+    Ok(json!({"presence": list}))
+}
+
+fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let room = room(conn, req)?;
+    let since = req.get("since").and_then(Value::as_u64);
+    let limit = req
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(MAX_HISTORY, |l| (l as usize).min(MAX_HISTORY));
+    let (epoch, entries) = native.hub.history(room, since, limit);
+    let messages: Vec<Value> = fit(&entries, since.is_none())
+        .iter()
+        .map(wire::message)
+        .collect();
+    Ok(json!({"epoch": epoch, "messages": messages}))
+}

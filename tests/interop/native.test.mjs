@@ -1,0 +1,233 @@
+// The native protocol of `switchboard serve` at /ws, driven by a plain
+// WebSocket client (the `ws` package, as a browser's bare WebSocket would):
+// welcome, join/leave/publish/presence/history with request ids, text ping,
+// server pings and dead-peer detection, the hub shared with Socket.IO, and
+// the admin API's kick.
+
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+
+import { tokenFor } from './lib/jwt.mjs';
+import { startServer } from './lib/server.mjs';
+import { ack1 } from './lib/sio.mjs';
+import { Clients, T, once, payload, sioConnect, sleep } from './lib/util.mjs';
+
+const API_KEY = 'native-api-key';
+const SECRET = 'native-jwt-secret';
+const PING_INTERVAL = 300;
+const PING_TIMEOUT = 200;
+
+let seq = 0;
+const uniqueRoom = (what) => `${what}-${process.pid}-${++seq}`;
+
+/** A native client: JSON requests with ids, pushed messages recorded. */
+class Native {
+  static async open(url, user, opts = {}) {
+    const token = user === null ? '' : `?token=${tokenFor(user, SECRET)}`;
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/ws${token}`, opts);
+    const client = new Native(ws);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    client.welcome = await client.next((m) => m.op === 'welcome');
+    return client;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.received = [];
+    this.waiters = [];
+    this.nextId = 1;
+    ws.on('message', (data, binary) => {
+      const text = data.toString();
+      const msg = binary ? { binary: true } : text === 'pong' ? { pong: true } : JSON.parse(text);
+      this.received.push(msg);
+      this.waiters = this.waiters.filter((w) => !w(msg));
+    });
+  }
+
+  /** The first message (already received or coming) that `pred` accepts. */
+  next(pred, timeoutMs = 2_000) {
+    const found = this.received.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timed out waiting for a message')), timeoutMs);
+      this.waiters.push((m) => {
+        if (!pred(m)) return false;
+        clearTimeout(timer);
+        resolve(m);
+        return true;
+      });
+    });
+  }
+
+  request(op, fields = {}) {
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ op, id, ...fields }));
+    return this.next((m) => m.op === 'ack' && m.id === id);
+  }
+
+  messages(room) {
+    return this.received.filter((m) => m.op === 'message' && m.room === room);
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}
+
+describe('native protocol (switchboard serve /ws)', () => {
+  const clients = new Clients();
+  const natives = [];
+  let srv;
+
+  const open = async (user, opts) => {
+    const c = await Native.open(srv.url, user, opts);
+    natives.push(c);
+    return c;
+  };
+
+  before(async () => {
+    srv = await startServer('switchboard', (port) => [
+      'serve', '--listen', `127.0.0.1:${port}`, '--api-key', API_KEY, '--jwt-secret', SECRET,
+      '--ping-interval', String(PING_INTERVAL), '--ping-timeout', String(PING_TIMEOUT),
+    ]);
+  }, { timeout: 15_000 });
+  afterEach(() => {
+    clients.closeAll();
+    natives.splice(0).forEach((c) => c.close());
+  });
+  after(async () => srv?.stop());
+
+  it('welcome names the socket, the user and the ping interval; no token is 401', T, async () => {
+    const c = await open('n-alice');
+    assert.deepEqual(Object.keys(c.welcome).sort(), ['op', 'ping_interval', 'socket', 'user']);
+    assert.equal(c.welcome.user, 'n-alice');
+    assert.equal(c.welcome.ping_interval, PING_INTERVAL);
+    assert.equal(typeof c.welcome.socket, 'string');
+    const refused = new WebSocket(`${srv.url.replace('http', 'ws')}/ws`);
+    const status = await new Promise((resolve) => refused.once('unexpected-response', (_req, res) => resolve(res.statusCode)));
+    assert.equal(status, 401);
+  });
+
+  it('join, publish, history and leave, with acks carrying the request id', T, async () => {
+    const room = uniqueRoom('n-room');
+    const a = await open('n-pub');
+    const b = await open('n-sub');
+    const joined = await b.request('join', { room });
+    assert.deepEqual({ ...joined, epoch: typeof joined.epoch }, { op: 'ack', id: joined.id, ok: true, epoch: 'string', offset: 0, recovered: false });
+    const pub = await a.request('publish', { room, event: 'chat', data: { text: 'hi' } });
+    assert.deepEqual(pub, { op: 'ack', id: pub.id, ok: true, offset: 1 });
+    const msg = await b.next((m) => m.op === 'message' && m.room === room);
+    assert.deepEqual(
+      { ...msg, at: typeof msg.at },
+      { op: 'message', room, epoch: joined.epoch, offset: 1, event: 'chat', data: { text: 'hi' }, from: 'n-pub', at: 'string' },
+    );
+    const hist = await a.request('history', { room, limit: 10 });
+    assert.equal(hist.epoch, joined.epoch);
+    assert.deepEqual(hist.messages.map((m) => m.data), [{ text: 'hi' }]);
+    assert.equal((await b.request('leave', { room })).ok, true);
+    await a.request('publish', { room, event: 'chat', data: 2 });
+    await sleep(150);
+    assert.equal(b.messages(room).length, 1, 'nothing after leave');
+  });
+
+  it('a publish reaches both protocols: native and Socket.IO members of one room', T, async () => {
+    const room = uniqueRoom('n-both');
+    const n = await open('n-both-native');
+    const s = await sioConnect(clients, srv.url, { auth: { token: tokenFor('n-both-sio', SECRET) } });
+    await n.request('join', { room });
+    await ack1(s, 'join', room);
+    const got = once(s, 'chat');
+    await n.request('publish', { room, event: 'chat', data: 'from native' });
+    const [data, meta] = payload(await got, 2);
+    assert.equal(data, 'from native');
+    assert.equal(meta.from, 'n-both-native');
+    await ack1(s, 'publish', room, 'chat', 'from socket.io');
+    const m = await n.next((x) => x.op === 'message' && x.data === 'from socket.io');
+    assert.equal(m.from, 'n-both-sio');
+    assert.equal(m.offset, 2);
+  });
+
+  it('join with since replays what was missed; a wrong epoch does not', T, async () => {
+    const room = uniqueRoom('n-since');
+    const a = await open('n-since-a');
+    const { epoch } = await a.request('join', { room });
+    for (let i = 1; i <= 3; i++) await a.request('publish', { room, event: 'm', data: i });
+    const b = await open('n-since-b');
+    const r = await b.request('join', { room, since: { epoch, offset: 1 } });
+    assert.equal(r.recovered, true);
+    assert.deepEqual(r.missed.map((m) => [m.offset, m.data]), [[2, 2], [3, 3]]);
+    const wrong = await b.request('join', { room, since: { epoch: `${epoch}x`, offset: 1 } });
+    assert.equal(wrong.recovered, false);
+    assert.equal('missed' in wrong, false);
+    assert.equal(wrong.offset, 3);
+  });
+
+  it('presence events for members who asked, across protocols', T, async () => {
+    const room = uniqueRoom('n-presence');
+    const watcher = await open('n-watcher');
+    await watcher.request('join', { room, presence: true });
+    const s = await sioConnect(clients, srv.url, { auth: { token: tokenFor('n-visitor', SECRET) } });
+    await ack1(s, 'join', room);
+    const ev = await watcher.next((m) => m.op === 'presence');
+    assert.deepEqual(ev, { op: 'presence', room, user: 'n-visitor', action: 'join' });
+    const list = await watcher.request('presence', { room });
+    assert.deepEqual(list.presence.map((p) => p.user).sort(), ['n-visitor', 'n-watcher']);
+    s.disconnect();
+    const left = await watcher.next((m) => m.op === 'presence' && m.action === 'leave');
+    assert.equal(left.user, 'n-visitor');
+  });
+
+  it('text ping gets pong; bad requests get bad_request and the connection stays', T, async () => {
+    const c = await open('n-bad');
+    c.ws.send('ping');
+    await c.next((m) => m.pong);
+    c.ws.send('{not json');
+    const e1 = await c.next((m) => m.op === 'ack' && m.ok === false);
+    assert.equal(e1.error.code, 'bad_request');
+    c.ws.send(JSON.stringify({ op: 'join', id: 'x1' }));
+    const e2 = await c.next((m) => m.op === 'ack' && m.id === 'x1');
+    assert.equal(e2.error.code, 'bad_request');
+    const e3 = await c.request('frobnicate');
+    assert.equal(e3.error.code, 'unknown_op');
+    const e4 = await c.request('publish', { room: 'r', event: 'disconnect', data: 1 });
+    assert.equal(e4.error.code, 'bad_request', 'reserved event names are refused');
+    const e5 = await c.request('history', { room: 'user:somebody-else' });
+    assert.equal(e5.error.code, 'forbidden');
+    assert.equal(c.ws.readyState, WebSocket.OPEN);
+  });
+
+  it('server pings keep a live client; a silent one is dropped within interval + timeout', T, async () => {
+    const live = await open('n-live');
+    let pings = 0;
+    live.ws.on('ping', () => pings++);
+    const silent = await open('n-silent', { autoPong: false });
+    const closed = new Promise((resolve) => silent.ws.once('close', resolve));
+    const started = Date.now();
+    await closed;
+    const took = Date.now() - started;
+    assert.ok(took < 3_000, `dropped after ${took} ms`);
+    await sleep(PING_INTERVAL);
+    assert.ok(pings >= 2, `the live client got ${pings} pings`);
+    assert.equal(live.ws.readyState, WebSocket.OPEN);
+  });
+
+  it('admin disconnect: kick message, then close 4001 (stay away) or 4000 (reconnect now)', T, async () => {
+    for (const [reconnect, code] of [[false, 4001], [true, 4000]]) {
+      const c = await open('n-kicked');
+      const closed = new Promise((resolve) => c.ws.once('close', (c2) => resolve(c2)));
+      const res = await fetch(`${srv.url}/api/v1/disconnect`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ user: 'n-kicked', reason: 'bye', reconnect }),
+      });
+      assert.deepEqual(await res.json(), { disconnected: 1 });
+      const kick = await c.next((m) => m.op === 'kick');
+      assert.deepEqual(kick, { op: 'kick', reason: 'bye', reconnect });
+      assert.equal(await closed, code);
+    }
+  });
+});
