@@ -66,7 +66,7 @@ class Native {
   request(op, fields = {}) {
     const id = this.nextId++;
     this.ws.send(JSON.stringify({ op, id, ...fields }));
-    return this.next((m) => m.op === 'ack' && m.id === id);
+    return this.next((m) => m.op === undefined && m.id === id);
   }
 
   messages(room) {
@@ -117,9 +117,9 @@ describe('native protocol (switchboard serve /ws)', () => {
     const a = await open('n-pub');
     const b = await open('n-sub');
     const joined = await b.request('join', { room });
-    assert.deepEqual({ ...joined, epoch: typeof joined.epoch }, { op: 'ack', id: joined.id, ok: true, epoch: 'string', offset: 0, recovered: false });
+    assert.deepEqual({ ...joined, epoch: typeof joined.epoch }, { id: joined.id, ok: true, epoch: 'string', offset: 0, recovered: false });
     const pub = await a.request('publish', { room, event: 'chat', data: { text: 'hi' } });
-    assert.deepEqual(pub, { op: 'ack', id: pub.id, ok: true, offset: 1 });
+    assert.deepEqual(pub, { id: pub.id, ok: true, offset: 1 });
     const msg = await b.next((m) => m.op === 'message' && m.room === room);
     assert.deepEqual(
       { ...msg, at: typeof msg.at },
@@ -128,6 +128,10 @@ describe('native protocol (switchboard serve /ws)', () => {
     const hist = await a.request('history', { room, limit: 10 });
     assert.equal(hist.epoch, joined.epoch);
     assert.deepEqual(hist.messages.map((m) => m.data), [{ text: 'hi' }]);
+    const since = await a.request('history', { room, since: { epoch: joined.epoch, offset: 1 } });
+    assert.deepEqual(since.messages, [], 'nothing after offset 1 of this epoch');
+    const other = await a.request('history', { room, since: { epoch: 'another', offset: 1 } });
+    assert.deepEqual(other.messages.map((m) => m.offset), [1], 'another epoch: everything held');
     assert.equal((await b.request('leave', { room })).ok, true);
     await a.request('publish', { room, event: 'chat', data: 2 });
     await sleep(150);
@@ -175,7 +179,7 @@ describe('native protocol (switchboard serve /ws)', () => {
     const ev = await watcher.next((m) => m.op === 'presence');
     assert.deepEqual(ev, { op: 'presence', room, user: 'n-visitor', action: 'join' });
     const list = await watcher.request('presence', { room });
-    assert.deepEqual(list.presence.map((p) => p.user).sort(), ['n-visitor', 'n-watcher']);
+    assert.deepEqual(list.members.map((p) => p.user).sort(), ['n-visitor', 'n-watcher']);
     s.disconnect();
     const left = await watcher.next((m) => m.op === 'presence' && m.action === 'leave');
     assert.equal(left.user, 'n-visitor');
@@ -186,10 +190,10 @@ describe('native protocol (switchboard serve /ws)', () => {
     c.ws.send('ping');
     await c.next((m) => m.pong);
     c.ws.send('{not json');
-    const e1 = await c.next((m) => m.op === 'ack' && m.ok === false);
+    const e1 = await c.next((m) => m.op === undefined && m.ok === false);
     assert.equal(e1.error.code, 'bad_request');
     c.ws.send(JSON.stringify({ op: 'join', id: 'x1' }));
-    const e2 = await c.next((m) => m.op === 'ack' && m.id === 'x1');
+    const e2 = await c.next((m) => m.id === 'x1');
     assert.equal(e2.error.code, 'bad_request');
     const e3 = await c.request('frobnicate');
     assert.equal(e3.error.code, 'unknown_op');

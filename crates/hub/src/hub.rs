@@ -374,6 +374,12 @@ impl Hub {
         }
     }
 
+    /// A room's epoch, if the room exists.
+    pub fn epoch(&self, room: &str) -> Option<String> {
+        self.existing_room(room)
+            .map(|r| lock(&r).log.epoch().to_owned())
+    }
+
     /// Rooms that have members or history.
     pub fn rooms(&self) -> Vec<String> {
         read(&self.rooms).keys().cloned().collect()

@@ -11,7 +11,7 @@ use super::{Native, text};
 use crate::relay::{MAX_HISTORY, fit, user_room};
 use crate::wire;
 
-/// A refused request: `{op:"ack", id?, ok:false, error:{code, message}}`.
+/// A refused request: `{id?, ok:false, error:{code, message}}`.
 struct Refusal(&'static str, String);
 
 fn bad(message: impl Into<String>) -> Refusal {
@@ -57,7 +57,6 @@ fn reply(conn: &Conn, id: Option<Value>, result: Result<Value, Refusal>) {
         }
         Err(Refusal(code, message)) => wire::error(code, &message),
     };
-    m["op"] = json!("ack");
     if let Some(id) = id {
         m["id"] = id;
     }
@@ -160,12 +159,25 @@ fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal>
         .iter()
         .map(wire::present)
         .collect();
-    Ok(json!({"presence": list}))
+    Ok(json!({"members": list}))
 }
 
 fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     let room = room(conn, req)?;
-    let since = req.get("since").and_then(Value::as_u64);
+    // `since` is an offset, or a position {epoch, offset}: from another
+    // epoch, everything the log holds is new.
+    let since = match req.get("since") {
+        Some(Value::Object(pos)) => {
+            let epoch = pos.get("epoch").and_then(Value::as_str);
+            let offset = pos.get("offset").and_then(Value::as_u64);
+            match (epoch, offset) {
+                (Some(e), Some(o)) if native.hub.epoch(room).as_deref() == Some(e) => Some(o),
+                (Some(_), Some(_)) => None,
+                _ => return Err(bad("since must be an offset or {epoch, offset}")),
+            }
+        }
+        other => other.and_then(Value::as_u64),
+    };
     let limit = req
         .get("limit")
         .and_then(Value::as_u64)
