@@ -430,6 +430,54 @@ describe('relay (switchboard serve --jwt-secret)', () => {
       });
     }
 
+    it('users, rooms, sockets, history and stats', T, async () => {
+      const room = uniqueRoom('admin-read');
+      const s = await connectAs('ar-user');
+      const joined = await ack1(s, 'join', room);
+      for (let i = 1; i <= 3; i++) await ack1(s, 'publish', room, 'n', { i });
+
+      const user = await api(srv, 'GET', '/api/v1/users/ar-user');
+      assert.equal(user.status, 200);
+      assert.deepEqual({ ...user.body, last_seen: typeof user.body.last_seen }, { user: 'ar-user', online: true, connections: 1, last_seen: 'string' });
+      assertRecentTimestamp(user.body.last_seen, 'last_seen');
+      assertApiError(await api(srv, 'GET', '/api/v1/users/nobody-at-all'), 404);
+
+      const rooms = await api(srv, 'GET', '/api/v1/rooms');
+      assert.equal(rooms.status, 200);
+      const mine = rooms.body.find((r) => r.room === room);
+      assert.deepEqual(mine, { room, epoch: joined.epoch, offset: 3, users: 1, connections: 1 });
+
+      const sockets = await api(srv, 'GET', `/api/v1/sockets?room=${encodeURIComponent(room)}`);
+      assert.equal(sockets.status, 200);
+      assert.deepEqual(sockets.body, [{ socket: s.id, user: 'ar-user', protocol: 'socketio', transport: 'websocket' }]);
+
+      const hist = await api(srv, 'GET', `/api/v1/history/${encodeURIComponent(room)}?since=1&limit=1`);
+      assert.equal(hist.status, 200);
+      assert.equal(hist.body.epoch, joined.epoch);
+      assert.deepEqual(hist.body.messages.map((m) => m.offset), [2]);
+      const newest = await api(srv, 'GET', `/api/v1/history/${encodeURIComponent(room)}?limit=2`);
+      assert.deepEqual(newest.body.messages.map((m) => m.data.i), [2, 3]);
+      assertApiError(await api(srv, 'GET', `/api/v1/history/${encodeURIComponent(room)}?since=-1`), 400);
+
+      const stats = await api(srv, 'GET', '/api/v1/stats');
+      assert.equal(stats.status, 200);
+      assert.ok(stats.body.connections.total >= 1, JSON.stringify(stats.body));
+      assert.ok(stats.body.rooms >= 1);
+      assert.ok(stats.body.users_online >= 1);
+
+      assertApiError(await api(srv, 'DELETE', '/api/v1/rooms'), 405);
+      assertApiError(await api(srv, 'GET', '/api/v1/nothing-here'), 404);
+    });
+
+    it('the OpenAPI document is served without a key and lists every endpoint', T, async () => {
+      const doc = await api(srv, 'GET', '/api/v1/openapi.json', undefined, null);
+      assert.equal(doc.status, 200);
+      assert.equal(doc.body.openapi, '3.0.3');
+      assert.deepEqual(Object.keys(doc.body.paths).sort(), [
+        '/disconnect', '/history/{room}', '/presence/{room}', '/publish', '/rooms', '/sockets', '/stats', '/users/{user}',
+      ]);
+    });
+
     it('publish: 200 {offset}; members get (data, meta) with from null', T, async () => {
       const room = uniqueRoom('admin-pub');
       const s = await connectAs('ap-member');

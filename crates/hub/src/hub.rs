@@ -40,6 +40,21 @@ pub trait Sink: Send + Sync {
     fn owns(&self, conn: &ConnId) -> bool;
 }
 
+/// One room as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// The room.
+    pub room: String,
+    /// Its log's epoch.
+    pub epoch: String,
+    /// Its log's last offset.
+    pub offset: u64,
+    /// Users present.
+    pub users: usize,
+    /// Connections present (joined through the hub).
+    pub connections: usize,
+}
+
 /// What a join returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -372,6 +387,35 @@ impl Hub {
             }
             None => (crate::log::new_epoch(), Vec::new()),
         }
+    }
+
+    /// Every room: its position, users present and their connections.
+    pub fn room_summaries(&self) -> Vec<RoomSummary> {
+        let rooms: Vec<(String, Arc<Mutex<Room>>)> = read(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        rooms
+            .into_iter()
+            .map(|(room, r)| {
+                let r = lock(&r);
+                RoomSummary {
+                    room,
+                    epoch: r.log.epoch().to_owned(),
+                    offset: r.log.position().offset,
+                    users: r.users.len(),
+                    connections: r.members.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// Users with at least one connection.
+    pub fn users_online(&self) -> usize {
+        lock(&self.users)
+            .values()
+            .filter(|u| u.connections > 0)
+            .count()
     }
 
     /// A room's epoch, if the room exists.

@@ -19,6 +19,6 @@ pub mod hub;
 pub mod log;
 pub mod presence;
 
-pub use hub::{ConnId, Hub, Joined, Publication, Sink};
+pub use hub::{ConnId, Hub, Joined, Publication, RoomSummary, Sink};
 pub use log::{Entry, LogLimits, Position, Recovery, RoomLog};
 pub use presence::{PresenceChange, Present, UserStatus};

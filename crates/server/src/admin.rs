@@ -75,6 +75,39 @@ pub(crate) struct Admin {
     pub(crate) hub: Arc<Hub>,
     pub(crate) ns: Namespace,
     pub(crate) native: Arc<crate::native::Native>,
+    pub(crate) started: std::time::Instant,
+}
+
+/// The query parameters the API reads.
+#[derive(Default)]
+struct Query {
+    room: Option<String>,
+    since: Option<u64>,
+    limit: Option<usize>,
+}
+
+impl Query {
+    fn parse(q: &str) -> Result<Self, ApiError> {
+        let mut out = Self::default();
+        for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .map_err(|_| ApiError::BadRequest(format!("{k}: not UTF-8")))?;
+            let number = |v: &str| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::BadRequest(format!("{k} must be a non-negative integer"))
+                })
+            };
+            match k {
+                "room" => out.room = Some(v.into_owned()),
+                "since" => out.since = Some(number(&v)?),
+                "limit" => out.limit = Some(number(&v)? as usize),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl Admin {
@@ -106,18 +139,29 @@ impl Admin {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let path = req.uri().path().trim_start_matches("/api/v1").to_owned();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if req.method() == Method::GET && segments == ["openapi.json"] {
+            // The API's description is public: it holds no data.
+            return Ok(crate::openapi::document());
+        }
         if !self.authorized(req.headers()) {
             return Err(ApiError::Unauthorized);
         }
-        let path = req.uri().path().trim_start_matches("/api/v1").to_owned();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let query = Query::parse(req.uri().query().unwrap_or(""))?;
         match (req.method().clone(), segments.as_slice()) {
             (Method::POST, ["publish"]) => self.publish(body(req).await?),
             (Method::POST, ["disconnect"]) => self.disconnect(body(req).await?),
             (Method::GET, ["presence", room]) => Ok(self.presence(&decode(room)?)),
-            (_, ["publish" | "disconnect"]) | (_, ["presence", _]) => {
-                Err(ApiError::MethodNotAllowed)
+            (Method::GET, ["users", user]) => self.user(&decode(user)?),
+            (Method::GET, ["rooms"]) => Ok(self.rooms()),
+            (Method::GET, ["sockets"]) => Ok(self.sockets(query.room.as_deref(), query.limit)),
+            (Method::GET, ["history", room]) => {
+                Ok(self.history(&decode(room)?, query.since, query.limit))
             }
+            (Method::GET, ["stats"]) => Ok(self.stats()),
+            (_, ["publish" | "disconnect" | "rooms" | "sockets" | "stats"])
+            | (_, ["presence" | "users" | "history", _]) => Err(ApiError::MethodNotAllowed),
             _ => Err(ApiError::NotFound),
         }
     }
@@ -194,6 +238,80 @@ impl Admin {
             .filter(|id| self.native.kick(id, d.reason.as_deref(), d.reconnect))
             .count();
         Ok(json!({"disconnected": sockets.len() + kicked}))
+    }
+
+    fn user(&self, user: &str) -> Result<Value, ApiError> {
+        let status = self
+            .hub
+            .user(user)
+            .ok_or_else(|| ApiError::NotFoundWhat(format!("no user {user:?}")))?;
+        Ok(json!({
+            "user": user,
+            "online": status.online,
+            "connections": status.connections,
+            "last_seen": wire::timestamp(status.last_seen),
+        }))
+    }
+
+    fn rooms(&self) -> Value {
+        let mut rooms = self.hub.room_summaries();
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        Value::Array(
+            rooms
+                .iter()
+                .map(|r| {
+                    json!({"room": r.room, "epoch": r.epoch, "offset": r.offset,
+                        "users": r.users, "connections": r.connections})
+                })
+                .collect(),
+        )
+    }
+
+    fn sockets(&self, room: Option<&str>, limit: Option<usize>) -> Value {
+        let limit = limit.unwrap_or(1000).min(10_000);
+        let sio = match room {
+            Some(room) => self.ns.to(room).sockets(),
+            None => self.ns.sockets(),
+        };
+        let mut out: Vec<Value> = sio
+            .iter()
+            .map(|s| {
+                let user = s.data::<crate::relay::Member>().map(|m| m.user.to_string());
+                json!({"socket": s.id(), "user": user, "protocol": "socketio",
+                "transport": match s.transport() {
+                    switchboard_engine::Transport::Polling => "polling",
+                    switchboard_engine::Transport::WebSocket => "websocket",
+                }})
+            })
+            .collect();
+        out.extend(self.native.sockets(room).into_iter().map(|(id, user)| {
+            json!({"socket": &*id, "user": &*user, "protocol": "native", "transport": "websocket"})
+        }));
+        out.truncate(limit);
+        Value::Array(out)
+    }
+
+    fn history(&self, room: &str, since: Option<u64>, limit: Option<usize>) -> Value {
+        let limit = limit
+            .unwrap_or(crate::relay::MAX_HISTORY)
+            .min(crate::relay::MAX_HISTORY);
+        let (epoch, entries) = self.hub.history(room, since, limit);
+        let messages: Vec<Value> = crate::relay::fit(&entries, since.is_none())
+            .iter()
+            .map(wire::message)
+            .collect();
+        json!({"epoch": epoch, "messages": messages})
+    }
+
+    fn stats(&self) -> Value {
+        let sio = self.ns.sockets().len();
+        let native = self.native.connection_count();
+        json!({
+            "connections": {"socketio": sio, "native": native, "total": sio + native},
+            "users_online": self.hub.users_online(),
+            "rooms": self.hub.rooms().len(),
+            "uptime_s": self.started.elapsed().as_secs(),
+        })
     }
 
     fn presence(&self, room: &str) -> Value {

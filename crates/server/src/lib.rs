@@ -17,6 +17,7 @@
 mod admin;
 pub mod auth;
 mod native;
+mod openapi;
 mod relay;
 pub mod wire;
 
@@ -131,6 +132,7 @@ impl Server {
             hub: hub.clone(),
             ns: ns.unwrap_or_else(|| unreachable!("the relay namespace is registered above")),
             native: native.clone(),
+            started: std::time::Instant::now(),
         });
         Self {
             hub,

@@ -83,6 +83,32 @@ impl Native {
             .collect()
     }
 
+    /// Open native connections.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.conns().len()
+    }
+
+    /// `(socket, user)` of the connections in `room` (all without a room).
+    pub(crate) fn sockets(&self, room: Option<&str>) -> Vec<(ConnId, Arc<str>)> {
+        let conns = self.conns();
+        match room {
+            None => conns
+                .values()
+                .map(|c| (c.id.clone(), c.user.clone()))
+                .collect(),
+            Some(room) => {
+                let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+                rooms
+                    .get(room)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| conns.get(id))
+                    .map(|c| (c.id.clone(), c.user.clone()))
+                    .collect()
+            }
+        }
+    }
+
     /// Whether `id` is a native connection.
     pub(crate) fn has(&self, id: &str) -> bool {
         self.conns().contains_key(id)

@@ -1,0 +1,118 @@
+//! The admin API's OpenAPI 3.0 document, served at `/api/v1/openapi.json`.
+
+use serde_json::{Value, json};
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "405": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"}
+    })
+}
+
+fn ok(schema: Value) -> Value {
+    let mut r = error_responses();
+    r["200"] = json!({"description": "OK", "content": {"application/json": {"schema": schema}}});
+    r
+}
+
+fn path_param(name: &str, what: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": what,
+        "schema": {"type": "string", "minLength": 1}})
+}
+
+fn query_int(name: &str, what: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": what,
+        "schema": {"type": "integer", "minimum": 0}})
+}
+
+/// The document.
+pub(crate) fn document() -> Value {
+    let message = json!({"type": "object", "required": ["offset", "event", "data", "from", "at"],
+        "properties": {"offset": {"type": "integer"}, "event": {"type": "string"}, "data": {},
+            "from": {"type": "string", "nullable": true}, "at": {"type": "string", "format": "date-time"}}});
+    let present = json!({"type": "object", "required": ["user", "connections", "since"],
+        "properties": {"user": {"type": "string"}, "info": {}, "connections": {"type": "integer"},
+            "since": {"type": "string", "format": "date-time"}}});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "switchboard admin API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Publish, disconnect and inspect a switchboard server. Every request \\
+                but this document carries `Authorization: Bearer <key>`. See docs/protocol.md."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/publish": {"post": {
+                "summary": "Publish an event to a room (members on every protocol receive it)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["room", "event"],
+                    "properties": {"room": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "event": {"type": "string", "minLength": 1, "maxLength": 128}, "data": {}}}}}},
+                "responses": ok(json!({"type": "object", "required": ["offset"],
+                    "properties": {"offset": {"type": "integer"}}}))
+            }},
+            "/disconnect": {"post": {
+                "summary": "Disconnect a user's connections or one socket, with or without leave to reconnect",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"user": {"type": "string"}, "socket": {"type": "string"},
+                        "reason": {"type": "string"}, "reconnect": {"type": "boolean"}}}}}},
+                "responses": ok(json!({"type": "object", "required": ["disconnected"],
+                    "properties": {"disconnected": {"type": "integer"}}}))
+            }},
+            "/presence/{room}": {"get": {
+                "summary": "Users present in a room",
+                "parameters": [path_param("room", "the room")],
+                "responses": ok(json!({"type": "array", "items": present}))
+            }},
+            "/users/{user}": {"get": {
+                "summary": "A user's status (404 for a user never seen)",
+                "parameters": [path_param("user", "the user id")],
+                "responses": ok(json!({"type": "object", "required": ["user", "online", "connections", "last_seen"],
+                    "properties": {"user": {"type": "string"}, "online": {"type": "boolean"},
+                        "connections": {"type": "integer"}, "last_seen": {"type": "string", "format": "date-time"}}}))
+            }},
+            "/rooms": {"get": {
+                "summary": "Rooms with members or history",
+                "responses": ok(json!({"type": "array", "items": {"type": "object",
+                    "properties": {"room": {"type": "string"}, "epoch": {"type": "string"},
+                        "offset": {"type": "integer"}, "users": {"type": "integer"},
+                        "connections": {"type": "integer"}}}}))
+            }},
+            "/sockets": {"get": {
+                "summary": "Connections, all or those in a room",
+                "parameters": [
+                    {"name": "room", "in": "query", "required": false, "schema": {"type": "string"}},
+                    query_int("limit", "at most this many (default 1000, at most 10000)")
+                ],
+                "responses": ok(json!({"type": "array", "items": {"type": "object",
+                    "properties": {"socket": {"type": "string"}, "user": {"type": "string", "nullable": true},
+                        "protocol": {"type": "string", "enum": ["socketio", "native"]},
+                        "transport": {"type": "string", "enum": ["polling", "websocket"]}}}}))
+            }},
+            "/history/{room}": {"get": {
+                "summary": "A room's messages, oldest first (without since: the newest `limit`)",
+                "parameters": [path_param("room", "the room"),
+                    query_int("since", "messages after this offset"),
+                    query_int("limit", "at most this many (at most 1000)")],
+                "responses": ok(json!({"type": "object", "required": ["epoch", "messages"],
+                    "properties": {"epoch": {"type": "string"}, "messages": {"type": "array", "items": message}}}))
+            }},
+            "/stats": {"get": {
+                "summary": "Counters of the server",
+                "responses": ok(json!({"type": "object",
+                    "properties": {"connections": {"type": "object"}, "users_online": {"type": "integer"},
+                        "rooms": {"type": "integer"}, "uptime_s": {"type": "integer"}}}))
+            }}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}}}}
+        }
+    })
+}
