@@ -25,12 +25,13 @@ pub(crate) struct ServeArgs {
     /// Origins allowed to connect (comma-separated); default: all.
     #[arg(long, value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
-    /// Engine.IO ping interval, milliseconds.
-    #[arg(long, default_value_t = 25_000)]
-    ping_interval: u64,
-    /// Engine.IO ping timeout, milliseconds.
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout: u64,
+    /// Time between server pings (Engine.IO pings, native ping frames): a
+    /// duration such as `25s` or `300ms` (a bare number is milliseconds).
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// Time a client has to answer (any bytes count on the native protocol).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    ping_timeout: Duration,
     /// Largest message in bytes (maxHttpBufferSize).
     #[arg(long, default_value_t = 1_000_000)]
     max_payload: usize,
@@ -61,8 +62,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secret) = &args.jwt_secret {
         config.auth = Auth::hs256(secret.as_bytes());
     }
-    config.ping_interval = Duration::from_millis(args.ping_interval);
-    config.ping_timeout = Duration::from_millis(args.ping_timeout);
+    config.ping_interval = args.ping_interval;
+    config.ping_timeout = args.ping_timeout;
     config.max_payload = args.max_payload;
     config.allowed_origins = args.allowed_origins;
     config.history = LogLimits::default()
@@ -94,6 +95,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `25s`, `300ms`, `1m 30s` (humantime), or a bare number of milliseconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string())?,
+    };
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
 }
 
 fn random_key() -> String {

@@ -176,6 +176,8 @@ impl Server {
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            // Ready as soon as it listens: every store is in memory so far.
+            "/readyz" => text(StatusCode::OK, "ready\n"),
             "/" => text(
                 StatusCode::OK,
                 "switchboard: Socket.IO at /socket.io/, native WebSocket at /ws, admin API at /api/v1/\n",
