@@ -4,8 +4,8 @@
 #   (via kosoku) against our server and our client, and the official
 #   socket.io-client / engine.io-client (npm, pinned) against our Socket.IO
 #   servers and `switchboard serve`.
-# It installs what the tests need (kosoku from PyPI, the npm clients) quietly
-# and idempotently.
+# It installs what the tests need (kosoku and schemathesis from PyPI, the npm
+# clients) quietly and idempotently.
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/switchboard-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +21,12 @@ step "dependencies"
 # pip puts console scripts next to the interpreter; make sure they are on PATH.
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin:$PATH"
 export PATH
-if ! command -v kosoku >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kosoku
-fi
-command -v kosoku >/dev/null
+for tool in kosoku schemathesis; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$tool"
+    fi
+    command -v "$tool" >/dev/null
+done
 command -v node >/dev/null || { echo "node (>= 20) is required for the interop tests" >&2; exit 1; }
 (cd tests/interop && npm ci --silent --no-audit --no-fund >/dev/null)
 
@@ -48,5 +50,8 @@ bash tests/autobahn/client.sh "$client"
 
 step "interop: official socket.io-client and engine.io-client"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/interop/
+
+step "admin API: schemathesis against /api/v1/openapi.json"
+bash tests/api/schemathesis.sh "$bin"
 
 step "all passed"

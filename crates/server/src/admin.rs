@@ -31,7 +31,7 @@ pub(crate) enum ApiError {
     #[error("{0}")]
     NotFoundWhat(String),
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     #[error("request body over {MAX_BODY} bytes")]
     TooLarge,
 }
@@ -42,13 +42,17 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound | Self::NotFoundWhat(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         };
         let mut res = json_response(
             status,
             &json!({"error": {"code": code, "message": self.to_string()}}),
         );
+        if let Self::MethodNotAllowed(allow) = self {
+            res.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        }
         if matches!(self, Self::Unauthorized) {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -94,10 +98,14 @@ impl Query {
             let v = percent_encoding::percent_decode_str(v)
                 .decode_utf8()
                 .map_err(|_| ApiError::BadRequest(format!("{k}: not UTF-8")))?;
+            // Integers a JSON client can hold exactly: 0 ..= 2^53 - 1.
             let number = |v: &str| {
-                v.parse::<u64>().map_err(|_| {
-                    ApiError::BadRequest(format!("{k} must be a non-negative integer"))
-                })
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n < (1 << 53))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("{k} must be an integer from 0 to 2^53 - 1"))
+                    })
             };
             match k {
                 "room" => out.room = Some(v.into_owned()),
@@ -160,8 +168,9 @@ impl Admin {
                 Ok(self.history(&decode(room)?, query.since, query.limit))
             }
             (Method::GET, ["stats"]) => Ok(self.stats()),
-            (_, ["publish" | "disconnect" | "rooms" | "sockets" | "stats"])
-            | (_, ["presence" | "users" | "history", _]) => Err(ApiError::MethodNotAllowed),
+            (_, ["publish" | "disconnect"]) => Err(ApiError::MethodNotAllowed("POST")),
+            (_, ["rooms" | "sockets" | "stats" | "openapi.json"])
+            | (_, ["presence" | "users" | "history", _]) => Err(ApiError::MethodNotAllowed("GET")),
             _ => Err(ApiError::NotFound),
         }
     }
@@ -190,7 +199,9 @@ impl Admin {
     fn disconnect(&self, v: Value) -> Result<Value, ApiError> {
         #[derive(Deserialize)]
         struct Disconnect {
+            #[serde(default, deserialize_with = "present_string")]
             user: Option<String>,
+            #[serde(default, deserialize_with = "present_string")]
             socket: Option<String>,
             reason: Option<String>,
             #[serde(default)]
@@ -317,6 +328,11 @@ impl Admin {
     fn presence(&self, room: &str) -> Value {
         Value::Array(self.hub.presence(room).iter().map(wire::present).collect())
     }
+}
+
+/// A field that, when present, must be a string (`null` is refused).
+fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
 }
 
 async fn body<B>(req: Request<B>) -> Result<Value, ApiError>

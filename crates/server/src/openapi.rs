@@ -18,6 +18,12 @@ fn ok(schema: Value) -> Value {
     r
 }
 
+/// A room name: 1–256 characters, no control characters.
+fn room_schema() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 256,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"})
+}
+
 fn path_param(name: &str, what: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": what,
         "schema": {"type": "string", "minLength": 1}})
@@ -25,7 +31,7 @@ fn path_param(name: &str, what: &str) -> Value {
 
 fn query_int(name: &str, what: &str) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": what,
-        "schema": {"type": "integer", "minimum": 0}})
+        "schema": {"type": "integer", "minimum": 0, "maximum": 9_007_199_254_740_991_u64}})
 }
 
 /// The document.
@@ -48,8 +54,11 @@ pub(crate) fn document() -> Value {
                 "summary": "Publish an event to a room (members on every protocol receive it)",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["room", "event"],
-                    "properties": {"room": {"type": "string", "minLength": 1, "maxLength": 256},
-                        "event": {"type": "string", "minLength": 1, "maxLength": 128}, "data": {}}}}}},
+                    "properties": {"room": room_schema(),
+                        "event": {"type": "string", "minLength": 1, "maxLength": 128,
+                            "not": {"enum": ["connect", "connect_error", "disconnect", "disconnecting",
+                                "newListener", "removeListener", "presence", "kick"]}},
+                        "data": {}}}}}},
                 "responses": ok(json!({"type": "object", "required": ["offset"],
                     "properties": {"offset": {"type": "integer"}}}))
             }},
@@ -57,8 +66,13 @@ pub(crate) fn document() -> Value {
                 "summary": "Disconnect a user's connections or one socket, with or without leave to reconnect",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                     "type": "object",
+                    "oneOf": [
+                        {"required": ["user"], "not": {"required": ["socket"]}},
+                        {"required": ["socket"], "not": {"required": ["user"]}}
+                    ],
                     "properties": {"user": {"type": "string"}, "socket": {"type": "string"},
-                        "reason": {"type": "string"}, "reconnect": {"type": "boolean"}}}}}},
+                        "reason": {"type": "string", "nullable": true},
+                        "reconnect": {"type": "boolean"}}}}}},
                 "responses": ok(json!({"type": "object", "required": ["disconnected"],
                     "properties": {"disconnected": {"type": "integer"}}}))
             }},

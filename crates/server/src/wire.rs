@@ -52,9 +52,10 @@ pub fn error(code: &str, message: &str) -> Value {
     json!({"ok": false, "error": {"code": code, "message": message}})
 }
 
-/// Whether a room name is acceptable: 1–256 bytes, no control characters.
+/// Whether a room name is acceptable: 1–256 characters, none a control
+/// character.
 pub fn valid_room(room: &str) -> bool {
-    !room.is_empty() && room.len() <= 256 && !room.chars().any(char::is_control)
+    !room.is_empty() && room.chars().count() <= 256 && !room.chars().any(char::is_control)
 }
 
 /// Event names a publish may not use: Socket.IO's reserved names (the
@@ -71,7 +72,7 @@ const RESERVED: [&str; 8] = [
     "kick",
 ];
 
-/// Whether an event name can be published: 1–128 bytes, not reserved.
+/// Whether an event name can be published: 1–128 characters, not reserved.
 pub fn valid_event(event: &str) -> bool {
-    !event.is_empty() && event.len() <= 128 && !RESERVED.contains(&event)
+    !event.is_empty() && event.chars().count() <= 128 && !RESERVED.contains(&event)
 }
