@@ -8,7 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
-import { tokenFor } from './lib/jwt.mjs';
+import { signJwt, tokenFor } from './lib/jwt.mjs';
 import { startServer } from './lib/server.mjs';
 import { ack1 } from './lib/sio.mjs';
 import { Clients, T, once, payload, sioConnect, sleep } from './lib/util.mjs';
@@ -23,8 +23,8 @@ const uniqueRoom = (what) => `${what}-${process.pid}-${++seq}`;
 
 /** A native client: JSON requests with ids, pushed messages recorded. */
 class Native {
-  static async open(url, user, opts = {}) {
-    const token = user === null ? '' : `?token=${tokenFor(user, SECRET)}`;
+  static async open(url, user, opts = {}, jwt = user === null ? null : tokenFor(user, SECRET)) {
+    const token = jwt === null ? '' : `?token=${jwt}`;
     const ws = new WebSocket(`${url.replace('http', 'ws')}/ws${token}`, opts);
     const client = new Native(ws);
     await new Promise((resolve, reject) => {
@@ -217,6 +217,24 @@ describe('native protocol (switchboard serve /ws)', () => {
     await sleep(PING_INTERVAL);
     assert.ok(pings >= 2, `the live client got ${pings} pings`);
     assert.equal(live.ws.readyState, WebSocket.OPEN);
+  });
+
+  it('token expiry: refresh pushed, a fresh token keeps the connection, none closes it with 4003', { timeout: 10_000 }, async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const short = (sub) => signJwt({ sub, iat: now, exp: now + 2 }, SECRET);
+    const fresh = await Native.open(srv.url, 'n-exp-fresh', {}, short('n-exp-fresh'));
+    const stale = await Native.open(srv.url, 'n-exp-stale', {}, short('n-exp-stale'));
+    natives.push(fresh, stale);
+    await fresh.next((m) => m.op === 'refresh', 3_000);
+    const ok = await fresh.request('refresh', { token: tokenFor('n-exp-fresh', SECRET) });
+    assert.equal(ok.ok, true);
+    const wrong = await fresh.request('refresh', { token: tokenFor('n-someone-else', SECRET) });
+    assert.equal(wrong.error.code, 'unauthorized');
+    const closed = new Promise((resolve) => stale.ws.once('close', resolve));
+    assert.equal(await closed, 4003);
+    assert.deepEqual(await stale.next((m) => m.op === 'kick'), { op: 'kick', reason: 'token_expired', reconnect: false });
+    await sleep(1_000);
+    assert.equal(fresh.ws.readyState, WebSocket.OPEN);
   });
 
   it('admin disconnect: kick message, then close 4001 (stay away) or 4000 (reconnect now)', T, async () => {

@@ -224,6 +224,33 @@ describe('relay (switchboard serve --jwt-secret)', () => {
     });
   });
 
+  describe('token expiry', () => {
+    const shortToken = (sub, seconds) => {
+      const now = Math.floor(Date.now() / 1000);
+      return signJwt({ sub, iat: now, exp: now + seconds }, JWT_SECRET);
+    };
+
+    it('a client asked to refresh stays connected past the first expiry with a new token', { timeout: 10_000 }, async () => {
+      const s = await sioConnect(clients, srv.url, { auth: { token: shortToken('exp-fresh', 2) } });
+      await once(s, 'refresh', 3_000);
+      const ok = await ack1(s, 'refresh', tokenFor('exp-fresh', JWT_SECRET));
+      assert.equal(ok.ok, true);
+      assert.equal(typeof ok.expires_at, 'number');
+      const other = await ack1(s, 'refresh', tokenFor('someone-else', JWT_SECRET));
+      assert.equal(other.error.code, 'unauthorized', 'a token for another user is refused');
+      await sleep(3_500);
+      assert.equal(s.connected, true);
+    });
+
+    it('without a refresh the connection ends at expiry: kick token_expired, no reconnection', { timeout: 10_000 }, async () => {
+      const s = await sioConnect(clients, srv.url, { auth: { token: shortToken('exp-stale', 2) } });
+      const kick = once(s, 'kick', 5_000);
+      const gone = once(s, 'disconnect', 5_000);
+      assert.deepEqual(payload(await kick, 1), [{ reason: 'token_expired', reconnect: false }]);
+      assert.equal((await gone)[0], 'io server disconnect');
+    });
+  });
+
   describe('what a client may not do', () => {
     it('publishing a reserved event name is refused (it would make every member drop its connection)', T, async () => {
       const room = uniqueRoom('reserved');
@@ -232,7 +259,7 @@ describe('relay (switchboard serve --jwt-secret)', () => {
       await ack1(other, 'join', room);
       let dropped = false;
       other.on('disconnect', () => { dropped = true; });
-      for (const event of ['disconnect', 'connect', 'connect_error', 'presence', 'kick']) {
+      for (const event of ['disconnect', 'connect', 'connect_error', 'presence', 'kick', 'refresh']) {
         const res = await ack1(s, 'publish', room, event, {});
         assert.equal(res.ok, false, event);
         assert.equal(res.error.code, 'bad_request', event);

@@ -35,6 +35,8 @@ pub struct Identity {
     pub info: Option<serde_json::Value>,
     /// A generated id (no token).
     pub anonymous: bool,
+    /// The token's `exp` (Unix seconds), if it has one.
+    pub expires: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +44,8 @@ struct Claims {
     sub: String,
     #[serde(default)]
     info: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// A refused token (the reason is logged, the client only sees
@@ -65,6 +69,7 @@ impl Auth {
                 user: anonymous_id(),
                 info: None,
                 anonymous: true,
+                expires: None,
             }),
             Self::Jwt { key } => {
                 let token = token.ok_or_else(|| AuthError("missing".into()))?;
@@ -80,6 +85,7 @@ impl Auth {
                     user: data.claims.sub,
                     info: data.claims.info,
                     anonymous: false,
+                    expires: data.claims.exp,
                 })
             }
         }
@@ -93,4 +99,62 @@ fn anonymous_id() -> String {
         "anon-{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
+}
+
+/// Unix time in seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Seconds before `exp` at which a client is asked for a fresh token.
+pub(crate) const REFRESH_AHEAD: u64 = 30;
+
+/// A connection's token lifetime: when it expires, and whether the client
+/// has been asked to refresh.
+#[derive(Debug, Default)]
+pub(crate) struct Expiry {
+    /// `exp` in Unix seconds; 0 for a connection whose token never expires.
+    at: std::sync::atomic::AtomicU64,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+/// What an expiry check calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    Nothing,
+    /// Push `refresh` (once per token).
+    Refresh,
+    /// The token expired: disconnect with the token-expired reason.
+    Expired,
+}
+
+impl Expiry {
+    pub(crate) fn new(expires: Option<u64>) -> Self {
+        let e = Self::default();
+        e.set(expires);
+        e
+    }
+
+    /// A fresh token was accepted.
+    pub(crate) fn set(&self, expires: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.at.store(expires.unwrap_or(0), Relaxed);
+        self.asked.store(false, Relaxed);
+    }
+
+    pub(crate) fn check(&self, now: u64) -> Due {
+        use std::sync::atomic::Ordering::Relaxed;
+        let at = self.at.load(Relaxed);
+        if at == 0 {
+            Due::Nothing
+        } else if now >= at {
+            Due::Expired
+        } else if now + REFRESH_AHEAD >= at && !self.asked.swap(true, Relaxed) {
+            Due::Refresh
+        } else {
+            Due::Nothing
+        }
+    }
 }

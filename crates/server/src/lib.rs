@@ -186,8 +186,26 @@ impl Server {
         }
     }
 
+    /// Checks token lifetimes once a second, for both protocols.
+    fn start_expiry_checks(&self) {
+        let (ns, native) = (self.admin.ns.clone(), Arc::downgrade(&self.native));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(native) = native.upgrade() else {
+                    return;
+                };
+                let now = auth::unix_now();
+                relay::check_expiry(&ns, now);
+                native.check_expiry(now);
+            }
+        });
+    }
+
     /// Accepts connections on `listener` until it fails.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.start_expiry_checks();
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(a) => a,

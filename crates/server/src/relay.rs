@@ -10,7 +10,7 @@ use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
 };
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Expiry};
 use crate::wire;
 
 /// Most messages one `history` call returns.
@@ -42,6 +42,9 @@ pub(crate) fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
 /// with it by Socket.IO's connection state recovery).
 #[derive(Debug)]
 pub(crate) struct Member {
+    /// The token's expiry (boxed: anonymous and non-expiring tokens have
+    /// none).
+    pub(crate) expiry: Option<Box<Expiry>>,
     /// A generated id: nobody can look this user up once it is gone.
     anonymous: bool,
     pub(crate) user: Arc<str>,
@@ -127,12 +130,14 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
         hub.clone(),
         hub,
     );
+    let auth2 = auth.clone();
     NamespaceBuilder::new()
         .middleware(move |req| {
             let token = req.auth().get("token").and_then(Value::as_str);
             match auth.identify(token) {
                 Ok(id) => {
                     req.set_data(Member {
+                        expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
                         anonymous: id.anonymous,
                         user: Arc::from(id.user),
                         info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
@@ -151,6 +156,7 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
         .on("join", move |socket, ev| join(&h3, socket, ev))
         .on("leave", move |socket, ev| leave(&h4, socket, ev))
         .on("publish", move |socket, ev| publish(&h5, socket, ev))
+        .on("refresh", move |socket, ev| refresh(&auth2, socket, ev))
         .on("presence", move |socket, ev| presence(&h6, socket, ev))
         .on("history", move |socket, ev| history(&h7, socket, ev))
         .on_any(|_socket, ev| {
@@ -159,6 +165,58 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
                 ack.send(wire::error("unknown_event", &message));
             }
         })
+}
+
+/// `refresh(token, ack)`: a fresh token for the same user extends the
+/// connection in place.
+fn refresh(auth: &Auth, socket: &Socket, ev: Event) {
+    let token = ev.args.str(0);
+    let result = match (auth.identify(token), socket.data::<Member>()) {
+        (Ok(id), Some(m)) if !id.anonymous && *id.user == *m.user => {
+            if let Some(expiry) = &m.expiry {
+                expiry.set(id.expires);
+            }
+            Ok(id.expires)
+        }
+        (Ok(_), _) => Err("the token is for another user"),
+        (Err(e), _) => {
+            tracing::debug!(error = %e, "refresh refused");
+            Err("invalid token")
+        }
+    };
+    if let Some(ack) = ev.ack {
+        ack.send(match result {
+            Ok(exp) => json!({"ok": true, "expires_at": exp}),
+            Err(message) => wire::error("unauthorized", message),
+        });
+    }
+}
+
+/// Asks Socket.IO clients whose token is about to expire for a fresh one
+/// (`refresh` event), and disconnects those whose token expired (a `kick`
+/// with reason `token_expired`, then the server's disconnect).
+pub(crate) fn check_expiry(ns: &Namespace, now: u64) {
+    for socket in ns.sockets() {
+        let Some(m) = socket.data::<Member>() else {
+            continue;
+        };
+        let Some(expiry) = &m.expiry else {
+            continue;
+        };
+        match expiry.check(now) {
+            crate::auth::Due::Nothing => {}
+            crate::auth::Due::Refresh => {
+                let _ = socket.emit("refresh", json!({}));
+            }
+            crate::auth::Due::Expired => {
+                let _ = socket.emit(
+                    "kick",
+                    json!({"reason": "token_expired", "reconnect": false}),
+                );
+                socket.disconnect();
+            }
+        }
+    }
 }
 
 fn on_connect(hub: &Hub, socket: &Socket) {

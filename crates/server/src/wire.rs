@@ -61,7 +61,7 @@ pub fn valid_room(room: &str) -> bool {
 /// Event names a publish may not use: Socket.IO's reserved names (the
 /// official client drops the connection on them) and the relay's own
 /// server-sent events.
-const RESERVED: [&str; 8] = [
+const RESERVED: [&str; 9] = [
     "connect",
     "connect_error",
     "disconnect",
@@ -70,6 +70,7 @@ const RESERVED: [&str; 8] = [
     "removeListener",
     "presence",
     "kick",
+    "refresh",
 ];
 
 /// Whether an event name can be published: 1–128 characters, not reserved.

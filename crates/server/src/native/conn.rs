@@ -38,6 +38,8 @@ pub(crate) struct Conn {
     pub(crate) id: Arc<str>,
     pub(crate) user: Arc<str>,
     pub(crate) anonymous: bool,
+    /// The token's expiry, if it has one.
+    pub(crate) expiry: Option<Box<crate::auth::Expiry>>,
     state: Mutex<State>,
     pub(crate) waker: AtomicWaker,
     /// Milliseconds (server clock) of the last bytes from the client.
@@ -47,11 +49,18 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(id: Arc<str>, user: Arc<str>, anonymous: bool, now_ms: u64) -> Self {
+    pub(crate) fn new(
+        id: Arc<str>,
+        user: Arc<str>,
+        anonymous: bool,
+        expires: Option<u64>,
+        now_ms: u64,
+    ) -> Self {
         Self {
             id,
             user,
             anonymous,
+            expiry: expires.map(|e| Box::new(crate::auth::Expiry::new(Some(e)))),
             state: Mutex::default(),
             waker: AtomicWaker::new(),
             last_seen: AtomicU64::new(now_ms),

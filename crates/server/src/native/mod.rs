@@ -83,6 +83,32 @@ impl Native {
             .collect()
     }
 
+    /// Pushes `{"op":"refresh"}` to connections whose token is about to
+    /// expire; closes those whose token expired (a `kick` with reason
+    /// `token_expired`, then close code 4003).
+    pub(crate) fn check_expiry(&self, now: u64) {
+        let conns: Vec<Arc<Conn>> = self.conns().values().cloned().collect();
+        for c in conns {
+            let Some(expiry) = &c.expiry else {
+                continue;
+            };
+            match expiry.check(now) {
+                crate::auth::Due::Nothing => {}
+                crate::auth::Due::Refresh => c.push(text(r#"{"op":"refresh"}"#.to_owned())),
+                crate::auth::Due::Expired => {
+                    c.push(text(
+                        r#"{"op":"kick","reason":"token_expired","reconnect":false}"#.to_owned(),
+                    ));
+                    c.end(Ending::Kicked(4003));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     /// Open native connections.
     pub(crate) fn connection_count(&self) -> usize {
         self.conns().len()
@@ -162,6 +188,7 @@ impl Native {
                 id.clone(),
                 Arc::from(identity.user),
                 identity.anonymous,
+                identity.expires,
                 native.now_ms(),
             ));
             native.conns().insert(id.clone(), conn.clone());

@@ -43,6 +43,7 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         Some("publish") => publish(native, conn, &req),
         Some("presence") => presence(native, conn, &req),
         Some("history") => history(native, conn, &req),
+        Some("refresh") => refresh(native, conn, &req),
         Some(op) => Err(Refusal("unknown_op", format!("unknown op {op:?}"))),
         None => Err(bad("missing op")),
     };
@@ -188,4 +189,21 @@ fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
         .map(wire::message)
         .collect();
     Ok(json!({"epoch": epoch, "messages": messages}))
+}
+
+fn refresh(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
+    let token = req.get("token").and_then(Value::as_str);
+    match native.auth().identify(token) {
+        Ok(id) if !id.anonymous && *id.user == *conn.user => {
+            if let Some(expiry) = &conn.expiry {
+                expiry.set(id.expires);
+            }
+            Ok(json!({"expires_at": id.expires}))
+        }
+        Ok(_) => Err(Refusal(
+            "unauthorized",
+            "the token is for another user".into(),
+        )),
+        Err(_) => Err(Refusal("unauthorized", "invalid token".into())),
+    }
 }
