@@ -253,3 +253,28 @@ describe('native protocol (switchboard serve /ws)', () => {
     }
   });
 });
+
+describe('graceful drain (SIGTERM)', () => {
+  const clients = new Clients();
+  after(() => clients.closeAll());
+
+  it('every client is told to reconnect elsewhere, then the process exits', { timeout: 15_000 }, async () => {
+    const srv = await startServer('switchboard', (port) => [
+      'serve', '--listen', `127.0.0.1:${port}`, '--api-key', API_KEY, '--jwt-secret', SECRET,
+      '--drain-timeout', '5s',
+    ]);
+    const exited = new Promise((resolve) => srv.proc.once('exit', (code, signal) => resolve({ code, signal })));
+    const s = await sioConnect(clients, srv.url, { auth: { token: tokenFor('drain-sio', SECRET) }, reconnection: false });
+    const n = await Native.open(srv.url, 'drain-native');
+    const sioKick = once(s, 'kick', 5_000);
+    const sioGone = once(s, 'disconnect', 5_000);
+    const nativeClosed = new Promise((resolve) => n.ws.once('close', resolve));
+    srv.proc.kill('SIGTERM');
+    assert.deepEqual(payload(await sioKick, 1), [{ reason: 'going_away', reconnect: true }]);
+    assert.equal((await sioGone)[0], 'transport close', 'a reason the client reconnects after');
+    assert.equal(await nativeClosed, 1001);
+    assert.deepEqual(await n.next((m) => m.op === 'kick'), { op: 'kick', reason: 'going_away', reconnect: true });
+    assert.deepEqual(await exited, { code: 0, signal: null });
+    n.close();
+  });
+});

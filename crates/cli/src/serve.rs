@@ -44,6 +44,10 @@ pub(crate) struct ServeArgs {
     /// How long a dropped Socket.IO connection can come back and recover, seconds.
     #[arg(long, default_value_t = 120)]
     recovery_duration: u64,
+    /// On SIGTERM/SIGINT, how long to wait for clients to leave after they
+    /// were told to reconnect elsewhere.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain_timeout: Duration,
     /// Worker threads; default one per core.
     #[arg(long)]
     workers: Option<usize>,
@@ -89,9 +93,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::new(config);
         let accepted = server.accepted();
         tokio::select! {
-            r = server.serve(listener) => r?,
+            r = server.clone().serve(listener) => r?,
             () = listen::trim_after_bursts(&accepted) => {}
-            () = listen::shutdown_signal() => tracing::info!("shutting down"),
+            () = listen::shutdown_signal() => {
+                // The listener is closed with the serve future: no new
+                // connections while the others are drained.
+                eprintln!("switchboard serve: draining (at most {:?})", args.drain_timeout);
+                server.drain(args.drain_timeout).await;
+                eprintln!("switchboard serve: stopped");
+            }
         }
         Ok(())
     })

@@ -186,6 +186,25 @@ impl Server {
         }
     }
 
+    /// Graceful drain: every client is told to reconnect elsewhere (`kick`
+    /// with reason `going_away` and `reconnect: true`; native close 1001)
+    /// and its connection closed; returns once all are gone or after
+    /// `deadline`. Stop accepting first (drop the [`Server::serve`] future).
+    pub async fn drain(&self, deadline: Duration) {
+        let kick = serde_json::json!({"reason": "going_away", "reconnect": true});
+        for socket in self.admin.ns.sockets() {
+            let _ = socket.emit("kick", kick.clone());
+            socket.close_connection();
+        }
+        self.native.drain();
+        let until = tokio::time::Instant::now() + deadline;
+        while tokio::time::Instant::now() < until
+            && (!self.admin.ns.sockets().is_empty() || self.native.connection_count() > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Checks token lifetimes once a second, for both protocols.
     fn start_expiry_checks(&self) {
         let (ns, native) = (self.admin.ns.clone(), Arc::downgrade(&self.native));

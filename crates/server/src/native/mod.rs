@@ -109,6 +109,17 @@ impl Native {
         &self.auth
     }
 
+    /// Tells every connection to reconnect elsewhere and closes it (1001).
+    pub(crate) fn drain(&self) {
+        let conns: Vec<Arc<Conn>> = self.conns().values().cloned().collect();
+        for c in conns {
+            c.push(text(
+                r#"{"op":"kick","reason":"going_away","reconnect":true}"#.to_owned(),
+            ));
+            c.end(Ending::Kicked(1001));
+        }
+    }
+
     /// Open native connections.
     pub(crate) fn connection_count(&self) -> usize {
         self.conns().len()
