@@ -264,7 +264,7 @@ describe('graceful drain (SIGTERM)', () => {
       '--drain-timeout', '5s',
     ]);
     const exited = new Promise((resolve) => srv.proc.once('exit', (code, signal) => resolve({ code, signal })));
-    const s = await sioConnect(clients, srv.url, { auth: { token: tokenFor('drain-sio', SECRET) }, reconnection: false });
+    const s = await sioConnect(clients, srv.url, { auth: { token: tokenFor('drain-sio', SECRET) }, reconnection: false, transports: ['websocket'] });
     const n = await Native.open(srv.url, 'drain-native');
     const sioKick = once(s, 'kick', 5_000);
     const sioGone = once(s, 'disconnect', 5_000);
@@ -276,5 +276,66 @@ describe('graceful drain (SIGTERM)', () => {
     assert.deepEqual(await n.next((m) => m.op === 'kick'), { op: 'kick', reason: 'going_away', reconnect: true });
     assert.deepEqual(await exited, { code: 0, signal: null });
     n.close();
+  });
+});
+
+describe('limits and origins (both protocols)', () => {
+  const clients = new Clients();
+  const natives = [];
+  let srv;
+
+  before(async () => {
+    srv = await startServer('switchboard', (port) => [
+      'serve', '--listen', `127.0.0.1:${port}`, '--api-key', API_KEY, '--jwt-secret', SECRET,
+      '--max-rooms', '2', '--rate', '0.5', '--rate-burst', '6',
+      '--allowed-origins', 'http://good.example',
+    ]);
+  }, { timeout: 15_000 });
+  after(async () => {
+    clients.closeAll();
+    natives.forEach((c) => c.close());
+    await srv?.stop();
+  });
+
+  it('an Origin outside --allowed-origins (or null) gets 403 on /ws; a listed one or none passes', T, async () => {
+    const url = `${srv.url.replace('http', 'ws')}/ws?token=${tokenFor('o-user', SECRET)}`;
+    for (const origin of ['http://evil.example', 'null']) {
+      const ws = new WebSocket(url, { origin });
+      const status = await new Promise((resolve) => ws.once('unexpected-response', (_req, res) => resolve(res.statusCode)));
+      assert.equal(status, 403, origin);
+    }
+    for (const opts of [{ origin: 'http://good.example' }, {}]) {
+      const ws = new WebSocket(url, opts);
+      await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+      ws.terminate();
+    }
+  });
+
+  it('rooms per connection and the request rate, on the native protocol', T, async () => {
+    const c = await Native.open(srv.url, 'l-native');
+    natives.push(c);
+    assert.equal((await c.request('join', { room: 'l1' })).ok, true);
+    assert.equal((await c.request('join', { room: 'l2' })).ok, true);
+    assert.equal((await c.request('join', { room: 'l3' })).error.code, 'too_many_rooms');
+    assert.equal((await c.request('join', { room: 'l1' })).ok, true, 'rejoining is not a new room');
+    // 4 of the burst of 6 are spent; the next ones run dry.
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await c.request('presence', { room: 'l1' })).error?.code ?? 'ok');
+    assert.deepEqual(codes, ['ok', 'ok', 'rate_limited', 'rate_limited']);
+    assert.equal(c.ws.readyState, WebSocket.OPEN, 'limited, not disconnected');
+  });
+
+  it('rooms per connection and the request rate, on Socket.IO', T, async () => {
+    const s = await sioConnect(clients, srv.url, {
+      auth: { token: tokenFor('l-sio', SECRET) },
+      extraHeaders: { Origin: 'http://good.example' },
+    });
+    assert.equal((await ack1(s, 'join', 's1')).ok, true);
+    assert.equal((await ack1(s, 'join', 's2')).ok, true);
+    assert.equal((await ack1(s, 'join', 's3')).error.code, 'too_many_rooms');
+    const codes = [];
+    for (let i = 0; i < 5; i++) codes.push((await ack1(s, 'presence', 's1')).error?.code ?? 'ok');
+    assert.deepEqual(codes.slice(0, 3), ['ok', 'ok', 'ok']);
+    assert.equal(codes[4], 'rate_limited');
   });
 });

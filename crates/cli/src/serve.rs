@@ -44,6 +44,15 @@ pub(crate) struct ServeArgs {
     /// How long a dropped Socket.IO connection can come back and recover, seconds.
     #[arg(long, default_value_t = 120)]
     recovery_duration: u64,
+    /// Rooms one connection may be in (its personal room not counted).
+    #[arg(long, default_value_t = 100)]
+    max_rooms: usize,
+    /// Requests per second one connection may make, sustained.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Requests one connection may make at once after a quiet period.
+    #[arg(long, default_value_t = 200.0)]
+    rate_burst: f64,
     /// On SIGTERM/SIGINT, how long to wait for clients to leave after they
     /// were told to reconnect elsewhere.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -74,6 +83,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .max_entries(args.history_size)
         .max_age(Duration::from_secs(args.history_ttl));
     config.recovery = Duration::from_secs(args.recovery_duration);
+    config.max_rooms = args.max_rooms;
+    config.rate = switchboard_server::limits::RateConfig {
+        per_second: args.rate.max(0.0),
+        burst: args.rate_burst.max(1.0),
+    };
     if config.allowed_origins.is_none() {
         eprintln!("switchboard serve: no --allowed-origins: every origin is accepted");
     }

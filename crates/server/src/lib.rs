@@ -16,6 +16,7 @@
 
 mod admin;
 pub mod auth;
+pub mod limits;
 mod native;
 mod openapi;
 mod relay;
@@ -56,6 +57,10 @@ pub struct ServerConfig {
     pub history: LogLimits,
     /// How long Socket.IO keeps a dropped connection's session.
     pub recovery: Duration,
+    /// Rooms one connection may be in (its personal room not counted).
+    pub max_rooms: usize,
+    /// Requests one connection may make.
+    pub rate: limits::RateConfig,
 }
 
 impl ServerConfig {
@@ -70,6 +75,8 @@ impl ServerConfig {
             allowed_origins: None,
             history: LogLimits::default(),
             recovery: Duration::from_secs(120),
+            max_rooms: 100,
+            rate: limits::RateConfig::default(),
         }
     }
 }
@@ -109,7 +116,17 @@ impl Server {
             .cors(cors)
             .allowed_origins(config.allowed_origins.clone())
             .recovery(RecoveryConfig::default().max_disconnection_duration(config.recovery))
-            .ns("/", relay::namespace(hub.clone(), config.auth.clone()))
+            .ns(
+                "/",
+                relay::namespace(
+                    hub.clone(),
+                    config.auth.clone(),
+                    relay::RelayLimits {
+                        max_rooms: config.max_rooms,
+                        rate: config.rate,
+                    },
+                ),
+            )
             .build();
         let sink = Arc::new(relay::SioSink::default());
         let ns = io.of("/");
@@ -125,6 +142,11 @@ impl Server {
                 timeout: config.ping_timeout,
             },
             config.max_payload,
+            native::Limits {
+                allowed_origins: config.allowed_origins.clone(),
+                max_rooms: config.max_rooms,
+                rate: config.rate,
+            },
         ));
         hub.add_sink(native.clone());
         let admin = Arc::new(admin::Admin {
@@ -198,8 +220,10 @@ impl Server {
         }
         self.native.drain();
         let until = tokio::time::Instant::now() + deadline;
+        // Engine.IO sessions leave the table once their last packets (the
+        // kick, the close) are delivered, also to a polling client's next GET.
         while tokio::time::Instant::now() < until
-            && (!self.admin.ns.sockets().is_empty() || self.native.connection_count() > 0)
+            && (self.io.engine().session_count() > 0 || self.native.connection_count() > 0)
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -11,6 +11,7 @@ use switchboard_socketio::server::{
 };
 
 use crate::auth::{Auth, Expiry};
+use crate::limits::{Rate, RateConfig};
 use crate::wire;
 
 /// Most messages one `history` call returns.
@@ -42,6 +43,9 @@ pub(crate) fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
 /// with it by Socket.IO's connection state recovery).
 #[derive(Debug)]
 pub(crate) struct Member {
+    /// The request rate limiter, made on the first request (idle sockets
+    /// hold none).
+    rate: OnceLock<Box<Rate>>,
     /// The token's expiry (boxed: anonymous and non-expiring tokens have
     /// none).
     pub(crate) expiry: Option<Box<Expiry>>,
@@ -119,8 +123,36 @@ fn bad_request(ack: Option<AckSender>, message: &str) {
     }
 }
 
+/// What one client may do.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelayLimits {
+    pub(crate) max_rooms: usize,
+    pub(crate) rate: RateConfig,
+}
+
+/// Whether the socket may make one more request; if not, its ack says
+/// `rate_limited`.
+fn allowed(socket: &Socket, limits: &RelayLimits, ev: &mut Event) -> bool {
+    let Some(m) = socket.data::<Member>() else {
+        return false;
+    };
+    if m.rate
+        .get_or_init(|| Box::new(Rate::new(limits.rate)))
+        .allow()
+    {
+        return true;
+    }
+    if let Some(ack) = ev.ack.take() {
+        ack.send(wire::error(
+            "rate_limited",
+            "over the request rate; slow down",
+        ));
+    }
+    false
+}
+
 /// The relay namespace's handlers.
-pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
+pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth, limits: RelayLimits) -> NamespaceBuilder {
     let (h1, h2, h3, h4, h5, h6, h7) = (
         hub.clone(),
         hub.clone(),
@@ -137,6 +169,7 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
             match auth.identify(token) {
                 Ok(id) => {
                     req.set_data(Member {
+                        rate: OnceLock::new(),
                         expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
                         anonymous: id.anonymous,
                         user: Arc::from(id.user),
@@ -153,13 +186,40 @@ pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth) -> NamespaceBuilder {
         })
         .on_connect(move |socket| on_connect(&h1, socket))
         .on_disconnect(move |socket, reason| on_disconnect(&h2, socket, reason))
-        .on("join", move |socket, ev| join(&h3, socket, ev))
-        .on("leave", move |socket, ev| leave(&h4, socket, ev))
-        .on("publish", move |socket, ev| publish(&h5, socket, ev))
-        .on("refresh", move |socket, ev| refresh(&auth2, socket, ev))
-        .on("presence", move |socket, ev| presence(&h6, socket, ev))
-        .on("history", move |socket, ev| history(&h7, socket, ev))
-        .on_any(|_socket, ev| {
+        .on("join", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                join(&h3, socket, ev, limits.max_rooms);
+            }
+        })
+        .on("leave", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                leave(&h4, socket, ev);
+            }
+        })
+        .on("publish", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                publish(&h5, socket, ev);
+            }
+        })
+        .on("refresh", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                refresh(&auth2, socket, ev);
+            }
+        })
+        .on("presence", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                presence(&h6, socket, ev);
+            }
+        })
+        .on("history", move |socket, mut ev| {
+            if allowed(socket, &limits, &mut ev) {
+                history(&h7, socket, ev);
+            }
+        })
+        .on_any(move |socket, mut ev| {
+            if !allowed(socket, &limits, &mut ev) {
+                return;
+            }
             let message = format!("unknown event {:?}", ev.name);
             if let Some(ack) = ev.ack {
                 ack.send(wire::error("unknown_event", &message));
@@ -270,7 +330,7 @@ fn foreign_personal_room(socket: &Socket, room: &str, ack: &mut Option<AckSender
     false
 }
 
-fn join(hub: &Hub, socket: &Socket, mut ev: Event) {
+fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
     let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
         return bad_request(ev.ack, "join(room, opts?): room must be a non-empty string");
     };
@@ -280,6 +340,17 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event) {
         return;
     };
     if foreign_personal_room(socket, room, &mut ev.ack) {
+        return;
+    }
+    // The socket's own id and personal room do not count.
+    let rooms = socket.rooms();
+    if !rooms.iter().any(|r| r == room) && rooms.len().saturating_sub(2) >= max_rooms {
+        if let Some(ack) = ev.ack {
+            ack.send(wire::error(
+                "too_many_rooms",
+                &format!("at most {max_rooms} rooms per connection"),
+            ));
+        }
         return;
     }
     let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);

@@ -40,6 +40,8 @@ pub(crate) struct Conn {
     pub(crate) anonymous: bool,
     /// The token's expiry, if it has one.
     pub(crate) expiry: Option<Box<crate::auth::Expiry>>,
+    /// Requests allowed per second (token bucket).
+    pub(crate) rate: crate::limits::Rate,
     state: Mutex<State>,
     pub(crate) waker: AtomicWaker,
     /// Milliseconds (server clock) of the last bytes from the client.
@@ -55,8 +57,10 @@ impl Conn {
         anonymous: bool,
         expires: Option<u64>,
         now_ms: u64,
+        rate: crate::limits::RateConfig,
     ) -> Self {
         Self {
+            rate: crate::limits::Rate::new(rate),
             id,
             user,
             anonymous,

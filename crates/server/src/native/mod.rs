@@ -33,7 +33,16 @@ pub(crate) struct Heartbeat {
 }
 
 /// The native protocol adapter.
+/// What one client may do.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) max_rooms: usize,
+    pub(crate) rate: crate::limits::RateConfig,
+}
+
 pub(crate) struct Native {
+    pub(crate) limits: Limits,
     hub: Arc<Hub>,
     auth: Auth,
     heartbeat: Heartbeat,
@@ -53,8 +62,15 @@ impl std::fmt::Debug for Native {
 }
 
 impl Native {
-    pub(crate) fn new(hub: Arc<Hub>, auth: Auth, heartbeat: Heartbeat, max_message: usize) -> Self {
+    pub(crate) fn new(
+        hub: Arc<Hub>,
+        auth: Auth,
+        heartbeat: Heartbeat,
+        max_message: usize,
+        limits: Limits,
+    ) -> Self {
         Self {
+            limits,
             hub,
             auth,
             heartbeat,
@@ -168,6 +184,14 @@ impl Native {
 
     /// Answers a request for `/ws`: the upgrade, or a refusal.
     pub(crate) fn handle<B>(self: &Arc<Self>, mut req: Request<B>) -> Response<Full<Bytes>> {
+        if let Some(list) = &self.limits.allowed_origins
+            && let Some(origin) = req.headers().get(http::header::ORIGIN)
+            && !origin
+                .to_str()
+                .is_ok_and(|o| o != "null" && list.iter().any(|a| a == o))
+        {
+            return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
+        }
         let token = req.uri().query().and_then(|q| url_param(q, "token"));
         let identity = match self.auth.identify(token.as_deref()) {
             Ok(id) => id,
@@ -201,6 +225,7 @@ impl Native {
                 identity.anonymous,
                 identity.expires,
                 native.now_ms(),
+                native.limits.rate,
             ));
             native.conns().insert(id.clone(), conn.clone());
             native.hub.connect(

@@ -37,6 +37,10 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         .get("id")
         .filter(|i| i.is_number() || i.is_string())
         .cloned();
+    if !conn.rate.allow() {
+        let message = "over the request rate; slow down".to_owned();
+        return reply(conn, id, Err(Refusal("rate_limited", message)));
+    }
     let result = match req.get("op").and_then(Value::as_str) {
         Some("join") => join(native, conn, &req),
         Some("leave") => leave(native, conn, &req),
@@ -100,8 +104,16 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     };
     {
         let mut st = conn.lock();
+        let max = native.limits.max_rooms;
+        let count = st.rooms.len();
         match st.rooms.iter_mut().find(|(r, _)| &**r == room) {
             Some(entry) => entry.1 |= presence,
+            None if count >= max => {
+                return Err(Refusal(
+                    "too_many_rooms",
+                    format!("at most {max} rooms per connection"),
+                ));
+            }
             None => st.rooms.push((std::sync::Arc::from(room), presence)),
         }
     }
