@@ -303,15 +303,9 @@ impl Admin {
     }
 
     fn history(&self, room: &str, since: Option<u64>, limit: Option<usize>) -> Value {
-        let limit = limit
-            .unwrap_or(crate::relay::MAX_HISTORY)
-            .min(crate::relay::MAX_HISTORY);
+        let limit = wire::history_limit(limit.map(|l| l as u64));
         let (epoch, entries) = self.hub.history(room, since, limit);
-        let messages: Vec<Value> = crate::relay::fit(&entries, since.is_none())
-            .iter()
-            .map(wire::message)
-            .collect();
-        json!({"epoch": epoch, "messages": messages})
+        wire::history(epoch, &entries, since)
     }
 
     fn stats(&self) -> Value {

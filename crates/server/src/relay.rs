@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard_hub::{ConnId, Entry, Hub, Position, PresenceChange, Publication, Sink};
+use switchboard_hub::{ConnId, Hub, PresenceChange, Publication, Sink};
 use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
 };
@@ -13,31 +13,6 @@ use switchboard_socketio::server::{
 use crate::auth::{Auth, Expiry};
 use crate::limits::{Rate, RateConfig};
 use crate::wire;
-
-/// Most messages one `history` call returns.
-pub(crate) const MAX_HISTORY: usize = 1000;
-
-/// Most bytes of message data in one ack (`history`, the `missed` of a
-/// join): an ack must fit the session's outgoing buffer with room to spare.
-const MAX_ACK_BYTES: usize = 2 << 20;
-
-/// The longest run of `entries` whose data fits [`MAX_ACK_BYTES`], from the
-/// oldest (a client pages on with `since` = the last offset it got) or, with
-/// `newest`, ending at the newest.
-pub(crate) fn fit(entries: &[Entry], newest: bool) -> &[Entry] {
-    let mut total = 0;
-    let mut fits = |e: &Entry| {
-        total += e.data.len() + e.event.len();
-        total <= MAX_ACK_BYTES
-    };
-    if newest {
-        let n = entries.iter().rev().take_while(|e| fits(e)).count();
-        &entries[entries.len() - n..]
-    } else {
-        let n = entries.iter().take_while(|e| fits(e)).count();
-        &entries[..n]
-    }
-}
 
 /// Per-socket relay state, kept in the socket's extensions (and so restored
 /// with it by Socket.IO's connection state recovery).
@@ -358,18 +333,9 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
         .get("presence")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let since = match opts.get("since") {
-        None | Some(Value::Null) => None,
-        Some(s) => match (
-            s.get("epoch").and_then(Value::as_str),
-            s.get("offset").and_then(Value::as_u64),
-        ) {
-            (Some(epoch), Some(offset)) => Some(Position {
-                epoch: epoch.to_owned(),
-                offset,
-            }),
-            _ => return bad_request(ev.ack, "since must be {epoch: string, offset: number}"),
-        },
+    let since = match wire::position(opts.get("since")) {
+        Ok(since) => since,
+        Err(message) => return bad_request(ev.ack, message),
     };
     if presence {
         let mut rooms = member.presence.lock().unwrap_or_else(|e| e.into_inner());
@@ -393,18 +359,8 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
         hub.leave(&conn_id(socket), room);
         return;
     }
-    // What was missed goes in the ack only if it fits; else the client is
-    // told it did not recover and pages through `history`.
-    let missed = joined.missed.filter(|m| fit(m, false).len() == m.len());
-    let mut answer = json!({
-        "ok": true,
-        "epoch": joined.position.epoch,
-        "offset": joined.position.offset,
-        "recovered": since.is_some() && missed.is_some(),
-    });
-    if let Some(missed) = &missed {
-        answer["missed"] = missed.iter().map(wire::message).collect();
-    }
+    let mut answer = wire::joined(joined, since.is_some());
+    answer["ok"] = json!(true);
     reply(ev, answer);
 }
 
@@ -483,14 +439,7 @@ fn history(hub: &Hub, socket: &Socket, mut ev: Event) {
     let room = room.as_str();
     let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
     let since = opts.get("since").and_then(Value::as_u64);
-    let limit = opts
-        .get("limit")
-        .and_then(Value::as_u64)
-        .map_or(MAX_HISTORY, |l| (l as usize).min(MAX_HISTORY));
+    let limit = wire::history_limit(opts.get("limit").and_then(Value::as_u64));
     let (epoch, entries) = hub.history(room, since, limit);
-    let messages: Vec<Value> = fit(&entries, since.is_none())
-        .iter()
-        .map(wire::message)
-        .collect();
-    reply(ev, json!({"epoch": epoch, "messages": messages}));
+    reply(ev, wire::history(epoch, &entries, since));
 }

@@ -3,12 +3,11 @@
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard_hub::Position;
 use switchboard_wire::Message;
 
 use super::conn::Conn;
 use super::{Native, text};
-use crate::relay::{MAX_HISTORY, fit, user_room};
+use crate::relay::user_room;
 use crate::wire;
 
 /// A refused request: `{id?, ok:false, error:{code, message}}`.
@@ -89,19 +88,7 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
         .get("presence")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let since = match req.get("since") {
-        None | Some(Value::Null) => None,
-        Some(s) => match (
-            s.get("epoch").and_then(Value::as_str),
-            s.get("offset").and_then(Value::as_u64),
-        ) {
-            (Some(epoch), Some(offset)) => Some(Position {
-                epoch: epoch.to_owned(),
-                offset,
-            }),
-            _ => return Err(bad("since must be {epoch: string, offset: number}")),
-        },
-    };
+    let since = wire::position(req.get("since")).map_err(bad)?;
     {
         let mut st = conn.lock();
         let max = native.limits.max_rooms;
@@ -122,16 +109,7 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     let joined = native
         .hub
         .join(&conn.id, &conn.user, room, presence, since.as_ref());
-    let missed = joined.missed.filter(|m| fit(m, false).len() == m.len());
-    let mut answer = json!({
-        "epoch": joined.position.epoch,
-        "offset": joined.position.offset,
-        "recovered": since.is_some() && missed.is_some(),
-    });
-    if let Some(missed) = &missed {
-        answer["missed"] = missed.iter().map(wire::message).collect();
-    }
-    Ok(answer)
+    Ok(wire::joined(joined, since.is_some()))
 }
 
 fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
@@ -191,16 +169,9 @@ fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
         }
         other => other.and_then(Value::as_u64),
     };
-    let limit = req
-        .get("limit")
-        .and_then(Value::as_u64)
-        .map_or(MAX_HISTORY, |l| (l as usize).min(MAX_HISTORY));
+    let limit = wire::history_limit(req.get("limit").and_then(Value::as_u64));
     let (epoch, entries) = native.hub.history(room, since, limit);
-    let messages: Vec<Value> = fit(&entries, since.is_none())
-        .iter()
-        .map(wire::message)
-        .collect();
-    Ok(json!({"epoch": epoch, "messages": messages}))
+    Ok(wire::history(epoch, &entries, since))
 }
 
 fn refresh(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
