@@ -101,15 +101,42 @@ describe('native protocol (switchboard serve /ws)', () => {
   });
   after(async () => srv?.stop());
 
-  it('welcome names the socket, the user and the ping interval; no token is 401', T, async () => {
+  it('welcome names the socket, the user and the ping interval; a bad ?token= is 401', T, async () => {
     const c = await open('n-alice');
     assert.deepEqual(Object.keys(c.welcome).sort(), ['op', 'ping_interval', 'socket', 'user']);
     assert.equal(c.welcome.user, 'n-alice');
     assert.equal(c.welcome.ping_interval, PING_INTERVAL);
     assert.equal(typeof c.welcome.socket, 'string');
-    const refused = new WebSocket(`${srv.url.replace('http', 'ws')}/ws`);
+    const refused = new WebSocket(`${srv.url.replace('http', 'ws')}/ws?token=not-a-jwt`);
     const status = await new Promise((resolve) => refused.once('unexpected-response', (_req, res) => resolve(res.statusCode)));
     assert.equal(status, 401);
+  });
+
+  it('without ?token= the first op must be auth: other ops are refused, a good token welcomes', T, async () => {
+    const ws = new WebSocket(`${srv.url.replace('http', 'ws')}/ws`);
+    const c = new Native(ws);
+    natives.push(c);
+    await once(ws, 'open');
+    const early = await c.request('join', { room: uniqueRoom('early') });
+    assert.equal(early.ok, false);
+    assert.equal(early.error.code, 'unauthorized');
+    const authed = await c.request('auth', { token: tokenFor('n-late', SECRET) });
+    assert.deepEqual(authed, { id: authed.id, ok: true, user: 'n-late' });
+    const welcome = await c.next((m) => m.op === 'welcome');
+    assert.equal(welcome.user, 'n-late');
+    assert.equal((await c.request('join', { room: uniqueRoom('late') })).ok, true);
+  });
+
+  it('a bad token in the auth op closes with 4401', T, async () => {
+    const ws = new WebSocket(`${srv.url.replace('http', 'ws')}/ws`);
+    const c = new Native(ws);
+    natives.push(c);
+    await once(ws, 'open');
+    const closed = once(ws, 'close');
+    const refused = await c.request('auth', { token: 'garbage' });
+    assert.equal(refused.error.code, 'unauthorized');
+    const [code] = await closed;
+    assert.equal(code, 4401);
   });
 
   it('join, publish, history and leave, with acks carrying the request id', T, async () => {

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// The real-time server: Socket.IO relay with rooms, presence, history
     /// and the admin API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A bare WebSocket echo server on every path (a test peer and benchmark target).
     Echo(echo::EchoArgs),
     /// Load generators.
@@ -31,15 +31,19 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Serve(args) => serve::run(args),
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // `serve` sets up its own logs from its settings.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Echo(args) => echo::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

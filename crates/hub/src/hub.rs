@@ -7,8 +7,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::log::{Entry, LogLimits, Position, Recovery, RoomLog};
+use crate::log::{Entry, LogLimits, Position, Recovery};
 use crate::presence::{PresenceChange, Present, UserStatus};
+use crate::store::{LogStore, MemoryStore, NewEntry, StoreError};
 
 /// A connection id, unique across protocols.
 pub type ConnId = Arc<str>;
@@ -22,6 +23,8 @@ pub struct Publication {
     pub epoch: String,
     /// The entry (offset, time, event, data, publisher).
     pub entry: Entry,
+    /// May be dropped for slow consumers (it is in the log all the same).
+    pub volatile: bool,
 }
 
 /// A protocol adapter: delivers to its own connections.
@@ -73,12 +76,11 @@ struct Member {
 
 #[derive(Debug)]
 struct Room {
-    log: RoomLog,
     members: HashMap<ConnId, Member>,
     /// Users with connections in the room: count and since.
     users: HashMap<Arc<str>, (usize, SystemTime)>,
-    /// Removed from the hub (empty and never published to); whoever still
-    /// holds it looks the room up again.
+    /// Removed from the hub (no members, its log never published to);
+    /// whoever still holds it looks the room up again.
     gone: bool,
 }
 
@@ -91,7 +93,7 @@ struct User {
 
 /// Rooms, presence and history, shared by every protocol.
 pub struct Hub {
-    limits: LogLimits,
+    store: Arc<dyn LogStore>,
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
     users: Mutex<HashMap<Arc<str>, User>>,
     sinks: RwLock<Vec<Arc<dyn Sink>>>,
@@ -115,10 +117,15 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 impl Hub {
-    /// An empty hub whose room logs keep `limits`.
+    /// An empty hub whose room logs are kept in memory within `limits`.
     pub fn new(limits: LogLimits) -> Self {
+        Self::with_store(Arc::new(MemoryStore::new(limits)))
+    }
+
+    /// A hub whose room logs live in `store`.
+    pub fn with_store(store: Arc<dyn LogStore>) -> Self {
         Self {
-            limits,
+            store,
             rooms: RwLock::default(),
             users: Mutex::default(),
             sinks: RwLock::default(),
@@ -142,7 +149,6 @@ impl Hub {
             .entry(name.to_owned())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Room {
-                    log: RoomLog::new(self.limits),
                     members: HashMap::new(),
                     users: HashMap::new(),
                     gone: false,
@@ -172,8 +178,9 @@ impl Hub {
     /// The adapter owns its connections' state (which rooms each is in) and
     /// tells the hub on [`Hub::join`], [`Hub::leave`] and
     /// [`Hub::disconnect`]; the hub keeps no per-connection record besides
-    /// room membership.
-    pub fn connect(&self, user: impl Into<Arc<str>>, info: Option<Bytes>) {
+    /// room membership. Returns whether the user just came online (its
+    /// first connection).
+    pub fn connect(&self, user: impl Into<Arc<str>>, info: Option<Bytes>) -> bool {
         let user: Arc<str> = user.into();
         let mut users = lock(&self.users);
         let u = users.entry(user).or_insert(User {
@@ -186,6 +193,7 @@ impl Hub {
         if let Some(info) = info {
             u.info = Some(Box::new(info));
         }
+        u.connections == 1
     }
 
     /// Forgets an offline user (e.g. an anonymous id that will never come
@@ -198,26 +206,31 @@ impl Hub {
     }
 
     /// Removes a connection of `user`: it leaves `rooms` (presence events
-    /// follow) and the user's `last_seen` is now.
+    /// follow) and the user's `last_seen` is now. Returns whether the user
+    /// just went offline (its last connection).
     pub fn disconnect<R: AsRef<str>>(
         &self,
         conn: &ConnId,
         user: &str,
         rooms: impl IntoIterator<Item = R>,
-    ) {
+    ) -> bool {
         for room in rooms {
             self.leave(conn, room.as_ref());
         }
         let mut users = lock(&self.users);
-        if let Some(u) = users.get_mut(user) {
-            u.connections = u.connections.saturating_sub(1);
-            u.last_seen = SystemTime::now();
+        match users.get_mut(user) {
+            Some(u) if u.connections > 0 => {
+                u.connections -= 1;
+                u.last_seen = SystemTime::now();
+                u.connections == 0
+            }
+            _ => false,
         }
     }
 
     /// Joins `room`. With `presence`, the connection gets presence changes.
     /// With `since`, the answer carries what was missed (or `None`: not
-    /// recoverable).
+    /// recoverable). Fails (and does not join) when the store fails.
     pub fn join(
         &self,
         conn: &ConnId,
@@ -225,7 +238,7 @@ impl Hub {
         room: &str,
         presence: bool,
         since: Option<&Position>,
-    ) -> Joined {
+    ) -> Result<Joined, StoreError> {
         self.with_room(room, |r| {
             self.join_locked(r, conn, user, room, presence, since)
         })
@@ -239,8 +252,16 @@ impl Hub {
         room: &str,
         presence: bool,
         since: Option<&Position>,
-    ) -> Joined {
+    ) -> Result<Joined, StoreError> {
         let now = SystemTime::now();
+        let position = self.store.open(room)?;
+        let missed = match since {
+            Some(since) => match self.store.recover(room, since, now)? {
+                Recovery::Recovered(entries) => Some(entries),
+                Recovery::NotRecovered(_) => None,
+            },
+            None => None,
+        };
         let first = !r.members.contains_key(conn) && {
             let entry = r.users.entry(user.clone()).or_insert((0, now));
             entry.0 += 1;
@@ -256,14 +277,7 @@ impl Hub {
         if first {
             self.announce(r, room, user, true);
         }
-        let missed = since.map(|since| match r.log.recover(since, now) {
-            Recovery::Recovered(entries) => Some(entries),
-            Recovery::NotRecovered(_) => None,
-        });
-        Joined {
-            position: r.log.position(),
-            missed: missed.flatten(),
-        }
+        Ok(Joined { position, missed })
     }
 
     /// Leaves `room` (nothing happens if the connection is not in it).
@@ -286,7 +300,12 @@ impl Hub {
             r.users.remove(&member.user);
             self.announce(&r, room, &member.user, false);
         }
-        if r.members.is_empty() && r.log.position().offset == 0 {
+        let unused = || {
+            self.store
+                .position(room)
+                .is_ok_and(|p| p.is_none_or(|p| p.offset == 0))
+        };
+        if r.members.is_empty() && unused() && self.store.discard_if_empty(room).is_ok() {
             // Nothing to keep: no members, no history. Forget the room so
             // joins and leaves of many names do not pile up.
             r.gone = true;
@@ -305,34 +324,47 @@ impl Hub {
         };
         let sinks = read(&self.sinks);
         for (id, m) in &r.members {
-            if m.presence && m.user != *user {
-                if let Some(s) = sinks.iter().find(|s| s.owns(id)) {
-                    s.presence(id, &change);
-                }
+            if m.presence
+                && m.user != *user
+                && let Some(s) = sinks.iter().find(|s| s.owns(id))
+            {
+                s.presence(id, &change);
             }
         }
     }
 
     /// Publishes to `room`: appends to its log and delivers to every member
-    /// on every protocol. Returns the publication (its offset and epoch).
+    /// on every protocol. Returns the publication (its offset and epoch), or
+    /// the store's failure (then nothing was delivered).
     pub fn publish(
         &self,
         room: &str,
         event: String,
         data: Bytes,
         from: Option<String>,
-    ) -> Arc<Publication> {
-        self.with_room(room, |r| {
-            let entry = r.log.append(event, data, from, SystemTime::now()).clone();
+        volatile: bool,
+    ) -> Result<Arc<Publication>, StoreError> {
+        self.with_room(room, |_| {
+            let at = SystemTime::now();
+            let (epoch, entry) = self.store.append(
+                room,
+                NewEntry {
+                    event,
+                    data,
+                    from,
+                    at,
+                },
+            )?;
             let publication = Arc::new(Publication {
                 room: room.to_owned(),
-                epoch: r.log.epoch().to_owned(),
+                epoch,
                 entry,
+                volatile,
             });
             for sink in read(&self.sinks).iter() {
                 sink.publish(&publication);
             }
-            publication
+            Ok(publication)
         })
     }
 
@@ -374,40 +406,53 @@ impl Hub {
 
     /// A room's history: its epoch and entries (after `since`, at most
     /// `limit`, oldest first).
-    pub fn history(&self, room: &str, since: Option<u64>, limit: usize) -> (String, Vec<Entry>) {
+    pub fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<(String, Vec<Entry>), StoreError> {
         // Reading does not create a room: an unknown room answers with a
         // fresh epoch and no messages.
-        match self.existing_room(room) {
-            Some(r) => {
-                let r = lock(&r);
-                (
-                    r.log.epoch().to_owned(),
-                    r.log.history(since, limit, SystemTime::now()),
-                )
-            }
-            None => (crate::log::new_epoch(), Vec::new()),
-        }
+        Ok(self
+            .store
+            .history(room, since, limit, SystemTime::now())?
+            .unwrap_or_else(|| (crate::log::new_epoch(), Vec::new())))
     }
 
-    /// Every room: its position, users present and their connections.
-    pub fn room_summaries(&self) -> Vec<RoomSummary> {
-        let rooms: Vec<(String, Arc<Mutex<Room>>)> = read(&self.rooms)
+    /// Every room with members or a log: its position, users present and
+    /// their connections.
+    pub fn room_summaries(&self) -> Result<Vec<RoomSummary>, StoreError> {
+        let mut rooms: HashMap<String, RoomSummary> = self
+            .store
+            .rooms()?
+            .into_iter()
+            .map(|(room, p)| {
+                let summary = RoomSummary {
+                    room: room.clone(),
+                    epoch: p.epoch,
+                    offset: p.offset,
+                    users: 0,
+                    connections: 0,
+                };
+                (room, summary)
+            })
+            .collect();
+        let live: Vec<(String, Arc<Mutex<Room>>)> = read(&self.rooms)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        rooms
-            .into_iter()
-            .map(|(room, r)| {
+        for (room, r) in live {
+            let (users, connections) = {
                 let r = lock(&r);
-                RoomSummary {
-                    room,
-                    epoch: r.log.epoch().to_owned(),
-                    offset: r.log.position().offset,
-                    users: r.users.len(),
-                    connections: r.members.len(),
-                }
-            })
-            .collect()
+                (r.users.len(), r.members.len())
+            };
+            if let Some(s) = rooms.get_mut(&room) {
+                s.users = users;
+                s.connections = connections;
+            }
+        }
+        Ok(rooms.into_values().collect())
     }
 
     /// Users with at least one connection.
@@ -418,15 +463,14 @@ impl Hub {
             .count()
     }
 
-    /// A room's epoch, if the room exists.
-    pub fn epoch(&self, room: &str) -> Option<String> {
-        self.existing_room(room)
-            .map(|r| lock(&r).log.epoch().to_owned())
+    /// A room's epoch, if the room has a log.
+    pub fn epoch(&self, room: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.store.position(room)?.map(|p| p.epoch))
     }
 
-    /// Rooms that have members or history.
-    pub fn rooms(&self) -> Vec<String> {
-        read(&self.rooms).keys().cloned().collect()
+    /// How many rooms have a log (every room with members has one).
+    pub fn room_count(&self) -> Result<usize, StoreError> {
+        Ok(self.store.rooms()?.len())
     }
 
     /// Open connections.
@@ -521,7 +565,7 @@ mod tests {
     }
 
     fn join(hub: &Hub, c: &C, room: &str, presence: bool, since: Option<&Position>) -> Joined {
-        hub.join(&c.id, &c.user, room, presence, since)
+        hub.join(&c.id, &c.user, room, presence, since).unwrap()
     }
 
     fn offsets(entries: &[Entry]) -> Vec<u64> {
@@ -550,7 +594,9 @@ mod tests {
                     "msg".into(),
                     Bytes::from(d.to_string()),
                     Some("u".into()),
+                    false,
                 )
+                .unwrap()
             })
             .collect();
         assert_eq!(
@@ -589,11 +635,13 @@ mod tests {
         assert_eq!(other.publications(), delivered);
 
         // Another room has its own log.
-        let p = hub.publish("s", "msg".into(), Bytes::new(), None);
+        let p = hub
+            .publish("s", "msg".into(), Bytes::new(), None, false)
+            .unwrap();
         assert_eq!(p.entry.offset, 1);
         assert_ne!(&p.epoch, epoch);
         assert_eq!(p.entry.from, None);
-        let (history_epoch, entries) = hub.history("r", None, 10);
+        let (history_epoch, entries) = hub.history("r", None, 10).unwrap();
         assert_eq!(&history_epoch, epoch);
         assert_eq!(offsets(&entries), [1, 2, 3]);
     }
@@ -778,9 +826,16 @@ mod tests {
     fn join_since_recovers_missed_entries_in_the_same_epoch() {
         let (hub, sink) = hub();
         for i in 1..=3 {
-            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+            hub.publish(
+                "room",
+                "msg".into(),
+                Bytes::from(i.to_string()),
+                None,
+                false,
+            )
+            .unwrap();
         }
-        let (epoch, _) = hub.history("room", None, 0);
+        let (epoch, _) = hub.history("room", None, 0).unwrap();
 
         let c1 = conn(&hub, &sink, "c1", "u1");
         let since = Position {
@@ -830,21 +885,28 @@ mod tests {
     fn history_returns_the_newest_entries_oldest_first() {
         let (hub, _sink) = hub();
         for i in 1..=5 {
-            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+            hub.publish(
+                "room",
+                "msg".into(),
+                Bytes::from(i.to_string()),
+                None,
+                false,
+            )
+            .unwrap();
         }
-        let (_, entries) = hub.history("room", None, 2);
+        let (_, entries) = hub.history("room", None, 2).unwrap();
         assert_eq!(offsets(&entries), [4, 5]);
-        let (_, entries) = hub.history("room", None, 10);
+        let (_, entries) = hub.history("room", None, 10).unwrap();
         assert_eq!(offsets(&entries), [1, 2, 3, 4, 5]);
-        let (_, entries) = hub.history("room", Some(1), 2);
+        let (_, entries) = hub.history("room", Some(1), 2).unwrap();
         assert_eq!(
             offsets(&entries),
             [2, 3],
             "after an offset: the oldest first"
         );
-        let (_, entries) = hub.history("room", Some(5), 2);
+        let (_, entries) = hub.history("room", Some(5), 2).unwrap();
         assert_eq!(offsets(&entries), Vec::<u64>::new());
-        let (_, entries) = hub.history("room", None, 0);
+        let (_, entries) = hub.history("room", None, 0).unwrap();
         assert_eq!(offsets(&entries), Vec::<u64>::new());
     }
 
@@ -852,9 +914,16 @@ mod tests {
     fn history_respects_the_log_limits() {
         let hub = Hub::new(LogLimits::default().max_entries(3));
         for i in 1..=5 {
-            hub.publish("room", "msg".into(), Bytes::from(i.to_string()), None);
+            hub.publish(
+                "room",
+                "msg".into(),
+                Bytes::from(i.to_string()),
+                None,
+                false,
+            )
+            .unwrap();
         }
-        let (epoch, entries) = hub.history("room", None, 10);
+        let (epoch, entries) = hub.history("room", None, 10).unwrap();
         assert_eq!(offsets(&entries), [3, 4, 5]);
         // What was trimmed cannot be recovered.
         hub.connect("u", None);
@@ -866,7 +935,18 @@ mod tests {
             false,
             Some(&since),
         );
-        assert_eq!(joined.missed, None);
+        assert_eq!(joined.unwrap().missed, None);
+    }
+
+    fn room_names(hub: &Hub) -> Vec<String> {
+        let mut rooms: Vec<String> = hub
+            .room_summaries()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.room)
+            .collect();
+        rooms.sort();
+        rooms
     }
 
     #[test]
@@ -875,13 +955,12 @@ mod tests {
         let a1 = conn(&hub, &sink, "a1", "alice");
         join(&hub, &a1, "passing", false, None);
         join(&hub, &a1, "kept", false, None);
-        hub.publish("kept", "msg".into(), Bytes::new(), None);
-        let mut rooms = hub.rooms();
-        rooms.sort();
-        assert_eq!(rooms, ["kept", "passing"]);
+        hub.publish("kept", "msg".into(), Bytes::new(), None, false)
+            .unwrap();
+        assert_eq!(room_names(&hub), ["kept", "passing"]);
         hub.leave(&a1, "passing");
         hub.leave(&a1, "kept");
-        assert_eq!(hub.rooms(), ["kept"], "history keeps a room");
+        assert_eq!(room_names(&hub), ["kept"], "history keeps a room");
         // A forgotten room comes back fresh on the next join.
         let joined = join(&hub, &a1, "passing", true, None);
         assert_eq!(joined.position.offset, 0);

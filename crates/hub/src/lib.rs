@@ -10,15 +10,22 @@
 //! entries or "not recovered" and the current position (DESIGN.md §5).
 
 //!
+//! Logs live in a [`LogStore`]: [`MemoryStore`] (the default) or
+//! [`DiskStore`] (`--data-dir`, survives restarts with the same epochs).
+//!
 //! [`Hub`] holds every room: its log, its members and who is present, and
 //! fans publications out to the protocol adapters ([`Sink`]s), each of which
 //! delivers to its own connections. Presence is per user: the first
 //! connection of a user in a room is a join, the last one leaving a leave.
 
+pub mod disk;
 pub mod hub;
 pub mod log;
 pub mod presence;
+pub mod store;
 
+pub use disk::DiskStore;
 pub use hub::{ConnId, Hub, Joined, Publication, RoomSummary, Sink};
 pub use log::{Entry, LogLimits, Position, Recovery, RoomLog};
 pub use presence::{PresenceChange, Present, UserStatus};
+pub use store::{LogStore, MemoryStore, NewEntry, StoreError};

@@ -153,6 +153,21 @@ impl RoomLog {
         &self.entries[self.entries.len() - 1]
     }
 
+    /// Takes back the entry just appended (its store failed to keep it): the
+    /// offset is given again by the next append.
+    pub fn take_back_last(&mut self) {
+        if let Some(e) = self.entries.pop_back() {
+            self.bytes -= e.data.len();
+            self.last = e.offset - 1;
+        }
+    }
+
+    /// Offset of the oldest entry held (within the count and bytes limits;
+    /// age is applied on reading), `None` when none is.
+    pub fn first_offset(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.offset)
+    }
+
     /// Drops entries beyond the count or age limit.
     pub fn trim(&mut self, now: SystemTime) {
         while self.entries.len() > 1

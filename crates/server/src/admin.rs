@@ -34,6 +34,15 @@ pub(crate) enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("request body over {MAX_BODY} bytes")]
     TooLarge,
+    #[error("the history store is unavailable; try again")]
+    Unavailable,
+}
+
+impl From<switchboard_hub::StoreError> for ApiError {
+    fn from(e: switchboard_hub::StoreError) -> Self {
+        tracing::error!(error = %e, "history store failed");
+        Self::Unavailable
+    }
 }
 
 impl ApiError {
@@ -44,6 +53,7 @@ impl ApiError {
             Self::NotFound | Self::NotFoundWhat(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };
         let mut res = json_response(
             status,
@@ -80,6 +90,7 @@ pub(crate) struct Admin {
     pub(crate) ns: Namespace,
     pub(crate) native: Arc<crate::native::Native>,
     pub(crate) started: std::time::Instant,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The query parameters the API reads.
@@ -162,12 +173,12 @@ impl Admin {
             (Method::POST, ["disconnect"]) => self.disconnect(body(req).await?),
             (Method::GET, ["presence", room]) => Ok(self.presence(&decode(room)?)),
             (Method::GET, ["users", user]) => self.user(&decode(user)?),
-            (Method::GET, ["rooms"]) => Ok(self.rooms()),
+            (Method::GET, ["rooms"]) => self.rooms(),
             (Method::GET, ["sockets"]) => Ok(self.sockets(query.room.as_deref(), query.limit)),
             (Method::GET, ["history", room]) => {
-                Ok(self.history(&decode(room)?, query.since, query.limit))
+                self.history(&decode(room)?, query.since, query.limit)
             }
-            (Method::GET, ["stats"]) => Ok(self.stats()),
+            (Method::GET, ["stats"]) => self.stats(),
             (_, ["publish" | "disconnect"]) => Err(ApiError::MethodNotAllowed("POST")),
             (_, ["rooms" | "sockets" | "stats" | "openapi.json"])
             | (_, ["presence" | "users" | "history", _]) => Err(ApiError::MethodNotAllowed("GET")),
@@ -182,6 +193,8 @@ impl Admin {
             event: String,
             #[serde(default)]
             data: Value,
+            #[serde(default)]
+            volatile: bool,
         }
         let p: Publish = serde_json::from_value(v)
             .map_err(|e| ApiError::BadRequest(format!("expected {{room, event, data}}: {e}")))?;
@@ -190,9 +203,14 @@ impl Admin {
                 "room must be a non-empty string, event a name that is not reserved".into(),
             ));
         }
-        let publication = self
-            .hub
-            .publish(&p.room, p.event, Bytes::from(p.data.to_string()), None);
+        let publication = self.hub.publish(
+            &p.room,
+            p.event,
+            Bytes::from(p.data.to_string()),
+            None,
+            p.volatile,
+        )?;
+        self.metrics.publishes.inc();
         Ok(json!({"offset": publication.entry.offset}))
     }
 
@@ -264,10 +282,10 @@ impl Admin {
         }))
     }
 
-    fn rooms(&self) -> Value {
-        let mut rooms = self.hub.room_summaries();
+    fn rooms(&self) -> Result<Value, ApiError> {
+        let mut rooms = self.hub.room_summaries()?;
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
-        Value::Array(
+        Ok(Value::Array(
             rooms
                 .iter()
                 .map(|r| {
@@ -275,7 +293,7 @@ impl Admin {
                         "users": r.users, "connections": r.connections})
                 })
                 .collect(),
-        )
+        ))
     }
 
     fn sockets(&self, room: Option<&str>, limit: Option<usize>) -> Value {
@@ -302,21 +320,26 @@ impl Admin {
         Value::Array(out)
     }
 
-    fn history(&self, room: &str, since: Option<u64>, limit: Option<usize>) -> Value {
+    fn history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<Value, ApiError> {
         let limit = wire::history_limit(limit.map(|l| l as u64));
-        let (epoch, entries) = self.hub.history(room, since, limit);
-        wire::history(epoch, &entries, since)
+        let (epoch, entries) = self.hub.history(room, since, limit)?;
+        Ok(wire::history(epoch, &entries, since))
     }
 
-    fn stats(&self) -> Value {
+    fn stats(&self) -> Result<Value, ApiError> {
         let sio = self.ns.sockets().len();
         let native = self.native.connection_count();
-        json!({
+        Ok(json!({
             "connections": {"socketio": sio, "native": native, "total": sio + native},
             "users_online": self.hub.users_online(),
-            "rooms": self.hub.rooms().len(),
+            "rooms": self.hub.room_count()?,
             "uptime_s": self.started.elapsed().as_secs(),
-        })
+        }))
     }
 
     fn presence(&self, room: &str) -> Value {

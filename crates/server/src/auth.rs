@@ -8,11 +8,13 @@ use serde::Deserialize;
 pub enum Auth {
     /// Everyone is an anonymous user with a generated id.
     Anonymous,
-    /// A JWT (HS256) in the handshake's `auth.token` is required; its `sub`
-    /// is the user, `exp` is enforced.
+    /// A JWT in the handshake is required; its `sub` is the user, `exp` is
+    /// enforced.
     Jwt {
         /// The verification key.
         key: DecodingKey,
+        /// HS256 (shared secret) or RS256 (public key).
+        algorithm: Algorithm,
     },
 }
 
@@ -37,6 +39,24 @@ pub struct Identity {
     pub anonymous: bool,
     /// The token's `exp` (Unix seconds), if it has one.
     pub expires: Option<u64>,
+    /// Room patterns the token grants (claims `rooms` and `publish`).
+    pub grants: Option<Box<crate::rooms::Grants>>,
+    /// Rooms to join at once (from the connect proxy).
+    pub rooms: Vec<String>,
+}
+
+impl Identity {
+    /// An anonymous user with a generated id.
+    pub fn anonymous() -> Self {
+        Self {
+            user: anonymous_id(),
+            info: None,
+            anonymous: true,
+            expires: None,
+            grants: None,
+            rooms: Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -46,6 +66,12 @@ struct Claims {
     info: Option<serde_json::Value>,
     #[serde(default)]
     exp: Option<u64>,
+    /// Room patterns this user may join.
+    #[serde(default)]
+    rooms: Vec<String>,
+    /// Room patterns this user may publish to.
+    #[serde(default)]
+    publish: Vec<String>,
 }
 
 /// A refused token (the reason is logged, the client only sees
@@ -59,21 +85,30 @@ impl Auth {
     pub fn hs256(secret: &[u8]) -> Self {
         Self::Jwt {
             key: DecodingKey::from_secret(secret),
+            algorithm: Algorithm::HS256,
         }
+    }
+
+    /// An RSA public key (PEM) verifying RS256 tokens.
+    pub fn rs256_pem(pem: &[u8]) -> Result<Self, AuthError> {
+        Ok(Self::Jwt {
+            key: DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError(e.to_string()))?,
+            algorithm: Algorithm::RS256,
+        })
+    }
+
+    /// Whether a token is required.
+    pub fn required(&self) -> bool {
+        matches!(self, Self::Jwt { .. })
     }
 
     /// Authenticates a token (ignored when anonymous).
     pub fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match self {
-            Self::Anonymous => Ok(Identity {
-                user: anonymous_id(),
-                info: None,
-                anonymous: true,
-                expires: None,
-            }),
-            Self::Jwt { key } => {
+            Self::Anonymous => Ok(Identity::anonymous()),
+            Self::Jwt { key, algorithm } => {
                 let token = token.ok_or_else(|| AuthError("missing".into()))?;
-                let mut validation = Validation::new(Algorithm::HS256);
+                let mut validation = Validation::new(*algorithm);
                 validation.required_spec_claims = ["sub"].into_iter().map(String::from).collect();
                 validation.leeway = 0;
                 let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
@@ -81,11 +116,20 @@ impl Auth {
                 if data.claims.sub.is_empty() {
                     return Err(AuthError("empty sub".into()));
                 }
+                let c = data.claims;
+                let grants = (!c.rooms.is_empty() || !c.publish.is_empty()).then(|| {
+                    Box::new(crate::rooms::Grants {
+                        join: c.rooms,
+                        publish: c.publish,
+                    })
+                });
                 Ok(Identity {
-                    user: data.claims.sub,
-                    info: data.claims.info,
+                    user: c.sub,
+                    info: c.info,
                     anonymous: false,
-                    expires: data.claims.exp,
+                    expires: c.exp,
+                    grants,
+                    rooms: Vec::new(),
                 })
             }
         }

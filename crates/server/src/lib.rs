@@ -10,21 +10,32 @@
 //!   recovery backed by the same broadcasts the hub fans out;
 //! * the native JSON protocol at `/ws` for a bare browser `WebSocket`
 //!   (`native`), with server pings and dead-peer detection;
-//! * the admin API at `/api/v1/` (`admin`), behind a bearer key.
+//! * the admin API at `/api/v1/` (`admin`), behind a bearer key;
+//! * Prometheus metrics at `/metrics` (`metrics`).
+//!
+//! Both protocols share a [`context`]: who a connection is (JWT, connect
+//! proxy), which rooms it may use ([`rooms`]), the [`backend`] (connect and
+//! RPC proxies, webhooks) and the metrics.
 //!
 //! [`Server::new`] builds the state; [`Server::serve`] accepts connections.
 
 mod admin;
 pub mod auth;
+pub mod backend;
+mod context;
 pub mod limits;
+mod metrics;
 mod native;
 mod openapi;
 mod relay;
+pub mod rooms;
 pub mod wire;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,6 +72,29 @@ pub struct ServerConfig {
     pub max_rooms: usize,
     /// Requests one connection may make.
     pub rate: limits::RateConfig,
+    /// Open TCP connections from one IP address (more get 429).
+    pub max_connections_per_ip: usize,
+    /// Time a native connection has to send its `auth` op.
+    pub auth_timeout: Duration,
+    /// Bytes queued for a slow native client before volatile messages are
+    /// dropped; 4× ends the connection (close 4008).
+    pub send_queue: usize,
+    /// Who may join and publish where.
+    pub rooms: rooms::Permissions,
+    /// The application backend (connect and RPC proxies, webhooks).
+    pub backend: backend::BackendConfig,
+    /// Serve HTTPS / WSS.
+    pub tls: Option<Tls>,
+}
+
+/// A TLS acceptor (certificate and key loaded).
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
 }
 
 impl ServerConfig {
@@ -71,12 +105,21 @@ impl ServerConfig {
             auth: Auth::Anonymous,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
-            max_payload: 1_000_000,
+            max_payload: 64 << 10,
             allowed_origins: None,
             history: LogLimits::default(),
             recovery: Duration::from_secs(120),
             max_rooms: 100,
             rate: limits::RateConfig::default(),
+            max_connections_per_ip: 1000,
+            auth_timeout: Duration::from_secs(10),
+            send_queue: 1 << 20,
+            rooms: rooms::Permissions::default(),
+            backend: backend::BackendConfig {
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            tls: None,
         }
     }
 }
@@ -88,7 +131,50 @@ pub struct Server {
     io: SocketIo,
     admin: Arc<admin::Admin>,
     native: Arc<native::Native>,
+    metrics: Arc<metrics::Metrics>,
     accepted: Arc<AtomicU64>,
+    per_ip: Arc<PerIp>,
+    tls: Option<Tls>,
+}
+
+/// Open connections per client IP address.
+#[derive(Debug, Default)]
+struct PerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; uncounted when dropped.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -98,9 +184,33 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Builds the server.
+    /// Builds the server, with room histories in memory (`config.history`).
     pub fn new(config: ServerConfig) -> Self {
-        let hub = Arc::new(Hub::new(config.history));
+        let store = Arc::new(switchboard_hub::MemoryStore::new(config.history));
+        Self::with_store(config, store)
+    }
+
+    /// Builds the server with room histories in `store` (e.g. a
+    /// [`switchboard_hub::DiskStore`] for `--data-dir`; its limits apply, not
+    /// `config.history`).
+    ///
+    /// Call within a tokio runtime when a webhook URL is configured (its
+    /// sender task starts here).
+    pub fn with_store(config: ServerConfig, store: Arc<dyn switchboard_hub::LogStore>) -> Self {
+        let hub = Arc::new(Hub::with_store(store));
+        let metrics = Arc::new(metrics::Metrics::new());
+        let ctx = Arc::new(context::Context {
+            hub: hub.clone(),
+            auth: config.auth.clone(),
+            rooms: config.rooms.clone(),
+            backend: backend::Backend::new(config.backend.clone()),
+            metrics: metrics.clone(),
+            limits: context::ClientLimits {
+                max_rooms: config.max_rooms,
+                rate: config.rate,
+                send_queue: config.send_queue,
+            },
+        });
         let cors = match &config.allowed_origins {
             None => Cors::Any,
             Some(list) => Cors::List {
@@ -116,37 +226,26 @@ impl Server {
             .cors(cors)
             .allowed_origins(config.allowed_origins.clone())
             .recovery(RecoveryConfig::default().max_disconnection_duration(config.recovery))
-            .ns(
-                "/",
-                relay::namespace(
-                    hub.clone(),
-                    config.auth.clone(),
-                    relay::RelayLimits {
-                        max_rooms: config.max_rooms,
-                        rate: config.rate,
-                    },
-                ),
-            )
+            .ns("/", relay::namespace(ctx.clone()))
             .build();
-        let sink = Arc::new(relay::SioSink::default());
+        let sink = Arc::new(relay::SioSink {
+            ns: std::sync::OnceLock::new(),
+            metrics: metrics.clone(),
+        });
         let ns = io.of("/");
         if let Some(ns) = &ns {
             let _ = sink.ns.set(ns.clone());
         }
         hub.add_sink(sink);
         let native = Arc::new(native::Native::new(
-            hub.clone(),
-            config.auth.clone(),
+            ctx,
             native::Heartbeat {
                 interval: config.ping_interval,
                 timeout: config.ping_timeout,
             },
             config.max_payload,
-            native::Limits {
-                allowed_origins: config.allowed_origins.clone(),
-                max_rooms: config.max_rooms,
-                rate: config.rate,
-            },
+            config.allowed_origins.clone(),
+            config.auth_timeout,
         ));
         hub.add_sink(native.clone());
         let admin = Arc::new(admin::Admin {
@@ -155,13 +254,20 @@ impl Server {
             ns: ns.unwrap_or_else(|| unreachable!("the relay namespace is registered above")),
             native: native.clone(),
             started: std::time::Instant::now(),
+            metrics: metrics.clone(),
         });
         Self {
             hub,
             io,
             admin,
             native,
+            metrics,
             accepted: Arc::default(),
+            per_ip: Arc::new(PerIp {
+                max: config.max_connections_per_ip.max(1),
+                open: Mutex::default(),
+            }),
+            tls: config.tls,
         }
     }
 
@@ -194,18 +300,41 @@ impl Server {
             return self.admin.handle(req).await;
         }
         if path == "/ws" {
-            return self.native.handle(req);
+            return self.native.handle(req).await;
         }
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            // Ready as soon as it listens: every store is in memory so far.
+            // Ready as soon as it listens: the stores are local (memory or
+            // an embedded file opened before listening).
             "/readyz" => text(StatusCode::OK, "ready\n"),
+            "/metrics" => self.metrics_response(),
             "/" => text(
                 StatusCode::OK,
                 "switchboard: Socket.IO at /socket.io/, native WebSocket at /ws, admin API at /api/v1/\n",
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+
+    fn metrics_response(&self) -> Response<Full<Bytes>> {
+        let mut open = metrics::Open {
+            native: self.native.connection_count(),
+            ..Default::default()
+        };
+        for s in self.admin.ns.sockets() {
+            match s.transport() {
+                switchboard_engine::Transport::Polling => open.socketio_polling += 1,
+                switchboard_engine::Transport::WebSocket => open.socketio_websocket += 1,
+            }
+        }
+        let mut res = Response::new(Full::new(Bytes::from(self.metrics.render(open))));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        res
     }
 
     /// Graceful drain: every client is told to reconnect elsewhere (`kick`
@@ -250,7 +379,7 @@ impl Server {
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         self.start_expiry_checks();
         loop {
-            let (stream, _) = match listener.accept().await {
+            let (stream, peer) = match listener.accept().await {
                 Ok(a) => a,
                 Err(e) if is_transient(&e) => {
                     // Out of file descriptors or similar: back off, keep serving.
@@ -262,22 +391,73 @@ impl Server {
             };
             self.accepted.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
+            let Some(slot) = self.per_ip.take(peer.ip()) else {
+                self.metrics.reject(metrics::Limit::ConnectionsPerIp);
+                tokio::spawn(too_many_connections(stream, self.tls.is_some()));
+                continue;
+            };
             let server = self.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let server = server.clone();
-                    async move { Ok::<_, Infallible>(server.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .max_headers(64)
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
+                let _slot = slot;
+                match server.tls.clone().map(|t| t.0) {
+                    None => server.http(stream, peer).await,
+                    Some(tls) => {
+                        let accept = tls.accept(stream);
+                        match tokio::time::timeout(Duration::from_secs(10), accept).await {
+                            Ok(Ok(s)) => server.http(s, peer).await,
+                            _ => tracing::debug!(%peer, "TLS handshake failed"),
+                        }
+                    }
+                }
             });
         }
     }
+
+    /// Serves HTTP/1.1 on one connection: at most 100 request headers and
+    /// 16 KiB of head (431 beyond), 10 s to send a head.
+    async fn http<I>(self, stream: I, peer: SocketAddr)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            let server = self.clone();
+            req.extensions_mut().insert(native::PeerAddr(peer));
+            async move { Ok::<_, Infallible>(server.handle(req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+    }
+}
+
+/// Request headers one request may have.
+const MAX_HEADERS: usize = 100;
+/// Bytes of request head (request line and headers) one request may have.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+
+/// The answer to a connection over the per-IP limit: 429 on plain HTTP (TLS
+/// connections are closed: no handshake is spent on them).
+async fn too_many_connections(mut stream: tokio::net::TcpStream, tls: bool) {
+    use tokio::io::AsyncWriteExt as _;
+    if tls {
+        return;
+    }
+    let body = r#"{"error":{"code":"too_many_connections","message":"too many connections from this address"}}"#;
+    let head = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
 }
 
 /// Accept errors that concern one connection or a passing shortage of file

@@ -5,13 +5,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use switchboard_hub::{ConnId, Hub, PresenceChange, Publication, Sink};
+use switchboard_hub::{ConnId, PresenceChange, Publication, Sink};
 use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
 };
 
-use crate::auth::{Auth, Expiry};
-use crate::limits::{Rate, RateConfig};
+use crate::auth::{Expiry, Identity};
+use crate::backend::BackendError;
+use crate::context::{Context, Refused};
+use crate::limits::Rate;
+use crate::metrics::{Limit, Metrics};
+use crate::rooms::{Action, Grants};
 use crate::wire;
 
 /// Per-socket relay state, kept in the socket's extensions (and so restored
@@ -30,9 +34,36 @@ pub(crate) struct Member {
     info: Option<Box<Bytes>>,
     /// Rooms joined with `presence: true`.
     presence: Mutex<Vec<String>>,
+    /// Rooms the token grants.
+    grants: Option<Box<Grants>>,
+    /// Rooms the connect proxy said to join (taken at connect).
+    initial_rooms: Mutex<Vec<String>>,
 }
 
 impl Member {
+    fn new(id: Identity) -> Self {
+        Self {
+            rate: OnceLock::new(),
+            expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
+            anonymous: id.anonymous,
+            user: Arc::from(id.user),
+            info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
+            presence: Mutex::default(),
+            grants: id.grants,
+            initial_rooms: Mutex::new(id.rooms),
+        }
+    }
+
+    fn may(&self, ctx: &Context, action: Action, room: &str) -> Result<(), &'static str> {
+        ctx.may(
+            action,
+            room,
+            &self.user,
+            self.anonymous,
+            self.grants.as_deref(),
+        )
+    }
+
     fn presence_rooms(&self) -> Vec<String> {
         self.presence
             .lock()
@@ -54,16 +85,22 @@ pub fn user_room(user: &str) -> String {
 }
 
 /// Delivers hub publications to Socket.IO members of the room.
-#[derive(Default)]
 pub(crate) struct SioSink {
     pub(crate) ns: OnceLock<Namespace>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Sink for SioSink {
     fn publish(&self, p: &Arc<Publication>) {
         if let Some(ns) = self.ns.get() {
             let args = Args::new(vec![wire::data(&p.entry), wire::meta(p)]);
-            ns.to(&p.room).emit(&p.entry.event, args);
+            let n = ns.to(&p.room).emit(&p.entry.event, args) as u64;
+            self.metrics.deliveries.inc_by(n);
+            self.metrics.socketio.messages_out.inc_by(n);
+            self.metrics
+                .socketio
+                .bytes_out
+                .inc_by(n * p.entry.data.len() as u64);
         }
     }
 
@@ -98,25 +135,24 @@ fn bad_request(ack: Option<AckSender>, message: &str) {
     }
 }
 
-/// What one client may do.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RelayLimits {
-    pub(crate) max_rooms: usize,
-    pub(crate) rate: RateConfig,
-}
-
 /// Whether the socket may make one more request; if not, its ack says
 /// `rate_limited`.
-fn allowed(socket: &Socket, limits: &RelayLimits, ev: &mut Event) -> bool {
+fn allowed(ctx: &Context, socket: &Socket, ev: &mut Event) -> bool {
     let Some(m) = socket.data::<Member>() else {
         return false;
     };
+    let traffic = &ctx.metrics.socketio;
+    traffic.messages_in.inc();
+    let size: usize = ev.args.binary.iter().map(|b| b.len()).sum::<usize>()
+        + ev.args.values.iter().map(json_size).sum::<usize>();
+    traffic.bytes_in.inc_by(size as u64);
     if m.rate
-        .get_or_init(|| Box::new(Rate::new(limits.rate)))
+        .get_or_init(|| Box::new(Rate::new(ctx.limits.rate)))
         .allow()
     {
         return true;
     }
+    ctx.metrics.reject(Limit::Rate);
     if let Some(ack) = ev.ack.take() {
         ack.send(wire::error(
             "rate_limited",
@@ -126,87 +162,127 @@ fn allowed(socket: &Socket, limits: &RelayLimits, ev: &mut Event) -> bool {
     false
 }
 
+/// Approximate encoded size of a JSON argument (for the byte counters).
+fn json_size(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::Array(a) => a.iter().map(json_size).sum::<usize>() + 2,
+        Value::Object(o) => {
+            o.iter()
+                .map(|(k, v)| k.len() + 3 + json_size(v))
+                .sum::<usize>()
+                + 2
+        }
+    }
+}
+
+type Handler = fn(&Context, &Socket, Event);
+
 /// The relay namespace's handlers.
-pub(crate) fn namespace(hub: Arc<Hub>, auth: Auth, limits: RelayLimits) -> NamespaceBuilder {
-    let (h1, h2, h3, h4, h5, h6, h7) = (
-        hub.clone(),
-        hub.clone(),
-        hub.clone(),
-        hub.clone(),
-        hub.clone(),
-        hub.clone(),
-        hub,
-    );
-    let auth2 = auth.clone();
-    NamespaceBuilder::new()
-        .middleware(move |req| {
+pub(crate) fn namespace(ctx: Arc<Context>) -> NamespaceBuilder {
+    let mut ns = NamespaceBuilder::new();
+    let c = ctx.clone();
+    ns = ns.middleware_async(move |req| {
+        let ctx = c.clone();
+        async move {
             let token = req.auth().get("token").and_then(Value::as_str);
-            match auth.identify(token) {
+            match ctx.identify("socketio", token, req.headers(), None).await {
                 Ok(id) => {
-                    req.set_data(Member {
-                        rate: OnceLock::new(),
-                        expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
-                        anonymous: id.anonymous,
-                        user: Arc::from(id.user),
-                        info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
-                        presence: Mutex::default(),
-                    });
+                    req.set_data(Member::new(id));
                     Ok(())
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "connection refused");
-                    Err(ConnectError::new("unauthorized"))
-                }
+                Err(refused) => Err(connect_error(&refused)),
             }
-        })
-        .on_connect(move |socket| on_connect(&h1, socket))
-        .on_disconnect(move |socket, reason| on_disconnect(&h2, socket, reason))
-        .on("join", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                join(&h3, socket, ev, limits.max_rooms);
+        }
+    });
+    let c = ctx.clone();
+    ns = ns.on_connect(move |socket| on_connect(&c, socket));
+    let c = ctx.clone();
+    ns = ns.on_disconnect(move |socket, reason| on_disconnect(&c, socket, reason));
+    let ops: [(&str, Handler); 6] = [
+        ("join", join),
+        ("leave", leave),
+        ("publish", publish),
+        ("refresh", refresh),
+        ("presence", presence),
+        ("history", history),
+    ];
+    for (name, handler) in ops {
+        let c = ctx.clone();
+        ns = ns.on(name, move |socket, mut ev| {
+            if allowed(&c, socket, &mut ev) {
+                handler(&c, socket, ev);
             }
-        })
-        .on("leave", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                leave(&h4, socket, ev);
-            }
-        })
-        .on("publish", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                publish(&h5, socket, ev);
-            }
-        })
-        .on("refresh", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                refresh(&auth2, socket, ev);
-            }
-        })
-        .on("presence", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                presence(&h6, socket, ev);
-            }
-        })
-        .on("history", move |socket, mut ev| {
-            if allowed(socket, &limits, &mut ev) {
-                history(&h7, socket, ev);
-            }
-        })
-        .on_any(move |socket, mut ev| {
-            if !allowed(socket, &limits, &mut ev) {
-                return;
-            }
-            let message = format!("unknown event {:?}", ev.name);
-            if let Some(ack) = ev.ack {
-                ack.send(wire::error("unknown_event", &message));
-            }
-        })
+        });
+    }
+    ns.on_any(move |socket, mut ev| {
+        if allowed(&ctx, socket, &mut ev) {
+            rpc(&ctx, socket, ev);
+        }
+    })
+}
+
+/// The one place a refused Socket.IO connection gets its CONNECT_ERROR.
+fn connect_error(refused: &Refused) -> ConnectError {
+    match refused {
+        Refused::Unauthorized => ConnectError::new("unauthorized"),
+        Refused::Forbidden(reason) => {
+            ConnectError::new("forbidden").with_data(json!({"reason": reason}))
+        }
+        Refused::Unavailable => ConnectError::new("unavailable"),
+    }
+}
+
+/// An event the relay does not know: to the backend's RPC proxy (its answer
+/// is the ack), or an `unknown_event` error.
+fn rpc(ctx: &Context, socket: &Socket, ev: Event) {
+    let backend = ctx.backend.as_ref().filter(|b| b.has_rpc());
+    let (Some(backend), Some(member)) = (backend, socket.data::<Member>()) else {
+        let message = format!("unknown event {:?}", ev.name);
+        if let Some(ack) = ev.ack {
+            ack.send(wire::error("unknown_event", &message));
+        }
+        return;
+    };
+    let backend = backend.clone();
+    let (user, id) = (member.user.clone(), socket.id_shared());
+    let data = match ev.args.values.len() {
+        0 => Value::Null,
+        1 => ev.args.values[0].clone(),
+        _ => Value::Array(ev.args.values.clone()),
+    };
+    tokio::spawn(async move {
+        let answer = backend.rpc(&user, &id, &ev.name, &data).await;
+        if let Some(ack) = ev.ack {
+            ack.send(rpc_answer(answer));
+        }
+    });
+}
+
+/// The ack of an RPC: `{ok:true, result}` or an error (`rpc_failed` with the
+/// backend's status and answer, `unavailable`).
+pub(crate) fn rpc_answer(answer: Result<Value, BackendError>) -> Value {
+    match answer {
+        Ok(result) => json!({"ok": true, "result": result}),
+        Err(BackendError::Failed(status, body)) => {
+            let mut e = wire::error("rpc_failed", &format!("the backend answered {status}"));
+            e["error"]["status"] = json!(status);
+            e["error"]["data"] = body;
+            e
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "RPC proxy failed");
+            wire::error("unavailable", "the backend is unavailable; try again")
+        }
+    }
 }
 
 /// `refresh(token, ack)`: a fresh token for the same user extends the
 /// connection in place.
-fn refresh(auth: &Auth, socket: &Socket, ev: Event) {
+fn refresh(ctx: &Context, socket: &Socket, ev: Event) {
     let token = ev.args.str(0);
-    let result = match (auth.identify(token), socket.data::<Member>()) {
+    let result = match (ctx.auth.identify(token), socket.data::<Member>()) {
         (Ok(id), Some(m)) if !id.anonymous && *id.user == *m.user => {
             if let Some(expiry) = &m.expiry {
                 expiry.set(id.expires);
@@ -254,58 +330,80 @@ pub(crate) fn check_expiry(ns: &Namespace, now: u64) {
     }
 }
 
-fn on_connect(hub: &Hub, socket: &Socket) {
+fn on_connect(ctx: &Context, socket: &Socket) {
     let Some(member) = socket.data::<Member>() else {
         socket.disconnect();
         return;
     };
+    let hub = &ctx.hub;
     let id = conn_id(socket);
-    hub.connect(member.user.clone(), member.info.as_deref().cloned());
+    ctx.connected(&member.user, member.info.as_deref().cloned());
     let personal = user_room(&member.user);
     socket.join(&personal);
+    let initial = std::mem::take(
+        &mut *member
+            .initial_rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    for room in initial.iter().filter(|r| wire::valid_room(r)) {
+        // Rooms the backend chose: joined whatever the rules say.
+        socket.join(room);
+        let _ = hub.join(&id, &member.user, room, false, None);
+    }
     if socket.recovered() {
+        ctx.metrics.socketio.recovered.inc();
         // Socket.IO restored the rooms; the hub learns them again.
         let presence = member.presence_rooms();
         for room in socket.rooms() {
             if room != socket.id() && room != personal {
-                hub.join(&id, &member.user, &room, presence.contains(&room), None);
+                // A store failure leaves this room unannounced in presence;
+                // delivery (Socket.IO's own room) is unaffected.
+                let _ = hub.join(&id, &member.user, &room, presence.contains(&room), None);
             }
         }
     }
 }
 
-fn on_disconnect(hub: &Hub, socket: &Socket, _reason: DisconnectReason) {
+fn on_disconnect(ctx: &Context, socket: &Socket, reason: DisconnectReason) {
     let Some(member) = socket.data::<Member>() else {
         return;
     };
+    if reason == DisconnectReason::PingTimeout {
+        ctx.metrics.socketio.heartbeat_timeouts.inc();
+    }
     // The socket's rooms are still listed in its disconnect handler (the
     // personal room too: a client may have joined it with `since`).
     let rooms = socket.rooms().into_iter().filter(|r| r != socket.id());
-    hub.disconnect(&conn_id(socket), &member.user, rooms);
-    if member.anonymous {
-        hub.forget_user(&member.user);
-    }
+    ctx.disconnected(&conn_id(socket), &member.user, member.anonymous, rooms);
 }
 
-/// Refuses (with an error ack) a client operation on another user's
-/// personal room; returns whether it was refused.
-fn foreign_personal_room(socket: &Socket, room: &str, ack: &mut Option<AckSender>) -> bool {
-    let own = socket
-        .data::<Member>()
-        .is_some_and(|m| room == user_room(&m.user));
-    if room.starts_with("user:") && !own {
-        if let Some(ack) = ack.take() {
-            ack.send(wire::error(
-                "forbidden",
-                "personal rooms of other users are reserved to the backend",
-            ));
+/// Refuses (with a `forbidden` ack) an operation the socket may not do to
+/// `room`; returns whether it was refused.
+fn refused(
+    ctx: &Context,
+    socket: &Socket,
+    action: Action,
+    room: &str,
+    ack: &mut Option<AckSender>,
+) -> bool {
+    let verdict = match socket.data::<Member>() {
+        Some(m) => m.may(ctx, action, room),
+        None => Err("not connected"),
+    };
+    match verdict {
+        Ok(()) => false,
+        Err(message) => {
+            if let Some(ack) = ack.take() {
+                ack.send(wire::error("forbidden", message));
+            }
+            true
         }
-        return true;
     }
-    false
 }
 
-fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
+fn join(ctx: &Context, socket: &Socket, mut ev: Event) {
+    let (hub, max_rooms) = (&ctx.hub, ctx.limits.max_rooms);
     let Some(room) = ev.args.str(0).filter(|r| wire::valid_room(r)) else {
         return bad_request(ev.ack, "join(room, opts?): room must be a non-empty string");
     };
@@ -314,12 +412,13 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
     let Some(member) = socket.data::<Member>() else {
         return;
     };
-    if foreign_personal_room(socket, room, &mut ev.ack) {
+    if refused(ctx, socket, Action::Join, room, &mut ev.ack) {
         return;
     }
     // The socket's own id and personal room do not count.
     let rooms = socket.rooms();
     if !rooms.iter().any(|r| r == room) && rooms.len().saturating_sub(2) >= max_rooms {
+        ctx.metrics.reject(Limit::Rooms);
         if let Some(ack) = ev.ack {
             ack.send(wire::error(
                 "too_many_rooms",
@@ -353,18 +452,33 @@ fn join(hub: &Hub, socket: &Socket, mut ev: Event, max_rooms: usize) {
         presence,
         since.as_ref(),
     );
+    let joined = match joined {
+        Ok(joined) => joined,
+        Err(e) => {
+            socket.leave(room);
+            return reply(ev, wire::unavailable(&e));
+        }
+    };
     if !socket.connected() {
         // The connection ended meanwhile and its disconnect already left the
         // hub: undo, or this member would stay present forever.
         hub.leave(&conn_id(socket), room);
         return;
     }
+    if since.is_some() {
+        match joined.missed {
+            Some(_) => &ctx.metrics.socketio.recovered,
+            None => &ctx.metrics.socketio.not_recovered,
+        }
+        .inc();
+    }
     let mut answer = wire::joined(joined, since.is_some());
     answer["ok"] = json!(true);
     reply(ev, answer);
 }
 
-fn leave(hub: &Hub, socket: &Socket, ev: Event) {
+fn leave(ctx: &Context, socket: &Socket, ev: Event) {
+    let hub = &ctx.hub;
     let Some(room) = ev.args.str(0) else {
         return bad_request(ev.ack, "leave(room): room must be a string");
     };
@@ -386,7 +500,7 @@ fn leave(hub: &Hub, socket: &Socket, ev: Event) {
     reply(ev, json!({"ok": true}));
 }
 
-fn publish(hub: &Hub, socket: &Socket, mut ev: Event) {
+fn publish(ctx: &Context, socket: &Socket, mut ev: Event) {
     let (Some(room), Some(event)) = (
         ev.args.str(0).filter(|r| wire::valid_room(r)),
         ev.args.str(1).filter(|e| wire::valid_event(e)),
@@ -397,7 +511,7 @@ fn publish(hub: &Hub, socket: &Socket, mut ev: Event) {
         );
     };
     let (room, event) = (room.to_owned(), event.to_owned());
-    if foreign_personal_room(socket, &room, &mut ev.ack) {
+    if refused(ctx, socket, Action::Publish, &room, &mut ev.ack) {
         return;
     }
     if !ev.args.binary.is_empty() {
@@ -405,23 +519,38 @@ fn publish(hub: &Hub, socket: &Socket, mut ev: Event) {
     }
     let data = ev.args.get(2).cloned().unwrap_or(Value::Null);
     let from = socket.data::<Member>().map(|m| m.user.to_string());
-    let p = hub.publish(&room, event, Bytes::from(data.to_string()), from);
-    reply(ev, json!({"ok": true, "offset": p.entry.offset}));
+    // publish(room, event, data, {volatile?}, ack)
+    let volatile = ev
+        .args
+        .get(3)
+        .and_then(|o| o.get("volatile"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match ctx
+        .hub
+        .publish(&room, event, Bytes::from(data.to_string()), from, volatile)
+    {
+        Ok(p) => {
+            ctx.metrics.publishes.inc();
+            reply(ev, json!({"ok": true, "offset": p.entry.offset}));
+        }
+        Err(e) => reply(ev, wire::unavailable(&e)),
+    }
 }
 
-fn presence(hub: &Hub, socket: &Socket, mut ev: Event) {
+fn presence(ctx: &Context, socket: &Socket, mut ev: Event) {
     let Some(room) = ev.args.str(0).map(str::to_owned) else {
         return bad_request(ev.ack, "presence(room): room must be a string");
     };
-    if foreign_personal_room(socket, &room, &mut ev.ack) {
+    if refused(ctx, socket, Action::Join, &room, &mut ev.ack) {
         return;
     }
     let room = room.as_str();
-    let list: Vec<Value> = hub.presence(room).iter().map(wire::present).collect();
+    let list: Vec<Value> = ctx.hub.presence(room).iter().map(wire::present).collect();
     reply(ev, Value::Array(list));
 }
 
-fn history(hub: &Hub, socket: &Socket, mut ev: Event) {
+fn history(ctx: &Context, socket: &Socket, mut ev: Event) {
     let Some(room) = ev
         .args
         .str(0)
@@ -433,13 +562,15 @@ fn history(hub: &Hub, socket: &Socket, mut ev: Event) {
             "history(room, {since?, limit?}): room must be a string",
         );
     };
-    if foreign_personal_room(socket, &room, &mut ev.ack) {
+    if refused(ctx, socket, Action::Join, &room, &mut ev.ack) {
         return;
     }
     let room = room.as_str();
     let opts = ev.args.get(1).cloned().unwrap_or(Value::Null);
     let since = opts.get("since").and_then(Value::as_u64);
     let limit = wire::history_limit(opts.get("limit").and_then(Value::as_u64));
-    let (epoch, entries) = hub.history(room, since, limit);
-    reply(ev, wire::history(epoch, &entries, since));
+    match ctx.hub.history(room, since, limit) {
+        Ok((epoch, entries)) => reply(ev, wire::history(epoch, &entries, since)),
+        Err(e) => reply(ev, wire::unavailable(&e)),
+    }
 }

@@ -52,6 +52,16 @@ pub fn error(code: &str, message: &str) -> Value {
     json!({"ok": false, "error": {"code": code, "message": message}})
 }
 
+/// The error a client gets when the history store fails (disk error):
+/// nothing was done, the client may retry. The cause goes to the log.
+pub fn unavailable(e: &switchboard_hub::StoreError) -> Value {
+    tracing::error!(error = %e, "history store failed");
+    error("unavailable", UNAVAILABLE)
+}
+
+/// The message of every `unavailable` error.
+pub const UNAVAILABLE: &str = "the history store is unavailable; try again";
+
 /// Whether a room name is acceptable: 1–256 characters, none a control
 /// character.
 pub fn valid_room(room: &str) -> bool {

@@ -7,16 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::task::AtomicWaker;
 use switchboard_wire::Message;
 
-/// Most bytes queued for a client that does not read; beyond, it is
-/// disconnected (it reconnects and rejoins with `since`).
-pub(crate) const MAX_QUEUED: usize = 8 << 20;
-
 /// Why the server ends a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
     /// Silent for ping interval + timeout: dropped at once.
     Dead,
-    /// Did not read what it was sent.
+    /// Did not read what it was sent (more than 4× the send queue): closed
+    /// with 4008 (it reconnects and rejoins with `since`).
     Overflow,
     /// Kicked through the admin API, with the close code to send.
     Kicked(u16),
@@ -40,6 +37,10 @@ pub(crate) struct Conn {
     pub(crate) anonymous: bool,
     /// The token's expiry, if it has one.
     pub(crate) expiry: Option<Box<crate::auth::Expiry>>,
+    /// Rooms the token grants.
+    pub(crate) grants: Option<Box<crate::rooms::Grants>>,
+    /// Bytes queued before volatile messages are dropped.
+    send_queue: usize,
     /// Requests allowed per second (token bucket).
     pub(crate) rate: crate::limits::Rate,
     state: Mutex<State>,
@@ -53,18 +54,20 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn new(
         id: Arc<str>,
-        user: Arc<str>,
-        anonymous: bool,
-        expires: Option<u64>,
+        identity: &crate::auth::Identity,
         now_ms: u64,
-        rate: crate::limits::RateConfig,
+        limits: crate::context::ClientLimits,
     ) -> Self {
         Self {
-            rate: crate::limits::Rate::new(rate),
+            rate: crate::limits::Rate::new(limits.rate),
             id,
-            user,
-            anonymous,
-            expiry: expires.map(|e| Box::new(crate::auth::Expiry::new(Some(e)))),
+            user: Arc::from(identity.user.as_str()),
+            anonymous: identity.anonymous,
+            expiry: identity
+                .expires
+                .map(|e| Box::new(crate::auth::Expiry::new(Some(e)))),
+            grants: identity.grants.clone(),
+            send_queue: limits.send_queue,
             state: Mutex::default(),
             waker: AtomicWaker::new(),
             last_seen: AtomicU64::new(now_ms),
@@ -76,8 +79,8 @@ impl Conn {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a frame and wakes the connection's task; a client over
-    /// [`MAX_QUEUED`] is ended.
+    /// Queues a frame and wakes the connection's task; a client with more
+    /// than 4× its send queue waiting is ended ([`Ending::Overflow`]).
     pub(crate) fn push(&self, m: Message) {
         {
             let mut st = self.lock();
@@ -86,7 +89,7 @@ impl Conn {
             }
             st.queued += m.len();
             st.outbox.push_back(m);
-            if st.queued > MAX_QUEUED {
+            if st.queued > self.send_queue.saturating_mul(4) {
                 st.outbox.clear();
                 st.queued = 0;
                 st.ending = Some(Ending::Overflow);
@@ -95,8 +98,19 @@ impl Conn {
         self.waker.wake();
     }
 
+    /// Queues a frame that may be lost: dropped (returns `false`) when the
+    /// client already has its send queue's worth waiting.
+    pub(crate) fn push_volatile(&self, m: Message) -> bool {
+        if self.lock().queued > self.send_queue {
+            return false;
+        }
+        self.push(m);
+        true
+    }
+
     /// Takes queued frames, at most about `budget` bytes.
     pub(crate) fn drain(&self, mut budget: usize, mut f: impl FnMut(Message)) {
+        // Callers count what was sent.
         let mut st = self.lock();
         while budget > 0
             && let Some(m) = st.outbox.pop_front()

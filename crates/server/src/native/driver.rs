@@ -17,6 +17,12 @@ use super::conn::{Conn, Ending};
 /// holds the rest.
 const WRITE_BUDGET: usize = 512 << 10;
 
+/// Close code of a client that did not read what it was sent.
+const SLOW_CONSUMER: u16 = 4008;
+
+/// Longest wait for the close handshake of a connection the server ends.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(super) struct Driver {
     native: Arc<Native>,
     conn: Arc<Conn>,
@@ -37,18 +43,19 @@ impl Driver {
     fn finish(&mut self, ending: Option<Ending>, cx: &mut Context<'_>) -> Poll<()> {
         self.native.gone(&self.conn);
         match (ending, self.ws.take()) {
-            (Some(Ending::Kicked(code)), Some(mut ws)) => {
+            (Some(ending @ (Ending::Kicked(_) | Ending::Overflow)), Some(mut ws)) => {
+                let (code, reason) = match ending {
+                    Ending::Kicked(code) => (code, ""),
+                    _ => (SLOW_CONSUMER, "slow consumer"),
+                };
+                // Bounded: a peer that does not read cannot hold the task.
                 self.closing = Some(Box::pin(async move {
-                    let _ = ws
-                        .close(Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: Default::default(),
-                        }))
-                        .await;
+                    let frame = CloseFrame::new(CloseCode::from(code), reason);
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
                 }));
                 Pin::new(self).poll(cx)
             }
-            // Dead or not reading: dropped at once, no close handshake.
+            // Dead: dropped at once, no close handshake.
             _ => Poll::Ready(()),
         }
     }
@@ -76,7 +83,12 @@ impl Future for Driver {
             if ping {
                 let _ = ws.connection_mut().send_ping(Bytes::new());
             }
-            if let Some(Ending::Dead | Ending::Overflow) = ending {
+            if let Some(e @ (Ending::Dead | Ending::Overflow)) = ending {
+                if e == Ending::Overflow {
+                    let metrics = &this.native.ctx.metrics;
+                    metrics.native.queue_drops.inc();
+                    metrics.reject(crate::metrics::Limit::SlowConsumer);
+                }
                 return this.finish(ending, cx);
             }
             // A kicked connection still gets what was queued (the `kick`).
@@ -86,7 +98,17 @@ impl Future for Driver {
                 WRITE_BUDGET.saturating_sub(ws.connection().output_len())
             };
             let mut failed = false;
-            this.conn.drain(budget, |m| failed |= ws.queue(m).is_err());
+            let (mut sent, mut bytes) = (0u64, 0u64);
+            this.conn.drain(budget, |m| {
+                sent += 1;
+                bytes += m.len() as u64;
+                failed |= ws.queue(m).is_err();
+            });
+            if sent > 0 {
+                let traffic = &this.native.ctx.metrics.native;
+                traffic.messages_out.inc_by(sent);
+                traffic.bytes_out.inc_by(bytes);
+            }
             if failed || ending.is_some() {
                 return this.finish(ending, cx);
             }
@@ -96,7 +118,22 @@ impl Future for Driver {
             }
             match r {
                 Poll::Ready(Some(Ok(m))) => super::ops::on_message(&this.native, &this.conn, m),
-                Poll::Ready(Some(Err(_)) | None) => return this.finish(None, cx),
+                Poll::Ready(Some(Err(e))) => {
+                    if matches!(
+                        e,
+                        switchboard_wire::Error::Protocol(
+                            switchboard_wire::ProtocolError::MessageTooBig { .. }
+                                | switchboard_wire::ProtocolError::FrameTooBig { .. }
+                        )
+                    ) {
+                        this.native
+                            .ctx
+                            .metrics
+                            .reject(crate::metrics::Limit::Payload);
+                    }
+                    return this.finish(None, cx);
+                }
+                Poll::Ready(None) => return this.finish(None, cx),
                 Poll::Pending => return Poll::Pending,
             }
         }

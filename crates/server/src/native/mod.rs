@@ -3,9 +3,12 @@
 //! protocol"). The same operations as the Socket.IO relay, over the same
 //! hub: a publish reaches a room's members on both protocols.
 
+mod accept;
 mod conn;
 mod driver;
 mod ops;
+
+pub(crate) use accept::PeerAddr;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -13,15 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 use switchboard_hub::{ConnId, Hub, PresenceChange, Publication, Sink};
-use switchboard_wire::handshake::server::ServerOptions;
-use switchboard_wire::io::server::upgrade;
-use switchboard_wire::{Config, Message, Utf8Bytes};
+use switchboard_wire::{Message, Utf8Bytes};
 
 use crate::auth::Auth;
+use crate::context::Context;
 use crate::wire;
 use conn::{Conn, Ending};
 
@@ -33,18 +35,12 @@ pub(crate) struct Heartbeat {
 }
 
 /// The native protocol adapter.
-/// What one client may do.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    pub(crate) allowed_origins: Option<Vec<String>>,
-    pub(crate) max_rooms: usize,
-    pub(crate) rate: crate::limits::RateConfig,
-}
-
 pub(crate) struct Native {
-    pub(crate) limits: Limits,
+    ctx: Arc<Context>,
+    /// The context's hub (for brevity).
     hub: Arc<Hub>,
-    auth: Auth,
+    allowed_origins: Option<Vec<String>>,
+    auth_timeout: Duration,
     heartbeat: Heartbeat,
     max_message: usize,
     conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
@@ -63,16 +59,17 @@ impl std::fmt::Debug for Native {
 
 impl Native {
     pub(crate) fn new(
-        hub: Arc<Hub>,
-        auth: Auth,
+        ctx: Arc<Context>,
         heartbeat: Heartbeat,
         max_message: usize,
-        limits: Limits,
+        allowed_origins: Option<Vec<String>>,
+        auth_timeout: Duration,
     ) -> Self {
         Self {
-            limits,
-            hub,
-            auth,
+            hub: ctx.hub.clone(),
+            ctx,
+            allowed_origins,
+            auth_timeout,
             heartbeat,
             max_message,
             conns: Mutex::default(),
@@ -122,7 +119,7 @@ impl Native {
     }
 
     pub(crate) fn auth(&self) -> &Auth {
-        &self.auth
+        &self.ctx.auth
     }
 
     /// Tells every connection to reconnect elsewhere and closes it (1001).
@@ -162,6 +159,11 @@ impl Native {
         }
     }
 
+    /// A connection by id.
+    fn conn(&self, id: &str) -> Option<Arc<Conn>> {
+        self.conns().get(id).cloned()
+    }
+
     /// Whether `id` is a native connection.
     pub(crate) fn has(&self, id: &str) -> bool {
         self.conns().contains_key(id)
@@ -180,69 +182,6 @@ impl Native {
         c.push(text(msg.to_string()));
         c.end(Ending::Kicked(if reconnect { 4000 } else { 4001 }));
         true
-    }
-
-    /// Answers a request for `/ws`: the upgrade, or a refusal.
-    pub(crate) fn handle<B>(self: &Arc<Self>, mut req: Request<B>) -> Response<Full<Bytes>> {
-        if let Some(list) = &self.limits.allowed_origins
-            && let Some(origin) = req.headers().get(http::header::ORIGIN)
-            && !origin
-                .to_str()
-                .is_ok_and(|o| o != "null" && list.iter().any(|a| a == o))
-        {
-            return plain(StatusCode::FORBIDDEN, "origin not allowed\n");
-        }
-        let token = req.uri().query().and_then(|q| url_param(q, "token"));
-        let identity = match self.auth.identify(token.as_deref()) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::debug!(error = %e, "native connection refused");
-                return plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            }
-        };
-        let config = Config::default()
-            .deflate(None)
-            .max_message_size(self.max_message)
-            .max_frame_size(self.max_message);
-        let (res, _accepted, pending) = match upgrade(&mut req, &ServerOptions::default(), config) {
-            Ok(u) => u,
-            Err(e) => {
-                let mut res = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
-                *res.status_mut() = e.status();
-                return res;
-            }
-        };
-        self.start_sweeper();
-        let native = self.clone();
-        tokio::spawn(async move {
-            let Ok(ws) = pending.websocket().await else {
-                return;
-            };
-            let id = crate::relay::new_conn_id();
-            let conn = Arc::new(Conn::new(
-                id.clone(),
-                Arc::from(identity.user),
-                identity.anonymous,
-                identity.expires,
-                native.now_ms(),
-                native.limits.rate,
-            ));
-            native.conns().insert(id.clone(), conn.clone());
-            native.hub.connect(
-                conn.user.clone(),
-                identity.info.map(|i| Bytes::from(i.to_string())),
-            );
-            let welcome = json!({
-                "op": "welcome",
-                "socket": &*conn.id,
-                "user": &*conn.user,
-                "ping_interval": native.heartbeat.interval.as_millis() as u64,
-            });
-            conn.push(text(welcome.to_string()));
-            native.join_room(&conn, &crate::relay::user_room(&conn.user));
-            tokio::spawn(driver::Driver::new(native, conn, ws));
-        });
-        res.map(|()| Full::default())
     }
 
     fn join_room(&self, conn: &Conn, room: &str) {
@@ -275,11 +214,12 @@ impl Native {
         for (room, _) in &rooms {
             self.leave_room(conn, room);
         }
-        self.hub
-            .disconnect(&conn.id, &conn.user, rooms.iter().map(|(r, _)| r.clone()));
-        if conn.anonymous {
-            self.hub.forget_user(&conn.user);
-        }
+        self.ctx.disconnected(
+            &conn.id,
+            &conn.user,
+            conn.anonymous,
+            rooms.iter().map(|(r, _)| r.clone()),
+        );
     }
 
     fn start_sweeper(self: &Arc<Self>) {
@@ -312,6 +252,7 @@ async fn sweep(native: Weak<Native>) {
         let conns: Vec<Arc<Conn>> = native.conns().values().cloned().collect();
         for c in conns {
             if now.saturating_sub(c.last_seen.load(Ordering::Relaxed)) > limit {
+                native.ctx.metrics.native.heartbeat_timeouts.inc();
                 c.end(Ending::Dead);
             } else if now.saturating_sub(c.last_ping.load(Ordering::Relaxed)) >= every {
                 c.last_ping.store(now, Ordering::Relaxed);
@@ -341,8 +282,14 @@ impl Sink for Native {
         m["room"] = json!(p.room);
         m["epoch"] = json!(p.epoch);
         let frame = text(m.to_string());
+        let metrics = &self.ctx.metrics;
+        metrics.deliveries.inc_by(members.len() as u64);
         for c in members {
-            c.push(frame.clone());
+            if p.volatile {
+                c.push_volatile(frame.clone());
+            } else {
+                c.push(frame.clone());
+            }
         }
     }
 
@@ -350,7 +297,9 @@ impl Sink for Native {
         if let Some(c) = self.conns().get(conn).cloned() {
             let action = if change.joined { "join" } else { "leave" };
             let m = json!({"op": "presence", "room": change.room, "user": change.user, "action": action});
-            c.push(text(m.to_string()));
+            // Presence events are volatile: a slow client loses them first
+            // (it can ask `presence` again).
+            c.push_volatile(text(m.to_string()));
         }
     }
 

@@ -1,5 +1,5 @@
 //! Requests of the native protocol: `join`, `leave`, `publish`, `presence`,
-//! `history`, and the text `ping`.
+//! `history`, `refresh`, `rpc`, and the text `ping`.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -7,17 +7,29 @@ use switchboard_wire::Message;
 
 use super::conn::Conn;
 use super::{Native, text};
+use crate::metrics::Limit;
 use crate::relay::user_room;
+use crate::rooms::Action;
 use crate::wire;
 
 /// A refused request: `{id?, ok:false, error:{code, message}}`.
 struct Refusal(&'static str, String);
+
+impl From<switchboard_hub::StoreError> for Refusal {
+    fn from(e: switchboard_hub::StoreError) -> Self {
+        tracing::error!(error = %e, "history store failed");
+        Refusal("unavailable", wire::UNAVAILABLE.into())
+    }
+}
 
 fn bad(message: impl Into<String>) -> Refusal {
     Refusal("bad_request", message.into())
 }
 
 pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
+    let traffic = &native.ctx.metrics.native;
+    traffic.messages_in.inc();
+    traffic.bytes_in.inc_by(m.len() as u64);
     let Message::Text(t) = m else {
         return reply(
             conn,
@@ -37,6 +49,7 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         .filter(|i| i.is_number() || i.is_string())
         .cloned();
     if !conn.rate.allow() {
+        native.ctx.metrics.reject(Limit::Rate);
         let message = "over the request rate; slow down".to_owned();
         return reply(conn, id, Err(Refusal("rate_limited", message)));
     }
@@ -47,6 +60,8 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         Some("presence") => presence(native, conn, &req),
         Some("history") => history(native, conn, &req),
         Some("refresh") => refresh(native, conn, &req),
+        Some("rpc") => return rpc(native, conn, id, &req),
+        Some("auth") => Err(bad("already authenticated (use refresh for a new token)")),
         Some(op) => Err(Refusal("unknown_op", format!("unknown op {op:?}"))),
         None => Err(bad("missing op")),
     };
@@ -67,23 +82,63 @@ fn reply(conn: &Conn, id: Option<Value>, result: Result<Value, Refusal>) {
     conn.push(text(m.to_string()));
 }
 
-fn room<'a>(conn: &Conn, req: &'a Value) -> Result<&'a str, Refusal> {
+/// The request's room, if `conn` may do `action` to it.
+fn room<'a>(
+    native: &Native,
+    conn: &Conn,
+    req: &'a Value,
+    action: Action,
+) -> Result<&'a str, Refusal> {
     let room = req
         .get("room")
         .and_then(Value::as_str)
         .filter(|r| wire::valid_room(r))
         .ok_or_else(|| bad("room must be a non-empty string"))?;
-    if room.starts_with("user:") && room != user_room(&conn.user) {
-        return Err(Refusal(
-            "forbidden",
-            "personal rooms of other users are reserved to the backend".into(),
-        ));
-    }
+    native
+        .ctx
+        .may(
+            action,
+            room,
+            &conn.user,
+            conn.anonymous,
+            conn.grants.as_deref(),
+        )
+        .map_err(|message| Refusal("forbidden", message.into()))?;
     Ok(room)
 }
 
+/// `{"op":"rpc","event":EV,"data":ANY}`: to the backend's RPC proxy; its
+/// answer is the reply (`result`), asynchronously.
+fn rpc(native: &Native, conn: &Conn, id: Option<Value>, req: &Value) {
+    let backend = native.ctx.backend.as_ref().filter(|b| b.has_rpc());
+    let event = req
+        .get("event")
+        .and_then(Value::as_str)
+        .filter(|e| wire::valid_event(e));
+    let (Some(backend), Some(event)) = (backend, event) else {
+        let refusal = match backend {
+            None => Refusal("unknown_op", "no RPC backend is configured".into()),
+            Some(_) => bad("event must be a name that is not reserved"),
+        };
+        return reply(conn, id, Err(refusal));
+    };
+    let (backend, event) = (backend.clone(), event.to_owned());
+    let data = req.get("data").cloned().unwrap_or(Value::Null);
+    let Some(conn) = native.conn(&conn.id) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let answer = backend.rpc(&conn.user, &conn.id, &event, &data).await;
+        let mut m = crate::relay::rpc_answer(answer);
+        if let Some(id) = id {
+            m["id"] = id;
+        }
+        conn.push(text(m.to_string()));
+    });
+}
+
 fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(conn, req)?;
+    let room = room(native, conn, req, Action::Join)?;
     let presence = req
         .get("presence")
         .and_then(Value::as_bool)
@@ -91,11 +146,12 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     let since = wire::position(req.get("since")).map_err(bad)?;
     {
         let mut st = conn.lock();
-        let max = native.limits.max_rooms;
+        let max = native.ctx.limits.max_rooms;
         let count = st.rooms.len();
         match st.rooms.iter_mut().find(|(r, _)| &**r == room) {
             Some(entry) => entry.1 |= presence,
             None if count >= max => {
+                native.ctx.metrics.reject(Limit::Rooms);
                 return Err(Refusal(
                     "too_many_rooms",
                     format!("at most {max} rooms per connection"),
@@ -109,7 +165,24 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     let joined = native
         .hub
         .join(&conn.id, &conn.user, room, presence, since.as_ref());
-    Ok(wire::joined(joined, since.is_some()))
+    match joined {
+        Ok(joined) => {
+            if since.is_some() {
+                let traffic = &native.ctx.metrics.native;
+                match joined.missed {
+                    Some(_) => &traffic.recovered,
+                    None => &traffic.not_recovered,
+                }
+                .inc();
+            }
+            Ok(wire::joined(joined, since.is_some()))
+        }
+        Err(e) => {
+            conn.lock().rooms.retain(|(r, _)| &**r != room);
+            native.leave_room(conn, room);
+            Err(e.into())
+        }
+    }
 }
 
 fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
@@ -126,24 +199,30 @@ fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
 }
 
 fn publish(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(conn, req)?;
+    let room = room(native, conn, req, Action::Publish)?;
     let event = req
         .get("event")
         .and_then(Value::as_str)
         .filter(|e| wire::valid_event(e))
         .ok_or_else(|| bad("event must be a name that is not reserved"))?;
     let data = req.get("data").cloned().unwrap_or(Value::Null);
+    let volatile = req
+        .get("volatile")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let p = native.hub.publish(
         room,
         event.to_owned(),
         Bytes::from(data.to_string()),
         Some(conn.user.to_string()),
-    );
+        volatile,
+    )?;
+    native.ctx.metrics.publishes.inc();
     Ok(json!({"offset": p.entry.offset}))
 }
 
 fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(conn, req)?;
+    let room = room(native, conn, req, Action::Join)?;
     let list: Vec<Value> = native
         .hub
         .presence(room)
@@ -154,7 +233,7 @@ fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal>
 }
 
 fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(conn, req)?;
+    let room = room(native, conn, req, Action::Join)?;
     // `since` is an offset, or a position {epoch, offset}: from another
     // epoch, everything the log holds is new.
     let since = match req.get("since") {
@@ -162,7 +241,7 @@ fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
             let epoch = pos.get("epoch").and_then(Value::as_str);
             let offset = pos.get("offset").and_then(Value::as_u64);
             match (epoch, offset) {
-                (Some(e), Some(o)) if native.hub.epoch(room).as_deref() == Some(e) => Some(o),
+                (Some(e), Some(o)) if native.hub.epoch(room)?.as_deref() == Some(e) => Some(o),
                 (Some(_), Some(_)) => None,
                 _ => return Err(bad("since must be an offset or {epoch, offset}")),
             }
@@ -170,7 +249,7 @@ fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
         other => other.and_then(Value::as_u64),
     };
     let limit = wire::history_limit(req.get("limit").and_then(Value::as_u64));
-    let (epoch, entries) = native.hub.history(room, since, limit);
+    let (epoch, entries) = native.hub.history(room, since, limit)?;
     Ok(wire::history(epoch, &entries, since))
 }
 

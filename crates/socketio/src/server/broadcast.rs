@@ -138,10 +138,11 @@ impl Broadcast {
 
     /// Emits `event` to the selected sockets. With connection state recovery
     /// on, the packet gets an offset (its last argument) and is kept for
-    /// sockets that come back.
-    pub fn emit(&self, event: &str, args: impl Into<Args>) {
+    /// sockets that come back. Returns how many sockets it was sent to.
+    pub fn emit(&self, event: &str, args: impl Into<Args>) -> usize {
         let mut args = args.into();
         let volatile = self.volatile;
+        let delivered = std::cell::Cell::new(0);
         let deliver = |frames: &Frames| {
             // Chosen here, under the recovery log's lock when recovery is on:
             // a socket that connects (and gets its replay) meanwhile is either
@@ -151,6 +152,7 @@ impl Broadcast {
                     continue;
                 }
                 s.send_frames(frames);
+                delivered.set(delivered.get() + 1);
             }
         };
         match &self.ns.recovery {
@@ -174,6 +176,7 @@ impl Broadcast {
                 None,
             ))),
         }
+        delivered.get()
     }
 
     /// Emits `event` to each selected socket with an ack id of its own and
