@@ -8,7 +8,8 @@ fn error_responses() -> Value {
         "401": {"$ref": "#/components/responses/Error"},
         "404": {"$ref": "#/components/responses/Error"},
         "405": {"$ref": "#/components/responses/Error"},
-        "413": {"$ref": "#/components/responses/Error"}
+        "413": {"$ref": "#/components/responses/Error"},
+        "503": {"$ref": "#/components/responses/Error"}
     })
 }
 
@@ -58,7 +59,9 @@ pub(crate) fn document() -> Value {
                         "event": {"type": "string", "minLength": 1, "maxLength": 128,
                             "not": {"enum": ["connect", "connect_error", "disconnect", "disconnecting",
                                 "newListener", "removeListener", "presence", "kick"]}},
-                        "data": {}}}}}},
+                        "data": {},
+                        "volatile": {"type": "boolean", "default": false,
+                            "description": "May be dropped for slow consumers (kept in history)"}}}}}},
                 "responses": ok(json!({"type": "object", "required": ["offset"],
                     "properties": {"offset": {"type": "integer"}}}))
             }},

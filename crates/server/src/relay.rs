@@ -94,7 +94,13 @@ impl Sink for SioSink {
     fn publish(&self, p: &Arc<Publication>) {
         if let Some(ns) = self.ns.get() {
             let args = Args::new(vec![wire::data(&p.entry), wire::meta(p)]);
-            let n = ns.to(&p.room).emit(&p.entry.event, args) as u64;
+            let mut to = ns.to(&p.room);
+            if p.volatile {
+                // Skipped for sockets with a backlog (slow consumers); kept
+                // in the room's log all the same.
+                to = to.volatile();
+            }
+            let n = to.emit(&p.entry.event, args) as u64;
             self.metrics.deliveries.inc_by(n);
             self.metrics.socketio.messages_out.inc_by(n);
             self.metrics
