@@ -5,7 +5,7 @@
 #   benches/sio_idle.sh [COUNT]          COUNT idle connections (default 10000)
 #
 # Servers:
-#   switchboard  $SWITCHBOARD serve --listen 127.0.0.1:PORT --api-key x $SB_SERVE_ARGS
+#   switchboard  $SWITCHBOARD serve --listen 127.0.0.1:PORT --api-key x --max-connections-per-ip 0 $SB_SERVE_ARGS
 #   node         node benches/peers/node/sio-relay.js 127.0.0.1:PORT  (socket.io, pinned
 #                in benches/peers/node/package-lock.json; default options)
 # A server that is not available (binary missing, node_modules missing and
@@ -118,7 +118,7 @@ available() {
 server_cmd() {  # NAME PORT -> one word per line
   case "$1" in
     switchboard) local extra=(); read -ra extra <<<"$SB_SERVE_ARGS"
-                 printf '%s\n' "$SWITCHBOARD" serve --listen "127.0.0.1:$2" --api-key x "${extra[@]}" ;;
+                 printf '%s\n' "$SWITCHBOARD" serve --listen "127.0.0.1:$2" --api-key x --max-connections-per-ip 0 "${extra[@]}" ;;
     node) printf '%s\n' node "$NODE_DIR/sio-relay.js" "127.0.0.1:$2" ;;
   esac
 }

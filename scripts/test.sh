@@ -3,7 +3,8 @@
 #   formatting, clippy, unit and integration tests, the Autobahn TestSuite
 #   (via kosoku) against our server and our client, and the official
 #   socket.io-client / engine.io-client (npm, pinned) against our Socket.IO
-#   servers and `switchboard serve`.
+#   servers and `switchboard serve`, Python's `websockets` client against
+#   `switchboard serve` (tests/native-py), schemathesis against the admin API.
 # It installs what the tests need (kosoku and schemathesis from PyPI, the npm
 # clients) quietly and idempotently.
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/switchboard-target).
@@ -27,6 +28,8 @@ for tool in kosoku schemathesis; do
     fi
     command -v "$tool" >/dev/null
 done
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -r tests/native-py/requirements.txt
 command -v node >/dev/null || { echo "node (>= 20) is required for the interop tests" >&2; exit 1; }
 (cd tests/interop && npm ci --silent --no-audit --no-fund >/dev/null)
 
@@ -50,6 +53,9 @@ bash tests/autobahn/client.sh "$client"
 
 step "interop: official socket.io-client and engine.io-client"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/interop/
+
+step "serve: Python websockets integration tests"
+SB_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q -p no:cacheprovider tests/native-py
 
 step "admin API: schemathesis against /api/v1/openapi.json"
 bash tests/api/schemathesis.sh "$bin"

@@ -121,7 +121,8 @@ describe('native protocol (switchboard serve /ws)', () => {
     assert.equal(early.ok, false);
     assert.equal(early.error.code, 'unauthorized');
     const authed = await c.request('auth', { token: tokenFor('n-late', SECRET) });
-    assert.deepEqual(authed, { id: authed.id, ok: true, user: 'n-late' });
+    assert.deepEqual(authed, { id: authed.id, ok: true, user: 'n-late', socket: authed.socket });
+    assert.equal(typeof authed.socket, 'string');
     const welcome = await c.next((m) => m.op === 'welcome');
     assert.equal(welcome.user, 'n-late');
     assert.equal((await c.request('join', { room: uniqueRoom('late') })).ok, true);

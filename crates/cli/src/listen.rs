@@ -12,6 +12,23 @@ use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Connections the kernel queues before they are accepted (capped by
+/// `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// Binds a listener on `addr` (`SO_REUSEADDR`, a deep accept backlog): one
+/// process per port.
+pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding {addr}"))?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Binds a listener with `SO_REUSEPORT` (and `SO_REUSEADDR`) on `addr`.
 pub(crate) fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -21,7 +38,7 @@ pub(crate) fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpLi
     socket
         .bind(&addr.into())
         .with_context(|| format!("bind {addr}"))?;
-    socket.listen(4096)?;
+    socket.listen(BACKLOG)?;
     Ok(socket.into())
 }
 

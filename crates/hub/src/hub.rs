@@ -2,7 +2,7 @@
 //! adapters.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -96,7 +96,9 @@ pub struct Hub {
     store: Arc<dyn LogStore>,
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
     users: Mutex<HashMap<Arc<str>, User>>,
-    sinks: RwLock<Vec<Arc<dyn Sink>>>,
+    /// Weak: adapters own the hub (through their state), not the reverse,
+    /// so dropping a server frees both.
+    sinks: RwLock<Vec<Weak<dyn Sink>>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -132,12 +134,17 @@ impl Hub {
         }
     }
 
-    /// Adds a protocol adapter.
-    pub fn add_sink(&self, sink: Arc<dyn Sink>) {
+    /// Adds a protocol adapter. The hub keeps a weak reference: the caller
+    /// keeps the adapter alive as long as it should receive.
+    pub fn add_sink(&self, sink: &Arc<dyn Sink>) {
         self.sinks
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(sink);
+            .push(Arc::downgrade(sink));
+    }
+
+    fn sinks(&self) -> Vec<Arc<dyn Sink>> {
+        read(&self.sinks).iter().filter_map(Weak::upgrade).collect()
     }
 
     fn room(&self, name: &str) -> Arc<Mutex<Room>> {
@@ -322,7 +329,7 @@ impl Hub {
             user: user.to_string(),
             joined,
         };
-        let sinks = read(&self.sinks);
+        let sinks = self.sinks();
         for (id, m) in &r.members {
             if m.presence
                 && m.user != *user
@@ -361,7 +368,7 @@ impl Hub {
                 entry,
                 volatile,
             });
-            for sink in read(&self.sinks).iter() {
+            for sink in &self.sinks() {
                 sink.publish(&publication);
             }
             Ok(publication)
@@ -535,7 +542,8 @@ mod tests {
     fn hub() -> (Hub, Arc<Recorder>) {
         let hub = Hub::new(LogLimits::default());
         let sink = Arc::new(Recorder::default());
-        hub.add_sink(sink.clone());
+        let sink_sink: Arc<dyn Sink> = sink.clone();
+        hub.add_sink(&sink_sink);
         (hub, sink)
     }
 
@@ -584,7 +592,8 @@ mod tests {
     fn publish_assigns_offsets_from_one_and_delivers_in_order() {
         let (hub, sink) = hub();
         let other = Arc::new(Recorder::default());
-        hub.add_sink(other.clone());
+        let other_sink: Arc<dyn Sink> = other.clone();
+        hub.add_sink(&other_sink);
 
         let returned: Vec<_> = ["a", "b", "c"]
             .iter()
@@ -702,7 +711,8 @@ mod tests {
     fn presence_goes_to_the_adapter_that_owns_the_connection() {
         let (hub, first) = hub();
         let second = Arc::new(Recorder::default());
-        hub.add_sink(second.clone());
+        let second_sink: Arc<dyn Sink> = second.clone();
+        hub.add_sink(&second_sink);
         let a1 = conn(&hub, &first, "a1", "alice");
         let b1 = conn(&hub, &second, "b1", "bob");
         join(&hub, &a1, "room", true, None);

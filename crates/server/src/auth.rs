@@ -15,6 +15,10 @@ pub enum Auth {
         key: DecodingKey,
         /// HS256 (shared secret) or RS256 (public key).
         algorithm: Algorithm,
+        /// Required `aud`, if any (else `aud` is not checked).
+        audience: Option<String>,
+        /// Required `iss`, if any.
+        issuer: Option<String>,
     },
 }
 
@@ -86,6 +90,8 @@ impl Auth {
         Self::Jwt {
             key: DecodingKey::from_secret(secret),
             algorithm: Algorithm::HS256,
+            audience: None,
+            issuer: None,
         }
     }
 
@@ -94,7 +100,21 @@ impl Auth {
         Ok(Self::Jwt {
             key: DecodingKey::from_rsa_pem(pem).map_err(|e| AuthError(e.to_string()))?,
             algorithm: Algorithm::RS256,
+            audience: None,
+            issuer: None,
         })
+    }
+
+    /// Also requires these `aud` and `iss` claims (when given).
+    pub fn expecting(mut self, aud: Option<String>, iss: Option<String>) -> Self {
+        if let Self::Jwt {
+            audience, issuer, ..
+        } = &mut self
+        {
+            *audience = aud;
+            *issuer = iss;
+        }
+        self
     }
 
     /// Whether a token is required.
@@ -106,11 +126,26 @@ impl Auth {
     pub fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match self {
             Self::Anonymous => Ok(Identity::anonymous()),
-            Self::Jwt { key, algorithm } => {
+            Self::Jwt {
+                key,
+                algorithm,
+                audience,
+                issuer,
+            } => {
                 let token = token.ok_or_else(|| AuthError("missing".into()))?;
                 let mut validation = Validation::new(*algorithm);
                 validation.required_spec_claims = ["sub"].into_iter().map(String::from).collect();
                 validation.leeway = 0;
+                // `nbf` is honoured when present; `aud`/`iss` only when
+                // configured (tokens from identity providers carry an `aud`).
+                validation.validate_nbf = true;
+                match audience {
+                    Some(aud) => validation.set_audience(&[aud]),
+                    None => validation.validate_aud = false,
+                }
+                if let Some(iss) = issuer {
+                    validation.set_issuer(&[iss]);
+                }
                 let data = jsonwebtoken::decode::<Claims>(token, key, &validation)
                     .map_err(|e| AuthError(e.to_string()))?;
                 if data.claims.sub.is_empty() {

@@ -215,15 +215,25 @@ impl Backend {
         };
         let body = json!({"user": user, "socket": socket, "event": event, "data": data});
         let (status, answer) = self.post(url, Bytes::from(body.to_string())).await?;
-        let answer: Value = if answer.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&answer)
-                .map_err(|_| BackendError::Unavailable("an RPC answer that is not JSON".into()))?
+        let json = serde_json::from_slice::<Value>(&answer);
+        let answer = match (status, json) {
+            (_, Ok(v)) => v,
+            (_, Err(_)) if answer.is_empty() => Value::Null,
+            // An error page: its text, for the client to show.
+            (300.., Err(_)) => Value::String(
+                String::from_utf8_lossy(&answer)
+                    .chars()
+                    .take(1024)
+                    .collect(),
+            ),
+            (_, Err(_)) => {
+                return Err(BackendError::Unavailable(
+                    "an RPC answer that is not JSON".into(),
+                ));
+            }
         };
         match status {
             200..=299 => Ok(answer),
-            500.. => Err(BackendError::Unavailable(format!("status {status}"))),
             s => Err(BackendError::Failed(s, answer)),
         }
     }

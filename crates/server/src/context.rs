@@ -128,7 +128,8 @@ impl Context {
 
     /// Whether a connection of `user` may do `action` to `room`; the refusal
     /// (`forbidden`) otherwise. Personal rooms `user:<id>` belong to their
-    /// user (only the backend publishes to another user's).
+    /// user: nobody else joins them, and others publish there only where a
+    /// rule explicitly allows it (the backend always may).
     pub(crate) fn may(
         &self,
         action: Action,
@@ -138,7 +139,11 @@ impl Context {
         grants: Option<&Grants>,
     ) -> Result<(), &'static str> {
         if let Some(owner) = room.strip_prefix("user:") {
-            if owner == user {
+            if owner == user
+                || (action == Action::Publish
+                    && self.rooms.has_rules()
+                    && self.rooms.allows(action, room, anonymous, grants))
+            {
                 return Ok(());
             }
             self.metrics.reject(Limit::Forbidden);

@@ -72,7 +72,7 @@ pub struct ServerConfig {
     pub max_rooms: usize,
     /// Requests one connection may make.
     pub rate: limits::RateConfig,
-    /// Open TCP connections from one IP address (more get 429).
+    /// Open TCP connections from one IP address (more get 429); 0: no limit.
     pub max_connections_per_ip: usize,
     /// Time a native connection has to send its `auth` op.
     pub auth_timeout: Duration,
@@ -132,6 +132,8 @@ pub struct Server {
     admin: Arc<admin::Admin>,
     native: Arc<native::Native>,
     metrics: Arc<metrics::Metrics>,
+    /// Owned here: the hub holds adapters weakly.
+    _sio_sink: Arc<dyn switchboard_hub::Sink>,
     accepted: Arc<AtomicU64>,
     per_ip: Arc<PerIp>,
     tls: Option<Tls>,
@@ -236,7 +238,8 @@ impl Server {
         if let Some(ns) = &ns {
             let _ = sink.ns.set(ns.clone());
         }
-        hub.add_sink(sink);
+        let sio_sink: Arc<dyn switchboard_hub::Sink> = sink;
+        hub.add_sink(&sio_sink);
         let native = Arc::new(native::Native::new(
             ctx,
             native::Heartbeat {
@@ -247,7 +250,8 @@ impl Server {
             config.allowed_origins.clone(),
             config.auth_timeout,
         ));
-        hub.add_sink(native.clone());
+        let native_sink: Arc<dyn switchboard_hub::Sink> = native.clone();
+        hub.add_sink(&native_sink);
         let admin = Arc::new(admin::Admin {
             api_key: config.api_key,
             hub: hub.clone(),
@@ -262,9 +266,13 @@ impl Server {
             admin,
             native,
             metrics,
+            _sio_sink: sio_sink,
             accepted: Arc::default(),
             per_ip: Arc::new(PerIp {
-                max: config.max_connections_per_ip.max(1),
+                max: match config.max_connections_per_ip {
+                    0 => usize::MAX,
+                    n => n,
+                },
                 open: Mutex::default(),
             }),
             tls: config.tls,
@@ -397,14 +405,14 @@ impl Server {
                 continue;
             };
             let server = self.clone();
+            let slot = Arc::new(slot);
             tokio::spawn(async move {
-                let _slot = slot;
                 match server.tls.clone().map(|t| t.0) {
-                    None => server.http(stream, peer).await,
+                    None => server.http(stream, peer, slot).await,
                     Some(tls) => {
                         let accept = tls.accept(stream);
                         match tokio::time::timeout(Duration::from_secs(10), accept).await {
-                            Ok(Ok(s)) => server.http(s, peer).await,
+                            Ok(Ok(s)) => server.http(s, peer, slot).await,
                             _ => tracing::debug!(%peer, "TLS handshake failed"),
                         }
                     }
@@ -414,14 +422,18 @@ impl Server {
     }
 
     /// Serves HTTP/1.1 on one connection: at most 100 request headers and
-    /// 16 KiB of head (431 beyond), 10 s to send a head.
-    async fn http<I>(self, stream: I, peer: SocketAddr)
+    /// 16 KiB of head (431 beyond), 10 s to send a head. The connection's
+    /// per-address slot goes with every request, so an upgraded WebSocket
+    /// keeps it (and stays counted) after this returns.
+    async fn http<I>(self, stream: I, peer: SocketAddr, slot: Arc<IpSlot>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let server = self.clone();
             req.extensions_mut().insert(native::PeerAddr(peer));
+            req.extensions_mut()
+                .insert(switchboard_wire::io::server::ConnectionGuard(slot.clone()));
             async move { Ok::<_, Infallible>(server.handle(req).await) }
         });
         let _ = hyper::server::conn::http1::Builder::new()

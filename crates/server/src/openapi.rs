@@ -58,7 +58,7 @@ pub(crate) fn document() -> Value {
                     "properties": {"room": room_schema(),
                         "event": {"type": "string", "minLength": 1, "maxLength": 128,
                             "not": {"enum": ["connect", "connect_error", "disconnect", "disconnecting",
-                                "newListener", "removeListener", "presence", "kick"]}},
+                                "newListener", "removeListener", "presence", "kick", "refresh"]}},
                         "data": {},
                         "volatile": {"type": "boolean", "default": false,
                             "description": "May be dropped for slow consumers (kept in history)"}}}}}},

@@ -491,6 +491,15 @@ fn leave(ctx: &Context, socket: &Socket, ev: Event) {
     let personal = socket
         .data::<Member>()
         .is_some_and(|m| room == user_room(&m.user));
+    if room.starts_with("user:") && !personal {
+        if let Some(ack) = ev.ack {
+            ack.send(wire::error(
+                "forbidden",
+                "personal rooms of other users are reserved to the backend",
+            ));
+        }
+        return;
+    }
     // The personal room stays joined for delivery; only the hub membership
     // (presence, a join with `since`) ends.
     hub.leave(&conn_id(socket), room);

@@ -67,6 +67,11 @@ impl Permissions {
         Self { rules }
     }
 
+    /// Whether any rule is configured.
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// Whether a connection (`anonymous` or not, with `grants`) may do
     /// `action` to `room`.
     pub fn allows(

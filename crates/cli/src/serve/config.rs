@@ -57,6 +57,7 @@ impl<'de> Deserialize<'de> for Dur {
             Text(String),
         }
         match Raw::deserialize(d)? {
+            Raw::Ms(0) => Err(serde::de::Error::custom("must be more than zero")),
             Raw::Ms(ms) => Ok(Self(Duration::from_millis(ms))),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
@@ -101,6 +102,8 @@ pub(crate) struct Settings {
     pub(crate) api_key: Option<String>,
     pub(crate) jwt_secret: Option<String>,
     pub(crate) jwt_public_key: Option<PathBuf>,
+    pub(crate) jwt_audience: Option<String>,
+    pub(crate) jwt_issuer: Option<String>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) ping_interval: Dur,
     pub(crate) ping_timeout: Dur,
@@ -136,6 +139,8 @@ impl Default for Settings {
             api_key: None,
             jwt_secret: None,
             jwt_public_key: None,
+            jwt_audience: None,
+            jwt_issuer: None,
             allowed_origins: None,
             ping_interval: Dur(Duration::from_secs(25)),
             ping_timeout: Dur(Duration::from_secs(20)),
@@ -188,6 +193,14 @@ pub(crate) struct Overrides {
     #[arg(long, env = "SWITCHBOARD_JWT_PUBLIC_KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     jwt_public_key: Option<PathBuf>,
+    /// Require this `aud` claim in tokens [default: `aud` not checked].
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_audience: Option<String>,
+    /// Require this `iss` claim in tokens [default: `iss` not checked].
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_issuer: Option<String>,
     /// Origins allowed to connect (comma-separated) [default: all].
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,7 +246,8 @@ pub(crate) struct Overrides {
     #[arg(long, env = "SWITCHBOARD_RATE_BURST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_burst: Option<f64>,
-    /// Open TCP connections from one IP address; more get 429 [default: 1000].
+    /// Open TCP connections from one IP address; more get 429; 0 for no
+    /// limit [default: 1000].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections_per_ip: Option<usize>,

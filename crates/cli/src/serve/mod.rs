@@ -45,7 +45,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             Auth::rs256_pem(&pem).with_context(|| format!("loading {}", path.display()))?
         }
         (None, None) => Auth::Anonymous,
-    };
+    }
+    .expecting(settings.jwt_audience.clone(), settings.jwt_issuer.clone());
     config.ping_interval = settings.ping_interval.0;
     config.ping_timeout = settings.ping_timeout.0;
     config.max_payload = settings.max_payload;
@@ -97,9 +98,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let drain_timeout = settings.drain_timeout.0;
     let tls = settings.tls_cert.is_some();
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener = tokio::net::TcpListener::from_std(listen::bind(settings.listen)?)?;
         let addr = listener.local_addr()?;
         let server = Server::with_store(config, store);
         announce(&settings, addr, tls, generated.then_some(api_key.as_str()));

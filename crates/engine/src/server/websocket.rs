@@ -172,11 +172,19 @@ impl<H: Handler> Future for Driver<H> {
             if let Some(reason) = closed {
                 return this.finish(Some(reason), cx);
             }
+            let unsent = ws.connection().output_len();
             match ws.poll_recv(cx) {
                 Poll::Ready(Some(Ok(m))) => on_frame(&this.shared, &this.socket, m),
                 // The socket ended: the session ends with it unless this was
                 // an upgrade that never completed.
                 Poll::Ready(Some(Err(_)) | None) => return this.finish(None, cx),
+                // The socket took some of the output and has room for more
+                // while packets wait in the session (its writability, which
+                // woke this task, will not fire again): move more. Each
+                // round needs written bytes, so this ends.
+                Poll::Pending
+                    if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
+                        && this.socket.lock().session.backlog() > 0 => {}
                 Poll::Pending => return Poll::Pending,
             }
         }

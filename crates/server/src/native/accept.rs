@@ -76,13 +76,14 @@ impl Native {
         // token comes later.
         let headers = (deferred && ctx.backend.as_ref().is_some_and(|b| b.has_connect()))
             .then(|| req.headers().clone());
+        // Compression state is dropped after each message: an idle
+        // connection holds none. The size limit applies after inflation.
         let config = Config::default()
-            // Compression state is dropped after each message: an idle
-            // connection holds none.
             .deflate(Some(deflate()))
             .max_message_size(self.max_message)
             .max_frame_size(self.max_message);
-        let (res, _accepted, pending) = match upgrade(&mut req, &ServerOptions::default(), config) {
+        let options = ServerOptions::default().with_deflate(Some(deflate()));
+        let (res, _accepted, pending) = match upgrade(&mut req, &options, config) {
             Ok(u) => u,
             Err(e) => {
                 let mut res = Response::new(Full::new(Bytes::from(format!("{e}\n"))));
@@ -96,14 +97,18 @@ impl Native {
             let Ok(mut ws) = pending.websocket().await else {
                 return;
             };
+            let id = crate::relay::new_conn_id();
             let identity = match identity {
-                Some(id) => id,
-                None => match native.authenticate(&mut ws, headers.as_ref(), remote).await {
-                    Some(id) => id,
+                Some(identity) => identity,
+                None => match native
+                    .authenticate(&mut ws, &id, headers.as_ref(), remote)
+                    .await
+                {
+                    Some(identity) => identity,
                     None => return,
                 },
             };
-            native.open(identity, ws);
+            native.open(id, identity, ws);
         });
         res.map(|()| Full::default())
     }
@@ -113,6 +118,7 @@ impl Native {
     async fn authenticate(
         &self,
         ws: &mut WebSocket<MaybeTlsStream>,
+        socket: &str,
         headers: Option<&http::HeaderMap>,
         remote: Option<std::net::SocketAddr>,
     ) -> Option<Identity> {
@@ -158,14 +164,17 @@ impl Native {
             match self.ctx.identify("native", token, headers, remote).await {
                 Ok(identity) => {
                     let _ = ws
-                        .send(answer(json!({"ok": true, "user": identity.user})))
+                        .send(answer(
+                            json!({"ok": true, "user": identity.user, "socket": socket}),
+                        ))
                         .await;
                     return Some(identity);
                 }
                 Err(refused) => {
                     let (code, message) = match &refused {
                         Refused::Unavailable => (TRY_AGAIN_LATER, "the backend is unavailable"),
-                        _ => (UNAUTHORIZED, "unauthorized"),
+                        Refused::Forbidden(reason) => (UNAUTHORIZED, reason.as_str()),
+                        Refused::Unauthorized => (UNAUTHORIZED, "unauthorized"),
                     };
                     let _ = ws
                         .send(answer(wire::error(&refused.to_string(), message)))
@@ -179,8 +188,7 @@ impl Native {
 
     /// The connection is in: registered, welcomed, in its personal room and
     /// the rooms the backend chose, and driven by its own task.
-    fn open(self: Arc<Self>, identity: Identity, ws: WebSocket<MaybeTlsStream>) {
-        let id = crate::relay::new_conn_id();
+    fn open(self: Arc<Self>, id: Arc<str>, identity: Identity, ws: WebSocket<MaybeTlsStream>) {
         let conn = Arc::new(Conn::new(
             id.clone(),
             &identity,

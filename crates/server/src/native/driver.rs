@@ -112,6 +112,7 @@ impl Future for Driver {
             if failed || ending.is_some() {
                 return this.finish(ending, cx);
             }
+            let unsent = ws.connection().output_len();
             let r = ws.poll_recv(cx);
             if ws.take_activity() {
                 this.conn.touch(this.native.now_ms());
@@ -134,6 +135,13 @@ impl Future for Driver {
                     return this.finish(None, cx);
                 }
                 Poll::Ready(None) => return this.finish(None, cx),
+                // The socket took some of the output and has room for more
+                // while frames wait in the queue (its writability, which woke
+                // this task, will not fire again): move more. Each round
+                // needs written bytes, so this ends.
+                Poll::Pending
+                    if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
+                        && !this.conn.lock().outbox.is_empty() => {}
                 Poll::Pending => return Poll::Pending,
             }
         }

@@ -286,7 +286,9 @@ impl Sink for Native {
         metrics.deliveries.inc_by(members.len() as u64);
         for c in members {
             if p.volatile {
-                c.push_volatile(frame.clone());
+                if !c.push_volatile(frame.clone()) {
+                    metrics.native.queue_drops.inc();
+                }
             } else {
                 c.push(frame.clone());
             }
@@ -299,7 +301,9 @@ impl Sink for Native {
             let m = json!({"op": "presence", "room": change.room, "user": change.user, "action": action});
             // Presence events are volatile: a slow client loses them first
             // (it can ask `presence` again).
-            c.push_volatile(text(m.to_string()));
+            if !c.push_volatile(text(m.to_string())) {
+                self.ctx.metrics.native.queue_drops.inc();
+            }
         }
     }
 

@@ -147,10 +147,12 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     {
         let mut st = conn.lock();
         let max = native.ctx.limits.max_rooms;
-        let count = st.rooms.len();
+        // The personal room does not count.
+        let personal = user_room(&conn.user);
+        let count = st.rooms.iter().filter(|(r, _)| **r != *personal).count();
         match st.rooms.iter_mut().find(|(r, _)| &**r == room) {
             Some(entry) => entry.1 |= presence,
-            None if count >= max => {
+            None if count >= max && room != personal => {
                 native.ctx.metrics.reject(Limit::Rooms);
                 return Err(Refusal(
                     "too_many_rooms",
@@ -190,6 +192,12 @@ fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
         .get("room")
         .and_then(Value::as_str)
         .ok_or_else(|| bad("room must be a string"))?;
+    if room.starts_with("user:") && room != user_room(&conn.user) {
+        return Err(Refusal(
+            "forbidden",
+            "personal rooms of other users are reserved to the backend".into(),
+        ));
+    }
     conn.lock().rooms.retain(|(r, _)| &**r != room);
     if room != user_room(&conn.user) {
         native.leave_room(conn, room);
@@ -246,9 +254,20 @@ fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
                 _ => return Err(bad("since must be an offset or {epoch, offset}")),
             }
         }
-        other => other.and_then(Value::as_u64),
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad("since must be an offset or {epoch, offset}"))?,
+        ),
     };
-    let limit = wire::history_limit(req.get("limit").and_then(Value::as_u64));
+    let limit = match req.get("limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad("limit must be a non-negative integer"))?,
+        ),
+    };
+    let limit = wire::history_limit(limit);
     let (epoch, entries) = native.hub.history(room, since, limit)?;
     Ok(wire::history(epoch, &entries, since))
 }

@@ -48,6 +48,19 @@ async fn refuse(stream: &mut MaybeTlsStream, e: HandshakeError) -> Error {
     Error::Handshake(e)
 }
 
+/// Anything the server wants kept alive exactly as long as a connection
+/// (e.g. its slot in a per-address connection count). Put one in a request's
+/// extensions: [`upgrade`] takes it and the [`WebSocket`] holds it until it
+/// is dropped, long after hyper's connection task has ended.
+#[derive(Clone)]
+pub struct ConnectionGuard(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for ConnectionGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionGuard")
+    }
+}
+
 /// An accepted upgrade: send `response` from the hyper service, then await
 /// [`PendingUpgrade::websocket`].
 #[derive(Debug)]
@@ -55,6 +68,7 @@ pub struct PendingUpgrade {
     on_upgrade: hyper::upgrade::OnUpgrade,
     deflate: Option<crate::deflate::DeflateParams>,
     config: Config,
+    guard: Option<ConnectionGuard>,
 }
 
 /// Validates a hyper request as a WebSocket upgrade. On success returns the
@@ -66,11 +80,12 @@ pub fn upgrade<B>(
     config: Config,
 ) -> Result<(http::Response<()>, Accepted, PendingUpgrade), HandshakeError> {
     let accepted = accept(req.method(), req.version(), req.headers(), options)?;
-    let on_upgrade = hyper::upgrade::on(req);
+    let on_upgrade = hyper::upgrade::on(&mut *req);
     let pending = PendingUpgrade {
         on_upgrade,
         deflate: accepted.deflate.as_ref().map(|(p, _)| *p),
         config,
+        guard: req.extensions_mut().remove::<ConnectionGuard>(),
     };
     Ok((accepted.response(), accepted, pending))
 }
@@ -85,10 +100,13 @@ impl PendingUpgrade {
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let conn = Connection::new(Role::Server, self.config, self.deflate);
+        let guard = self.guard;
         let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let stream = MaybeTlsStream::Plain(parts.io.into_inner());
-                return Ok(WebSocket::from_parts(stream, conn, &parts.read_buf));
+                let mut ws = WebSocket::from_parts(stream, conn, &parts.read_buf);
+                ws.guard = guard;
+                return Ok(ws);
             }
             Err(u) => u,
         };
@@ -96,7 +114,9 @@ impl PendingUpgrade {
         match upgraded.downcast::<TokioIo<Tls>>() {
             Ok(parts) => {
                 let stream = MaybeTlsStream::ServerTls(Box::new(parts.io.into_inner()));
-                Ok(WebSocket::from_parts(stream, conn, &parts.read_buf))
+                let mut ws = WebSocket::from_parts(stream, conn, &parts.read_buf);
+                ws.guard = guard;
+                Ok(ws)
             }
             Err(_) => Err(Error::Io(std::io::Error::other(
                 "upgraded connection is neither TCP nor TLS over TCP",

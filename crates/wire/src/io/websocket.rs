@@ -55,6 +55,8 @@ pub struct WebSocket<S> {
     clean: bool,
     /// Bytes arrived since [`WebSocket::take_activity`] last looked.
     active: bool,
+    /// Kept as long as the connection (see [`super::server::ConnectionGuard`]).
+    pub(crate) guard: Option<super::server::ConnectionGuard>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -72,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             error: None,
             clean: false,
             active: false,
+            guard: None,
         }
     }
 
