@@ -61,14 +61,7 @@ impl Context {
         headers: Option<&http::HeaderMap>,
         remote: Option<std::net::SocketAddr>,
     ) -> Result<Identity, Refused> {
-        let from_token = match self.auth.identify(token) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::debug!(error = %e, protocol, "connection refused");
-                self.metrics.reject(Limit::Auth);
-                return Err(Refused::Unauthorized);
-            }
-        };
+        let from_token = self.identify_token(protocol, token)?;
         let Some(backend) = self.backend.as_ref().filter(|b| b.has_connect()) else {
             return Ok(from_token);
         };
@@ -96,6 +89,27 @@ impl Context {
                 Err(Refused::Unavailable)
             }
         }
+    }
+
+    /// Whether identifying a connection asks the backend (then
+    /// [`Context::identify`] must be awaited; else
+    /// [`Context::identify_token`] is the whole answer).
+    pub(crate) fn has_connect_proxy(&self) -> bool {
+        self.backend.as_ref().is_some_and(|b| b.has_connect())
+    }
+
+    /// Who a connection is by its token alone (checked when a JWT is
+    /// required).
+    pub(crate) fn identify_token(
+        &self,
+        protocol: &'static str,
+        token: Option<&str>,
+    ) -> Result<Identity, Refused> {
+        self.auth.identify(token).map_err(|e| {
+            tracing::debug!(error = %e, protocol, "connection refused");
+            self.metrics.reject(Limit::Auth);
+            Refused::Unauthorized
+        })
     }
 
     /// A connection of `user` opened: online (webhook on the first one).

@@ -27,15 +27,15 @@ pub mod limits;
 mod metrics;
 mod native;
 mod openapi;
+mod per_ip;
 mod relay;
 pub mod rooms;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -135,48 +135,8 @@ pub struct Server {
     /// Owned here: the hub holds adapters weakly.
     _sio_sink: Arc<dyn switchboard_hub::Sink>,
     accepted: Arc<AtomicU64>,
-    per_ip: Arc<PerIp>,
+    per_ip: Arc<per_ip::PerIp>,
     tls: Option<Tls>,
-}
-
-/// Open connections per client IP address.
-#[derive(Debug, Default)]
-struct PerIp {
-    max: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One counted connection; uncounted when dropped.
-struct IpSlot {
-    per_ip: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= self.max {
-            return None;
-        }
-        *n += 1;
-        Some(IpSlot {
-            per_ip: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
 }
 
 impl std::fmt::Debug for Server {
@@ -268,13 +228,7 @@ impl Server {
             metrics,
             _sio_sink: sio_sink,
             accepted: Arc::default(),
-            per_ip: Arc::new(PerIp {
-                max: match config.max_connections_per_ip {
-                    0 => usize::MAX,
-                    n => n,
-                },
-                open: Mutex::default(),
-            }),
+            per_ip: Arc::new(per_ip::PerIp::new(config.max_connections_per_ip)),
             tls: config.tls,
         }
     }
@@ -405,7 +359,6 @@ impl Server {
                 continue;
             };
             let server = self.clone();
-            let slot = Arc::new(slot);
             tokio::spawn(async move {
                 match server.tls.clone().map(|t| t.0) {
                     None => server.http(stream, peer, slot).await,
@@ -425,7 +378,7 @@ impl Server {
     /// 16 KiB of head (431 beyond), 10 s to send a head. The connection's
     /// per-address slot goes with every request, so an upgraded WebSocket
     /// keeps it (and stays counted) after this returns.
-    async fn http<I>(self, stream: I, peer: SocketAddr, slot: Arc<IpSlot>)
+    async fn http<I>(self, stream: I, peer: SocketAddr, slot: per_ip::IpSlot)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {

@@ -34,9 +34,15 @@ pub(crate) struct Member {
     info: Option<Box<Bytes>>,
     /// Rooms joined with `presence: true`.
     presence: Mutex<Vec<String>>,
-    /// Rooms the token grants.
-    grants: Option<Box<Grants>>,
-    /// Rooms the connect proxy said to join (taken at connect).
+    /// What only some members have (boxed: most have none of it).
+    extra: Option<Box<Extra>>,
+}
+
+/// Token grants and the rooms the connect proxy chose.
+#[derive(Debug)]
+struct Extra {
+    grants: Option<Grants>,
+    /// Joined at connect (then taken).
     initial_rooms: Mutex<Vec<String>>,
 }
 
@@ -49,9 +55,20 @@ impl Member {
             user: Arc::from(id.user),
             info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
             presence: Mutex::default(),
-            grants: id.grants,
-            initial_rooms: Mutex::new(id.rooms),
+            extra: (id.grants.is_some() || !id.rooms.is_empty()).then(|| {
+                Box::new(Extra {
+                    grants: id.grants.map(|g| *g),
+                    initial_rooms: Mutex::new(id.rooms),
+                })
+            }),
         }
+    }
+
+    /// The rooms to join at connect (once).
+    fn take_initial_rooms(&self) -> Vec<String> {
+        self.extra.as_ref().map_or_else(Vec::new, |e| {
+            std::mem::take(&mut *e.initial_rooms.lock().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     fn may(&self, ctx: &Context, action: Action, room: &str) -> Result<(), &'static str> {
@@ -60,7 +77,7 @@ impl Member {
             room,
             &self.user,
             self.anonymous,
-            self.grants.as_deref(),
+            self.extra.as_ref().and_then(|e| e.grants.as_ref()),
         )
     }
 
@@ -189,19 +206,28 @@ type Handler = fn(&Context, &Socket, Event);
 pub(crate) fn namespace(ctx: Arc<Context>) -> NamespaceBuilder {
     let mut ns = NamespaceBuilder::new();
     let c = ctx.clone();
-    ns = ns.middleware_async(move |req| {
-        let ctx = c.clone();
-        async move {
-            let token = req.auth().get("token").and_then(Value::as_str);
-            match ctx.identify("socketio", token, req.headers(), None).await {
-                Ok(id) => {
-                    req.set_data(Member::new(id));
-                    Ok(())
-                }
-                Err(refused) => Err(connect_error(&refused)),
+    ns = if ctx.has_connect_proxy() {
+        ns.middleware_async(move |req| {
+            let ctx = c.clone();
+            async move {
+                let token = req.auth().get("token").and_then(Value::as_str);
+                let identity = ctx.identify("socketio", token, req.headers(), None).await;
+                let id = identity.map_err(|refused| connect_error(&refused))?;
+                req.set_data(Member::new(id));
+                Ok(())
             }
-        }
-    });
+        })
+    } else {
+        // No backend to ask: the token is the whole answer, no future.
+        ns.middleware(move |req| {
+            let token = req.auth().get("token").and_then(Value::as_str);
+            let id = c
+                .identify_token("socketio", token)
+                .map_err(|refused| connect_error(&refused))?;
+            req.set_data(Member::new(id));
+            Ok(())
+        })
+    };
     let c = ctx.clone();
     ns = ns.on_connect(move |socket| on_connect(&c, socket));
     let c = ctx.clone();
@@ -346,12 +372,7 @@ fn on_connect(ctx: &Context, socket: &Socket) {
     ctx.connected(&member.user, member.info.as_deref().cloned());
     let personal = user_room(&member.user);
     socket.join(&personal);
-    let initial = std::mem::take(
-        &mut *member
-            .initial_rooms
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()),
-    );
+    let initial = member.take_initial_rooms();
     for room in initial.iter().filter(|r| wire::valid_room(r)) {
         // Rooms the backend chose: joined whatever the rules say.
         socket.join(room);
