@@ -19,25 +19,24 @@ const BACKLOG: i32 = 4096;
 /// Binds a listener on `addr` (`SO_REUSEADDR`, a deep accept backlog): one
 /// process per port.
 pub(crate) fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket
-        .bind(&addr.into())
-        .with_context(|| format!("binding {addr}"))?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    bind_with(addr, false)
 }
 
 /// Binds a listener with `SO_REUSEPORT` (and `SO_REUSEADDR`) on `addr`.
 pub(crate) fn bind_reuseport(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    bind_with(addr, true)
+}
+
+fn bind_with(addr: SocketAddr, reuse_port: bool) -> anyhow::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket
         .bind(&addr.into())
-        .with_context(|| format!("bind {addr}"))?;
+        .with_context(|| format!("binding {addr}"))?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
 }

@@ -41,6 +41,14 @@ enum Phase {
     Done,
 }
 
+/// How a connection ended: the protocol error that ended it, the close
+/// frame the peer sent.
+#[derive(Debug, Default)]
+struct Ending {
+    error: Option<ProtocolError>,
+    peer_close: Option<CloseFrame>,
+}
+
 /// A WebSocket over a stream `S`: receive with [`WebSocket::recv`], send with
 /// [`WebSocket::send`] (or [`WebSocket::queue`] then [`WebSocket::flush`] to
 /// coalesce writes). Pings are answered and the close handshake completed
@@ -51,7 +59,8 @@ pub struct WebSocket<S> {
     conn: Connection,
     phase: Phase,
     linger: Option<Pin<Box<Sleep>>>,
-    error: Option<Box<ProtocolError>>,
+    /// How the connection ended, once it did (boxed: rare).
+    ending: Option<Box<Ending>>,
     clean: bool,
     /// Bytes arrived since [`WebSocket::take_activity`] last looked.
     active: bool,
@@ -71,7 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             conn,
             phase: Phase::Open,
             linger: None,
-            error: None,
+            ending: None,
             clean: false,
             active: false,
             guard: None,
@@ -91,6 +100,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io
+    }
+
+    /// The close frame the peer sent, once it sent one (its code and reason;
+    /// `None` also for a close without a code).
+    pub fn peer_close(&self) -> Option<&CloseFrame> {
+        self.ending.as_ref()?.peer_close.as_ref()
     }
 
     /// Whether any bytes arrived from the peer since the last call (pongs and
@@ -175,12 +190,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
                 Phase::Done => {
-                    return Poll::Ready(self.error.take().map(|e| Err(Error::Protocol(*e))));
+                    let error = self.ending.as_mut().and_then(|e| e.error.take());
+                    return Poll::Ready(error.map(|e| Err(Error::Protocol(e))));
                 }
             }
             match self.conn.next_event() {
                 Ok(Some(Event::Message(m))) => return Poll::Ready(Some(Ok(m))),
-                Ok(Some(Event::Close(_))) => {
+                Ok(Some(Event::Close(frame))) => {
+                    self.ending.get_or_insert_default().peer_close = frame;
                     self.clean = self.conn.close_sent();
                     self.phase = Phase::Closing;
                     continue;
@@ -188,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(Some(Event::Ping(_) | Event::Pong(_))) => continue,
                 Ok(None) => {}
                 Err(e) => {
-                    self.error = Some(Box::new(e));
+                    self.ending.get_or_insert_default().error = Some(e);
                     self.phase = Phase::Closing;
                     continue;
                 }
