@@ -75,6 +75,8 @@ mod tests {
         r.failed();
         assert_eq!(r.current(), "b", "a success resets the count");
         r.failed();
+        assert_eq!(r.current(), "c");
+        r.failed();
         r.failed();
         assert_eq!(r.current(), "a", "after the last backup, the primary");
         r.skip();
