@@ -1,6 +1,7 @@
 //! The `switchboard` command.
 
 mod bench;
+mod connect;
 mod echo;
 mod listen;
 mod serve;
@@ -23,6 +24,9 @@ enum Command {
     /// The real-time server: Socket.IO relay with rooms, presence, history
     /// and the admin API.
     Serve(Box<serve::ServeArgs>),
+    /// A client: the native protocol with reconnection, or raw WebSocket
+    /// (stdin lines in, JSON lines out).
+    Connect(connect::ConnectArgs),
     /// A bare WebSocket echo server on every path (a test peer and benchmark target).
     Echo(echo::EchoArgs),
     /// Load generators.
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Echo(args) => echo::run(args),
+        Command::Connect(args) => connect::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -204,3 +204,114 @@ fn echo_serves_wss_with_the_given_certificate() {
         assert!(ws.closed_cleanly());
     });
 }
+
+/// `switchboard connect` in a script: lines in, JSON lines out; a line that
+/// is not JSON is published to the first room; `--exit-after` ends it.
+#[test]
+fn connect_native_publishes_lines_and_prints_messages() {
+    let port = free_port();
+    let mut serve = Server(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--api-key",
+                "k",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["connect", &format!("ws://127.0.0.1:{port}/ws")])
+        .args(["--room", "lobby", "--exit-after", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = connect.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"hello\n{\"op\":\"publish\",\"room\":\"lobby\",\"event\":\"ev\",\"data\":{\"n\":2}}\n",
+        )
+        .unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        connect
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        let status = connect.wait().unwrap();
+        (s, status)
+    });
+    let until = Instant::now() + Duration::from_secs(15);
+    while !out.is_finished() {
+        assert!(
+            Instant::now() < until,
+            "connect did not exit after 2 messages"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let (stdout, status) = out.join().unwrap();
+    assert!(status.success());
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let messages: Vec<&serde_json::Value> = lines.iter().filter(|v| v["op"] == "message").collect();
+    assert_eq!(messages.len(), 2, "{stdout}");
+    assert_eq!(messages[0]["data"], "hello");
+    assert_eq!(messages[0]["event"], "message");
+    assert_eq!(messages[1]["data"]["n"], 2);
+    assert_eq!(messages[1]["offset"], 2);
+    serve.0.kill().unwrap();
+}
+
+/// `switchboard connect --protocol raw` against any WebSocket server (our
+/// echo): lines out as text frames, frames back as lines.
+#[test]
+fn connect_raw_talks_to_any_websocket_server() {
+    let (_echo, port) = start_echo(&[]);
+    let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "connect",
+            "--protocol",
+            "raw",
+            &format!("ws://127.0.0.1:{port}/"),
+        ])
+        .args(["--exit-after", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = connect.stdin.take().unwrap();
+    stdin.write_all(b"first line\nsecond \xc3\xa9\n").unwrap();
+    let out = std::thread::spawn(move || connect.wait_with_output().unwrap());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !out.is_finished() {
+        assert!(
+            Instant::now() < until,
+            "connect did not exit after 2 frames"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let output = out.join().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "first line\nsecond é\n"
+    );
+}

@@ -291,35 +291,55 @@ impl Client {
     }
 
     /// Sends one request (a JSON object with `op`) and waits for its answer
-    /// (the reply without `id` and `ok`).
-    pub async fn request(&self, op: Value) -> Result<Value, ClientError> {
+    /// (the reply without `id` and `ok`). Requests go out in the order of
+    /// the calls (the call queues it; awaiting only waits for the answer).
+    pub fn request(
+        &self,
+        op: Value,
+    ) -> impl Future<Output = Result<Value, ClientError>> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Request { op, reply })
-            .map_err(|_| ClientError::Closed)?;
-        rx.await.map_err(|_| ClientError::Closed)?
+        let sent = self.tx.send(Command::Request { op, reply });
+        async move {
+            sent.map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)?
+        }
     }
 
     /// Joins `room` (with presence events or not); after a reconnect it is
-    /// joined again with `since`.
-    pub async fn join(&self, room: &str, presence: bool) -> Result<Value, ClientError> {
+    /// joined again with `since`. Answers `{epoch, offset, recovered}`.
+    pub fn join(
+        &self,
+        room: &str,
+        presence: bool,
+    ) -> impl Future<Output = Result<Value, ClientError>> + Send + 'static {
         self.request(json!({"op": "join", "room": room, "presence": presence}))
-            .await
     }
 
     /// Leaves `room`.
-    pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
-        self.request(json!({"op": "leave", "room": room}))
-            .await
-            .map(drop)
+    pub fn leave(
+        &self,
+        room: &str,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'static {
+        let answer = self.request(json!({"op": "leave", "room": room}));
+        async move { answer.await.map(drop) }
     }
 
-    /// Publishes to `room`; returns the message's offset.
-    pub async fn publish(&self, room: &str, event: &str, data: Value) -> Result<u64, ClientError> {
-        let answer = self
-            .request(json!({"op": "publish", "room": room, "event": event, "data": data}))
-            .await?;
-        Ok(answer.get("offset").and_then(Value::as_u64).unwrap_or(0))
+    /// Publishes to `room`; answers the message's offset.
+    pub fn publish(
+        &self,
+        room: &str,
+        event: &str,
+        data: Value,
+    ) -> impl Future<Output = Result<u64, ClientError>> + Send + 'static {
+        let answer =
+            self.request(json!({"op": "publish", "room": room, "event": event, "data": data}));
+        async move {
+            Ok(answer
+                .await?
+                .get("offset")
+                .and_then(Value::as_u64)
+                .unwrap_or(0))
+        }
     }
 
     /// Closes the connection and stops reconnecting.

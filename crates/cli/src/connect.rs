@@ -1,0 +1,232 @@
+//! `switchboard connect URL`: a client on the terminal or in a script.
+//!
+//! * `--protocol native` (default): the Rust client of `switchboard-client`
+//!   with its reconnection (backoff, `--backup` URLs, rejoin with `since`).
+//!   A typed line that is a JSON object is sent as a request (`{"op":…}`)
+//!   and its answer printed; any other line is published to the first
+//!   `--room` as event `message`. Room messages, presence and answers are
+//!   JSON lines on stdout; connection states go to stderr.
+//! * `--protocol raw`: any WebSocket server, like wscat: each line is sent
+//!   as a text frame, each text frame received is printed as a line (binary
+//!   frames as `{"binary":"<base64>"}`).
+//!
+//! `--exit-after N` exits after N messages received (room messages for
+//! native, frames for raw); end of input closes the connection (after the
+//! answers to what was sent, for native).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use switchboard_client::native::{Client, ClientConfig, Event, State};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    /// The native JSON protocol of `switchboard serve` at `/ws`.
+    Native,
+    /// Plain WebSocket text frames, any server.
+    Raw,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConnectArgs {
+    /// The server: `ws://host:port/ws` (native) or any WebSocket URL (raw).
+    url: String,
+    /// The protocol spoken.
+    #[arg(long, value_enum, default_value = "native")]
+    protocol: Protocol,
+    /// Rooms to join (native); lines that are not JSON go to the first.
+    #[arg(long = "room")]
+    rooms: Vec<String>,
+    /// Ask for presence events in the rooms joined.
+    #[arg(long)]
+    presence: bool,
+    /// A token (JWT) for the server.
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Backup URLs, tried in order when the current one fails (native).
+    #[arg(long = "backup")]
+    backups: Vec<String>,
+    /// Exit after this many messages received.
+    #[arg(long)]
+    exit_after: Option<u64>,
+}
+
+pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async move {
+        match args.protocol {
+            Protocol::Native => native(args).await,
+            Protocol::Raw => raw(args).await,
+        }
+    });
+    // The stdin reader may be blocked in a read: do not wait for it.
+    rt.shutdown_background();
+    result
+}
+
+fn print(v: &Value) {
+    println!("{v}");
+}
+
+async fn native(args: ConnectArgs) -> anyhow::Result<()> {
+    let mut urls = vec![args.url.clone()];
+    urls.extend(args.backups.iter().cloned());
+    let mut config = ClientConfig::new(urls);
+    if let Some(token) = &args.token {
+        config = config.token(token.clone());
+    }
+    let (client, mut events) = Client::connect(config);
+    for room in &args.rooms {
+        // Queued now (before any line is read), joined once connected.
+        let joined = client.join(room, args.presence);
+        let room = room.clone();
+        tokio::spawn(async move {
+            match joined.await {
+                Ok(_) => eprintln!("switchboard connect: joined {room}"),
+                Err(e) => eprintln!("switchboard connect: join {room}: {e}"),
+            }
+        });
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input_open = true;
+    let mut sent = tokio::task::JoinSet::new();
+    let mut received = 0u64;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if input_open => match line? {
+                None => {
+                    input_open = false;
+                    if args.exit_after.is_none() {
+                        break;
+                    }
+                }
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => {
+                    let request = match serde_json::from_str::<Value>(&line) {
+                        Ok(v @ Value::Object(_)) => v,
+                        _ => match args.rooms.first() {
+                            Some(room) => json!({"op": "publish", "room": room, "event": "message", "data": line}),
+                            None => {
+                                eprintln!("switchboard connect: not JSON and no --room to publish to");
+                                continue;
+                            }
+                        },
+                    };
+                    let answer = client.request(request);
+                    sent.spawn(async move {
+                        match answer.await {
+                            Ok(mut answer) => {
+                                answer["ok"] = json!(true);
+                                print(&answer);
+                            }
+                            Err(e) => print(&json!({"ok": false, "error": e.to_string()})),
+                        }
+                    });
+                }
+            },
+            event = events.recv() => match event {
+                None => break,
+                Some(Event::State(state)) => {
+                    eprintln!("switchboard connect: {}", describe(&state));
+                    if matches!(state, State::Closed { .. }) {
+                        break;
+                    }
+                }
+                Some(Event::Message(m)) => {
+                    print(&json!({"op": "message", "room": m.room, "event": m.event, "data": m.data,
+                        "offset": m.offset, "epoch": m.epoch, "from": m.from}));
+                    received += 1;
+                    if args.exit_after.is_some_and(|n| received >= n) {
+                        break;
+                    }
+                }
+                Some(Event::Presence { room, user, action }) => {
+                    print(&json!({"op": "presence", "room": room, "user": user, "action": action}));
+                }
+                Some(Event::Gap { room }) => {
+                    print(&json!({"op": "gap", "room": room}));
+                }
+                Some(Event::Kicked { reason, reconnect }) => {
+                    print(&json!({"op": "kick", "reason": reason, "reconnect": reconnect}));
+                }
+            },
+        }
+    }
+    // Answers to what was sent still print.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while sent.join_next().await.is_some() {}
+    })
+    .await;
+    client.close();
+    Ok(())
+}
+
+fn describe(state: &State) -> String {
+    match state {
+        State::Connecting { url } => format!("connecting to {url}"),
+        State::Open { url, socket, user } => {
+            format!("connected to {url} as {user} (socket {socket})")
+        }
+        State::Reconnecting {
+            attempt,
+            delay,
+            url,
+        } => format!("reconnecting to {url} in {delay:?} (attempt {attempt})"),
+        State::Closed { reason } => format!("closed: {reason}"),
+    }
+}
+
+async fn raw(args: ConnectArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use switchboard_wire::Message;
+    use switchboard_wire::io::{ConnectOptions, connect};
+
+    let options = ConnectOptions::new(switchboard_wire::Config::default());
+    let (mut ws, _) = connect(&args.url, &options)
+        .await
+        .with_context(|| format!("connecting to {}", args.url))?;
+    eprintln!("switchboard connect: connected to {}", args.url);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input_open = true;
+    let mut received = 0u64;
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if input_open => match line? {
+                Some(line) => ws.send(Message::Text(line.into())).await?,
+                None => {
+                    input_open = false;
+                    if args.exit_after.is_none() {
+                        let _ = ws.close(None).await;
+                        break;
+                    }
+                }
+            },
+            m = ws.recv() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    println!("{}", t.as_str());
+                    received += 1;
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(&b);
+                    print(&json!({"binary": b64}));
+                    received += 1;
+                }
+                Some(Err(e)) => anyhow::bail!("connection failed: {e}"),
+                None => {
+                    let code = ws.peer_close().map(|f| f.code.0);
+                    eprintln!("switchboard connect: closed by the server (code {code:?})");
+                    break;
+                }
+            },
+        }
+        if args.exit_after.is_some_and(|n| received >= n) {
+            let _ = ws.close(None).await;
+            break;
+        }
+    }
+    Ok(())
+}
