@@ -12,10 +12,12 @@
 //!   so a reconnect rejoins with `since` and every message is delivered
 //!   exactly once and in order (duplicates dropped by offset).
 //!
-//! [`native::Client`] puts them together for the native protocol over one
-//! tokio task.
+//! [`native::Client`] puts them together for the native protocol and
+//! [`socketio::SioClient`] for Socket.IO (WebSocket, or long-polling when
+//! the WebSocket is refused), each over one tokio task.
 
 pub mod backoff;
 pub mod native;
 pub mod recovery;
 pub mod rotation;
+pub mod socketio;
