@@ -6,6 +6,12 @@
 //!   and its answer printed; any other line is published to the first
 //!   `--room` as event `message`. Room messages, presence and answers are
 //!   JSON lines on stdout; connection states go to stderr.
+//! * `--protocol socketio`: any Socket.IO server (`http://host:port`),
+//!   WebSocket or long-polling. A line that is a JSON array
+//!   `["event", args…]` is emitted with an ack (the ack is printed); any
+//!   other line is emitted as `message`. With `--room`, the rooms are
+//!   joined through `switchboard serve`'s relay (`join` events). Events
+//!   received are printed as `{"event", "args"}`.
 //! * `--protocol raw`: any WebSocket server, like wscat: each line is sent
 //!   as a text frame, each text frame received is printed as a line (binary
 //!   frames as `{"binary":"<base64>"}`).
@@ -25,6 +31,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub(crate) enum Protocol {
     /// The native JSON protocol of `switchboard serve` at `/ws`.
     Native,
+    /// Socket.IO v5 (any Socket.IO server; `switchboard serve` at `/`).
+    Socketio,
     /// Plain WebSocket text frames, any server.
     Raw,
 }
@@ -60,6 +68,7 @@ pub(crate) fn run(args: ConnectArgs) -> anyhow::Result<()> {
     let result = rt.block_on(async move {
         match args.protocol {
             Protocol::Native => native(args).await,
+            Protocol::Socketio => socketio(args).await,
             Protocol::Raw => raw(args).await,
         }
     });
@@ -178,6 +187,102 @@ fn describe(state: &State) -> String {
         } => format!("reconnecting to {url} in {delay:?} (attempt {attempt})"),
         State::Closed { reason } => format!("closed: {reason}"),
     }
+}
+
+async fn socketio(args: ConnectArgs) -> anyhow::Result<()> {
+    use switchboard_client::socketio::{self as sio, Args, SioClient, SioConfig};
+
+    let mut urls = vec![args.url.clone()];
+    urls.extend(args.backups.iter().cloned());
+    let mut config = SioConfig::new(urls);
+    if let Some(token) = &args.token {
+        config = config.auth(json!({"token": token}));
+    }
+    let (client, mut events) = SioClient::connect(config);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input_open = true;
+    let mut sent = tokio::task::JoinSet::new();
+    let mut received = 0u64;
+    let print_args = |a: &Args| {
+        let mut v = a.values.clone();
+        use base64::Engine as _;
+        v.extend(
+            a.binary
+                .iter()
+                .map(|b| json!({"binary": base64::engine::general_purpose::STANDARD.encode(b)})),
+        );
+        Value::Array(v)
+    };
+    loop {
+        tokio::select! {
+            line = lines.next_line(), if input_open => match line? {
+                None => {
+                    input_open = false;
+                    if args.exit_after.is_none() {
+                        break;
+                    }
+                }
+                Some(line) if line.trim().is_empty() => {}
+                Some(line) => {
+                    let (name, values) = match serde_json::from_str::<Value>(&line) {
+                        Ok(Value::Array(mut a)) if a.first().is_some_and(Value::is_string) => {
+                            let name = a.remove(0).as_str().unwrap_or_default().to_owned();
+                            (name, a)
+                        }
+                        _ => ("message".to_owned(), vec![Value::String(line)]),
+                    };
+                    let answer = client.emit_with_ack(&name, Args::json(values));
+                    sent.spawn(async move {
+                        match answer.await {
+                            Ok(a) => print(&json!({"ack": name, "args": print_args(&a)})),
+                            Err(e) => print(&json!({"ack": name, "error": e.to_string()})),
+                        }
+                    });
+                }
+            },
+            event = events.recv() => match event {
+                None => break,
+                Some(sio::Event::State(state)) => {
+                    eprintln!("switchboard connect: {state:?}");
+                    if let sio::State::Open { .. } = state {
+                        for room in &args.rooms {
+                            let opts = json!({"presence": args.presence});
+                            let joined = client.emit_with_ack("join", Args::json(vec![json!(room), opts]));
+                            let room = room.clone();
+                            tokio::spawn(async move {
+                                match joined.await {
+                                    Ok(a) => eprintln!("switchboard connect: join {room}: {}", Value::Array(a.values)),
+                                    Err(e) => eprintln!("switchboard connect: join {room}: {e}"),
+                                }
+                            });
+                        }
+                    }
+                    if matches!(state, sio::State::Closed { .. }) {
+                        break;
+                    }
+                }
+                Some(sio::Event::Event { name, args: a, ack }) => {
+                    print(&json!({"event": name, "args": print_args(&a)}));
+                    if let Some(id) = ack {
+                        client.ack(id, Args::default());
+                    }
+                    received += 1;
+                    if args.exit_after.is_some_and(|n| received >= n) {
+                        break;
+                    }
+                }
+                Some(sio::Event::ConnectError { error }) => {
+                    print(&json!({"connect_error": error}));
+                }
+            },
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while sent.join_next().await.is_some() {}
+    })
+    .await;
+    client.close();
+    Ok(())
 }
 
 async fn raw(args: ConnectArgs) -> anyhow::Result<()> {

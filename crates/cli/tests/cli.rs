@@ -315,3 +315,70 @@ fn connect_raw_talks_to_any_websocket_server() {
         "first line\nsecond é\n"
     );
 }
+
+/// `switchboard connect --protocol socketio` against `switchboard serve`'s
+/// relay: `--room` joins through the relay, a JSON array line is an event
+/// with an ack, room events are printed.
+#[test]
+fn connect_socketio_joins_publishes_and_prints_events() {
+    let port = free_port();
+    let mut serve = Server(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--api-key",
+                "k",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "connect",
+            "--protocol",
+            "socketio",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args(["--room", "lobby", "--exit-after", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = connect.stdin.take().unwrap();
+    // After the join had time to happen.
+    std::thread::sleep(Duration::from_millis(1000));
+    stdin
+        .write_all(b"[\"publish\",\"lobby\",\"chat\",{\"x\":1}]\n")
+        .unwrap();
+    let out = std::thread::spawn(move || connect.wait_with_output().unwrap());
+    let until = Instant::now() + Duration::from_secs(15);
+    while !out.is_finished() {
+        assert!(Instant::now() < until, "connect did not exit after 1 event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    let output = out.join().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let event = lines
+        .iter()
+        .find(|v| v["event"] == "chat")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(event["args"][0], serde_json::json!({"x": 1}));
+    assert_eq!(event["args"][1]["room"], "lobby");
+    serve.0.kill().unwrap();
+}
