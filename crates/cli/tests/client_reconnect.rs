@@ -328,3 +328,83 @@ async fn token_refreshes_keep_the_connection() {
     assert!(client.publish("r", "e", json!(1)).await.unwrap() >= 1);
     client.close();
 }
+
+/// The Socket.IO client against `switchboard serve`: the token provider
+/// fills `auth.token`, answers `refresh`, and the connection outlives every
+/// 3-second token; the relay's `join`/`publish` work through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_client_refreshes_tokens_and_uses_the_relay() {
+    use switchboard_client::socketio::{
+        Args, Event as SioEvent, SioClient, SioConfig, State as SioState,
+    };
+    const SECRET: &str = "sio-refresh-secret";
+    let server = Server::start(&["--jwt-secret", SECRET]);
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = issued.clone();
+    let provider: switchboard_client::native::TokenProvider = std::sync::Arc::new(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3;
+            let claims = json!({"sub": "sio-user", "exp": exp});
+            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).ok()
+        })
+    });
+    let config =
+        SioConfig::new([format!("http://127.0.0.1:{}", server.port)]).token_provider(provider);
+    let (client, mut events) = SioClient::connect(config);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = timeout(deadline - Instant::now(), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(e, SioEvent::State(SioState::Open { .. })) {
+            break;
+        }
+    }
+    let joined = client
+        .emit_with_ack("join", Args::json(vec![json!("sio-room")]))
+        .await
+        .unwrap();
+    assert_eq!(joined.values[0]["ok"], true);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut states = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let SioEvent::State(s) = e {
+            states.push(s);
+        }
+    }
+    assert!(states.is_empty(), "no reconnect: {states:?}");
+    assert!(
+        issued.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "refreshed"
+    );
+    let published = client
+        .emit_with_ack(
+            "publish",
+            Args::json(vec![json!("sio-room"), json!("chat"), json!({"hi": 1})]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(published.values[0]["ok"], true);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = timeout(deadline - Instant::now(), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let SioEvent::Event { name, args, .. } = e
+            && name == "chat"
+        {
+            assert_eq!(args.values[0], json!({"hi": 1}));
+            assert_eq!(args.values[1]["from"], "sio-user");
+            break;
+        }
+    }
+    client.close();
+}

@@ -11,6 +11,11 @@
 //!   ([`State::Open`]'s `recovered`).
 //! * A server-side disconnect (`socket.disconnect()` on the server) stops
 //!   the client, as in the reference client; a lost transport reconnects.
+//! * The token provider fills `auth.token` of every CONNECT and answers
+//!   `switchboard serve`'s `refresh` event (`emit("refresh", token)`).
+//! * Offline, emits wait in a bounded queue (`queue_limit`, default 1000);
+//!   beyond it a new emit is dropped (an `emit_with_ack` fails with
+//!   [`SioError::QueueFull`]); what is queued is kept, in order.
 
 mod engine;
 
@@ -29,7 +34,7 @@ use crate::rotation::Rotation;
 use engine::{Kind, Session};
 
 /// Client settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SioConfig {
     /// Server URLs (`http://host:port`), the primary first.
@@ -48,6 +53,21 @@ pub struct SioConfig {
     pub connect_timeout: Duration,
     /// Try WebSocket first (else polling only). Default true.
     pub websocket: bool,
+    /// Emits kept while offline. Default 1000.
+    pub queue_limit: usize,
+    /// Where `auth.token` comes from (asked before each connection and on
+    /// a `refresh` event).
+    pub token: Option<crate::native::TokenProvider>,
+}
+
+impl std::fmt::Debug for SioConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SioConfig")
+            .field("urls", &self.urls)
+            .field("path", &self.path)
+            .field("token", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SioConfig {
@@ -62,7 +82,15 @@ impl SioConfig {
             ack_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             websocket: true,
+            queue_limit: 1000,
+            token: None,
         }
+    }
+
+    /// A token provider (see [`SioConfig::token`]).
+    pub fn token_provider(mut self, provider: crate::native::TokenProvider) -> Self {
+        self.token = Some(provider);
+        self
     }
 
     /// The CONNECT payload.
@@ -175,6 +203,9 @@ pub enum SioError {
     /// The connection dropped before the ack.
     #[error("disconnected before the ack")]
     Disconnected,
+    /// Offline with the queue full.
+    #[error("the offline queue is full")]
+    QueueFull,
 }
 
 enum Command {
@@ -340,12 +371,27 @@ impl Driver {
                     () = tokio::time::sleep_until(until) => break,
                     cmd = self.cmds.recv() => match cmd {
                         None | Some(Command::Close) => return self.stop("closed by the client".into()),
-                        Some(cmd @ Command::Emit { .. }) => self.offline.push(cmd),
+                        Some(cmd @ Command::Emit { .. }) => self.queue(cmd),
                         // An ack for a server that is gone: nobody waits for it.
                         Some(Command::Ack { .. }) => {}
                     },
                 }
             }
+        }
+    }
+
+    fn queue(&mut self, cmd: Command) {
+        if self.offline.len() < self.config.queue_limit {
+            self.offline.push(cmd);
+        } else if let Command::Emit { ack: Some(ack), .. } = cmd {
+            let _ = ack.send(Err(SioError::QueueFull));
+        }
+    }
+
+    async fn token(&self) -> Option<String> {
+        match &self.config.token {
+            Some(provider) => provider().await,
+            None => None,
         }
     }
 
@@ -372,9 +418,13 @@ impl Driver {
 
     async fn session(&mut self, url: &str) -> End {
         let retry = End::Retry { connected: false };
+        let token = self.token().await;
         let attempt = async {
             let mut session = self.open(url).await?;
             let mut auth = self.config.auth.clone().unwrap_or_else(|| json!({}));
+            if let (Some(t), Some(o)) = (&token, auth.as_object_mut()) {
+                o.insert("token".into(), json!(t));
+            }
             if let (Some(pid), Some(o)) = (&self.pid, auth.as_object_mut()) {
                 o.insert("pid".into(), json!(pid));
                 o.insert("offset".into(), json!(self.offset));
@@ -469,8 +519,15 @@ impl Driver {
                         EioPacket::Close => return self.lost(waiting),
                         EioPacket::Message(m) => match decode(&m, &Limits::default()) {
                             Ok(Decoded::Packet(p)) => {
+                                let refresh = p.event_name() == Some("refresh");
                                 if let Some(end) = self.packet(p, &mut waiting) {
                                     return end;
+                                }
+                                if refresh && let Some(token) = self.token().await {
+                                    let cmd = Command::Emit { name: "refresh".into(), args: Args::json(vec![json!(token)]), ack: None };
+                                    if self.command(session, cmd, &mut waiting).await.is_err() {
+                                        return self.lost(waiting);
+                                    }
                                 }
                             }
                             Ok(Decoded::Binary(r)) => binary = Some(r),
