@@ -408,3 +408,33 @@ async fn socketio_client_refreshes_tokens_and_uses_the_relay() {
     }
     client.close();
 }
+
+/// A drain (SIGTERM: kick going_away, close 1001) moves the client to the
+/// next URL at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_the_client_to_the_next_url_at_once() {
+    let primary = Server::start(&["--drain-timeout", "2s"]);
+    let backup = Server::start(&[]);
+    let mut config = fast(vec![primary.ws(), backup.ws()]);
+    // A long backoff: only an immediate reconnect passes this test.
+    config.backoff = BackoffConfig {
+        initial: Duration::from_secs(30),
+        max: Duration::from_secs(30),
+        ..BackoffConfig::default()
+    };
+    config.failures_per_url = 5;
+    let (client, mut events) = Client::connect(config);
+    let mut seen = Vec::new();
+    until(&mut events, &mut seen, Duration::from_secs(5), is_open).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &primary.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let open = until(&mut events, &mut seen, Duration::from_secs(10), is_open).await;
+    assert!(
+        matches!(&open, Event::State(State::Open { url, .. }) if *url == backup.ws()),
+        "{open:?}"
+    );
+    client.close();
+}

@@ -653,33 +653,30 @@ impl Driver {
     /// What the end of a connection calls for, from the close code the
     /// server sent (or a kick it pushed before).
     fn ended(&self, ws: &Ws, kicked: Option<bool>) -> End {
-        let code = ws.peer_close().map(|f| f.code.0);
-        match (code, kicked) {
-            (Some(4001), _) | (_, Some(false)) => End::Stop("kicked by the server".into()),
-            (Some(4401), _) if self.config.token.is_none() => {
+        let now = |skip| End::Retry {
+            now: true,
+            skip,
+            connected: true,
+        };
+        // The close code decides; a kick pushed before it only matters when
+        // the connection ended without one.
+        match ws.peer_close().map(|f| f.code.0) {
+            Some(4001) => End::Stop("kicked by the server".into()),
+            Some(4401) if self.config.token.is_none() => {
                 End::Stop("unauthorized (no token provider)".into())
             }
-            // Reconnect now: a kick with reconnect, a token expired (the
-            // provider is asked again), a drain (to the next URL).
-            (Some(4000), _) | (_, Some(true)) => End::Retry {
-                now: true,
-                skip: false,
-                connected: true,
-            },
-            (Some(4003), _) => End::Retry {
-                now: true,
-                skip: false,
-                connected: true,
-            },
-            (Some(1001), _) => End::Retry {
-                now: true,
-                skip: self.rotation.urls().len() > 1,
-                connected: true,
-            },
-            _ => End::Retry {
-                now: false,
-                skip: false,
-                connected: true,
+            // A token expired: at once, the provider is asked again.
+            Some(4000 | 4003) => now(false),
+            // A drain: at once, on the next URL.
+            Some(1001) => now(self.rotation.urls().len() > 1),
+            _ => match kicked {
+                Some(false) => End::Stop("kicked by the server".into()),
+                Some(true) => now(false),
+                None => End::Retry {
+                    now: false,
+                    skip: false,
+                    connected: true,
+                },
             },
         }
     }

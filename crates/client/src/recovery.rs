@@ -145,9 +145,12 @@ impl<M: Positioned> Recovery<M> {
     }
 
     /// A live message: `Some` to deliver now, `None` when it is held back or
-    /// a duplicate (or for a room the client is not in).
+    /// a duplicate. Messages of rooms the client did not join (its personal
+    /// room `user:<id>`) are delivered as they come, untracked.
     pub fn message(&mut self, room: &str, m: M) -> Option<M> {
-        let r = self.rooms.get_mut(room)?;
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Some(m);
+        };
         if let Some(held) = &mut r.held {
             held.push(m);
             return None;
@@ -235,7 +238,11 @@ mod tests {
         assert_eq!(r.message("room", Msg("e", 4)), Some(Msg("e", 4)));
         assert_eq!(r.message("room", Msg("e", 4)), None, "duplicate");
         assert_eq!(r.message("room", Msg("e", 3)), None, "older");
-        assert_eq!(r.message("other", Msg("e", 1)), None, "not joined");
+        assert_eq!(
+            r.message("user:me", Msg("e", 1)),
+            Some(Msg("e", 1)),
+            "not joined (a personal room): delivered untracked"
+        );
         assert_eq!(
             r.position("room"),
             Some(&Since {
