@@ -32,6 +32,14 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
     -r tests/native-py/requirements.txt
 command -v node >/dev/null || { echo "node (>= 20) is required for the interop tests" >&2; exit 1; }
 (cd tests/interop && npm ci --silent --no-audit --no-fund >/dev/null)
+(cd clients/js && npm ci --silent --no-audit --no-fund >/dev/null)
+(cd tests/browser && npm ci --silent --no-audit --no-fund >/dev/null)
+# Debian's chromium for the browser tests (playwright-core drives it).
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+command -v chromium >/dev/null
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -53,6 +61,12 @@ bash tests/autobahn/client.sh "$client"
 
 step "interop: official socket.io-client and engine.io-client"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/interop/
+
+step "clients/js: unit tests and tests against switchboard serve"
+(cd clients/js && SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 test/)
+
+step "browser: the demo chat in chromium (playwright-core)"
+SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/browser/
 
 step "serve: Python websockets integration tests"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q -p no:cacheprovider tests/native-py

@@ -20,6 +20,7 @@
 //! [`Server::new`] builds the state; [`Server::serve`] accepts connections.
 
 mod admin;
+mod assets;
 pub mod auth;
 pub mod backend;
 mod context;
@@ -270,11 +271,9 @@ impl Server {
             // an embedded file opened before listening).
             "/readyz" => text(StatusCode::OK, "ready\n"),
             "/metrics" => self.metrics_response(),
-            "/" => text(
-                StatusCode::OK,
-                "switchboard: Socket.IO at /socket.io/, native WebSocket at /ws, admin API at /api/v1/\n",
-            ),
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            _ => {
+                assets::response(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
+            }
         }
     }
 
