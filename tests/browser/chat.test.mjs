@@ -162,6 +162,24 @@ describe('demo chat in chromium', () => {
     }
   });
 
+  it('the dashboard shows live connections, message rates and the room with who is present', T, async () => {
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${serve.port}/dashboard`);
+    await until('connections', async () => Number(await page.textContent('#connections')) >= 2);
+    await until('a rate', async () => (await page.textContent('#in-rate')) !== '–');
+    await page.fill('#key-input', KEY);
+    await page.click('#key-form button');
+    await until('the room row', async () =>
+      (await page.$$eval('#rooms tr', (rows) => rows.map((r) => r.textContent))).some((t) => t.startsWith(ROOM)),
+    );
+    const row = await page.$$eval('#rooms tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
+    const e2e = row.find((r) => r[0] === ROOM);
+    assert.equal(e2e[1], '2', 'two users present');
+    await page.screenshot({ path: path.join(OUT, 'dashboard.png'), fullPage: true });
+  });
+
   it('offline and back: the messages published meanwhile appear once', T, async () => {
     const [alice, bob] = pages;
     await contexts[1].setOffline(true);
