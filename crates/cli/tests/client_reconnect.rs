@@ -236,7 +236,15 @@ async fn a_dead_primary_moves_the_client_to_the_backup() {
         matches!(&open, Event::State(State::Open { url, .. }) if *url == backup.ws()),
         "{open:?}"
     );
-    // Rejoined there: a publish on the backup reaches it.
+    // Rejoined there (the backup's log is another one: a gap), then a
+    // publish on the backup reaches it.
+    until(
+        &mut events,
+        &mut seen,
+        Duration::from_secs(5),
+        |e| matches!(e, Event::Gap { room } if room == "room"),
+    )
+    .await;
     let body = json!({"room": "room", "event": "e", "data": "on backup"});
     admin(backup.port, "POST", "publish".into(), body)
         .await
