@@ -205,12 +205,10 @@ fn echo_serves_wss_with_the_given_certificate() {
     });
 }
 
-/// `switchboard connect` in a script: lines in, JSON lines out; a line that
-/// is not JSON is published to the first room; `--exit-after` ends it.
-#[test]
-fn connect_native_publishes_lines_and_prints_messages() {
+/// `switchboard serve` on a free port with admin key `k`, once it listens.
+fn start_serve() -> (Server, u16) {
     let port = free_port();
-    let mut serve = Server(
+    let serve = Server(
         Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -229,6 +227,14 @@ fn connect_native_publishes_lines_and_prints_messages() {
         assert!(Instant::now() < until, "serve did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (serve, port)
+}
+
+/// `switchboard connect` in a script: lines in, JSON lines out; a line that
+/// is not JSON is published to the first room; `--exit-after` ends it.
+#[test]
+fn connect_native_publishes_lines_and_prints_messages() {
+    let (mut serve, port) = start_serve();
     let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["connect", &format!("ws://127.0.0.1:{port}/ws")])
         .args(["--room", "lobby", "--exit-after", "2"])
@@ -321,26 +327,7 @@ fn connect_raw_talks_to_any_websocket_server() {
 /// with an ack, room events are printed.
 #[test]
 fn connect_socketio_joins_publishes_and_prints_events() {
-    let port = free_port();
-    let mut serve = Server(
-        Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--api-key",
-                "k",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut serve, port) = start_serve();
     let mut connect = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args([
             "connect",

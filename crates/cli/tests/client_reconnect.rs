@@ -141,6 +141,33 @@ async fn until(
     }
 }
 
+/// A token provider of HS256 tokens for `sub` that expire 3 s after they
+/// are made, and how many it made.
+fn short_tokens(
+    secret: &'static str,
+    sub: &'static str,
+) -> (
+    switchboard_client::native::TokenProvider,
+    std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = issued.clone();
+    let provider: switchboard_client::native::TokenProvider = std::sync::Arc::new(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3;
+            let claims = json!({"sub": sub, "exp": exp});
+            let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).ok()
+        })
+    });
+    (provider, issued)
+}
+
 fn is_open(e: &Event) -> bool {
     matches!(e, Event::State(State::Open { .. }))
 }
@@ -290,21 +317,7 @@ async fn a_do_not_reconnect_kick_stops_the_client_for_good() {
 async fn token_refreshes_keep_the_connection() {
     const SECRET: &str = "client-refresh-secret";
     let server = Server::start(&["--jwt-secret", SECRET]);
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let count = issued.clone();
-    let provider: switchboard_client::native::TokenProvider = std::sync::Arc::new(move || {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async move {
-            let exp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 3;
-            let claims = json!({"sub": "refresher", "exp": exp});
-            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).ok()
-        })
-    });
+    let (provider, issued) = short_tokens(SECRET, "refresher");
     let (client, mut events) = Client::connect(fast(vec![server.ws()]).token_provider(provider));
     let mut seen = Vec::new();
     let open = until(&mut events, &mut seen, Duration::from_secs(5), is_open).await;
@@ -347,21 +360,7 @@ async fn socketio_client_refreshes_tokens_and_uses_the_relay() {
     };
     const SECRET: &str = "sio-refresh-secret";
     let server = Server::start(&["--jwt-secret", SECRET]);
-    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let count = issued.clone();
-    let provider: switchboard_client::native::TokenProvider = std::sync::Arc::new(move || {
-        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Box::pin(async move {
-            let exp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 3;
-            let claims = json!({"sub": "sio-user", "exp": exp});
-            let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
-            jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).ok()
-        })
-    });
+    let (provider, issued) = short_tokens(SECRET, "sio-user");
     let config =
         SioConfig::new([format!("http://127.0.0.1:{}", server.port)]).token_provider(provider);
     let (client, mut events) = SioClient::connect(config);
