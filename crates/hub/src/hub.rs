@@ -2,6 +2,7 @@
 //! adapters.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::SystemTime;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use crate::log::{Entry, LogLimits, Position, Recovery};
 use crate::presence::{PresenceChange, Present, UserStatus};
+use crate::remote::{LocalPresence, RemoteView};
 use crate::store::{LogStore, MemoryStore, NewEntry, StoreError};
 
 /// A connection id, unique across protocols.
@@ -82,6 +84,11 @@ struct Room {
     /// Removed from the hub (no members, its log never published to);
     /// whoever still holds it looks the room up again.
     gone: bool,
+    /// With a store that broadcasts (a cluster): the last position handed
+    /// to the sinks. Publications at or before it are not delivered again;
+    /// one beyond the next is preceded by what lies between, read from the
+    /// store.
+    delivered: Option<Position>,
 }
 
 #[derive(Debug)]
@@ -99,6 +106,11 @@ pub struct Hub {
     /// Weak: adapters own the hub (through their state), not the reverse,
     /// so dropping a server frees both.
     sinks: RwLock<Vec<Weak<dyn Sink>>>,
+    /// Presence on the other nodes of a cluster (empty without one).
+    remote: RwLock<Arc<RemoteView>>,
+    /// Bumped by every change of local presence (who is connected, who is
+    /// in which room), so a cluster writes it out only when it changed.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -131,6 +143,8 @@ impl Hub {
             rooms: RwLock::default(),
             users: Mutex::default(),
             sinks: RwLock::default(),
+            remote: RwLock::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -159,6 +173,7 @@ impl Hub {
                     members: HashMap::new(),
                     users: HashMap::new(),
                     gone: false,
+                    delivered: None,
                 }))
             })
             .clone()
@@ -189,6 +204,7 @@ impl Hub {
     /// first connection).
     pub fn connect(&self, user: impl Into<Arc<str>>, info: Option<Bytes>) -> bool {
         let user: Arc<str> = user.into();
+        self.changed();
         let mut users = lock(&self.users);
         let u = users.entry(user).or_insert(User {
             connections: 0,
@@ -224,6 +240,7 @@ impl Hub {
         for room in rooms {
             self.leave(conn, room.as_ref());
         }
+        self.changed();
         let mut users = lock(&self.users);
         match users.get_mut(user) {
             Some(u) if u.connections > 0 => {
@@ -261,13 +278,15 @@ impl Hub {
         since: Option<&Position>,
     ) -> Result<Joined, StoreError> {
         let now = SystemTime::now();
-        let position = self.store.open(room)?;
-        let missed = match since {
-            Some(since) => match self.store.recover(room, since, now)? {
-                Recovery::Recovered(entries) => Some(entries),
-                Recovery::NotRecovered(_) => None,
+        let (position, missed) = match self.open_and_recover(r, room, since, now) {
+            Ok(found) => found,
+            // A shared store that is down: members already here keep
+            // receiving what this node delivers, so a join can be served
+            // from the position delivered last (nothing to recover from).
+            Err(e) => match (self.store.broadcasts(), r.delivered.clone()) {
+                (true, Some(delivered)) => (delivered, None),
+                _ => return Err(e),
             },
-            None => None,
         };
         let first = !r.members.contains_key(conn) && {
             let entry = r.users.entry(user.clone()).or_insert((0, now));
@@ -281,10 +300,40 @@ impl Hub {
                 presence,
             },
         );
-        if first {
+        self.changed();
+        if first && !read(&self.remote).in_room(room, user) {
             self.announce(r, room, user, true);
         }
         Ok(Joined { position, missed })
+    }
+
+    /// The room's position, and with `since` what was missed up to it.
+    fn open_and_recover(
+        &self,
+        r: &mut Room,
+        room: &str,
+        since: Option<&Position>,
+        now: SystemTime,
+    ) -> Result<(Position, Option<Vec<Entry>>), StoreError> {
+        let position = self.store.open(room)?;
+        if self.store.broadcasts() {
+            // Members joining now start at `position`: deliver to the
+            // present ones whatever lies before it, so later publications
+            // at or before it are recognised as already delivered (and
+            // come live, not in `missed`).
+            self.catch_up(r, room, &position);
+        }
+        let missed = match since {
+            Some(since) => match self.store.recover(room, since, now)? {
+                Recovery::Recovered(mut entries) => {
+                    entries.retain(|e| e.offset <= position.offset);
+                    Some(entries)
+                }
+                Recovery::NotRecovered(_) => None,
+            },
+            None => None,
+        };
+        Ok((position, missed))
     }
 
     /// Leaves `room` (nothing happens if the connection is not in it).
@@ -303,9 +352,12 @@ impl Hub {
             }
             None => false,
         };
+        self.changed();
         if last {
             r.users.remove(&member.user);
-            self.announce(&r, room, &member.user, false);
+            if !read(&self.remote).in_room(room, &member.user) {
+                self.announce(&r, room, &member.user, false);
+            }
         }
         let unused = || {
             self.store
@@ -360,6 +412,7 @@ impl Hub {
                     data,
                     from,
                     at,
+                    volatile,
                 },
             )?;
             let publication = Arc::new(Publication {
@@ -368,18 +421,25 @@ impl Hub {
                 entry,
                 volatile,
             });
-            for sink in &self.sinks() {
-                sink.publish(&publication);
+            if !self.store.broadcasts() {
+                for sink in &self.sinks() {
+                    sink.publish(&publication);
+                }
             }
             Ok(publication)
         })
     }
 
-    /// Users present in `room`.
+    /// Users present in `room` (on every node of a cluster).
     pub fn presence(&self, room: &str) -> Vec<Present> {
-        let Some(r) = self.existing_room(room) else {
-            return Vec::new();
-        };
+        let r = self.existing_room(room).unwrap_or_else(|| {
+            Arc::new(Mutex::new(Room {
+                members: HashMap::new(),
+                users: HashMap::new(),
+                gone: true,
+                delivered: None,
+            }))
+        });
         let r = lock(&r);
         let users = lock(&self.users);
         let mut out: Vec<Present> = r
@@ -392,22 +452,52 @@ impl Hub {
                 since: *since,
             })
             .collect();
+        drop((r, users));
+        let remote = read(&self.remote).clone();
+        for (user, (connections, since)) in remote.rooms.get(room).into_iter().flatten() {
+            match out.iter_mut().find(|p| p.user == *user) {
+                Some(p) => {
+                    p.connections += connections;
+                    p.since = p.since.min(*since);
+                }
+                None => out.push(Present {
+                    user: user.clone(),
+                    info: remote.users.get(user).and_then(|u| u.1.clone()),
+                    connections: *connections,
+                    since: *since,
+                }),
+            }
+        }
         out.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.user.cmp(&b.user)));
         out
     }
 
-    /// A user's status, `None` for a user never seen.
+    /// A user's status (on every node of a cluster), `None` for a user
+    /// never seen.
     pub fn user(&self, user: &str) -> Option<UserStatus> {
-        let users = lock(&self.users);
-        let u = users.get(user)?;
+        let local = lock(&self.users)
+            .get(user)
+            .map(|u| (u.connections, u.last_seen));
+        let remote = read(&self.remote).clone();
+        let elsewhere = remote.users.get(user).map_or(0, |u| u.0);
+        let seen_elsewhere = remote.last_seen.get(user).copied();
+        if local.is_none() && elsewhere == 0 && seen_elsewhere.is_none() {
+            return None;
+        }
+        let connections = local.map_or(0, |l| l.0) + elsewhere;
+        let last_seen = if connections > 0 {
+            SystemTime::now()
+        } else {
+            [local.map(|l| l.1), seen_elsewhere]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        };
         Some(UserStatus {
-            online: u.connections > 0,
-            connections: u.connections,
-            last_seen: if u.connections > 0 {
-                SystemTime::now()
-            } else {
-                u.last_seen
-            },
+            online: connections > 0,
+            connections,
+            last_seen,
         })
     }
 
@@ -452,22 +542,39 @@ impl Hub {
         for (room, r) in live {
             let (users, connections) = {
                 let r = lock(&r);
-                (r.users.len(), r.members.len())
+                (r.users.keys().cloned().collect::<Vec<_>>(), r.members.len())
             };
             if let Some(s) = rooms.get_mut(&room) {
-                s.users = users;
+                s.users = users.len();
                 s.connections = connections;
+            }
+        }
+        let remote = read(&self.remote).clone();
+        for (room, users) in &remote.rooms {
+            if let Some(s) = rooms.get_mut(room) {
+                for (user, (connections, _)) in users {
+                    s.connections += connections;
+                    let here = self
+                        .existing_room(room)
+                        .is_some_and(|r| lock(&r).users.contains_key(user.as_str()));
+                    if !here {
+                        s.users += 1;
+                    }
+                }
             }
         }
         Ok(rooms.into_values().collect())
     }
 
-    /// Users with at least one connection.
+    /// Users with at least one connection (on any node of a cluster).
     pub fn users_online(&self) -> usize {
-        lock(&self.users)
-            .values()
-            .filter(|u| u.connections > 0)
-            .count()
+        let remote = read(&self.remote).clone();
+        let users = lock(&self.users);
+        let local_only = users
+            .iter()
+            .filter(|(name, u)| u.connections > 0 && !remote.users.contains_key(&***name))
+            .count();
+        local_only + remote.users.len()
     }
 
     /// A room's epoch, if the room has a log.
@@ -480,9 +587,187 @@ impl Hub {
         Ok(self.store.rooms()?.len())
     }
 
-    /// Open connections.
+    /// Open connections on this node.
     pub fn connection_count(&self) -> usize {
         lock(&self.users).values().map(|u| u.connections).sum()
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A number that changes whenever local presence does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// This node's presence, for the other nodes of a cluster.
+    pub fn local_presence(&self) -> LocalPresence {
+        let live: Vec<(String, Arc<Mutex<Room>>)> = read(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let rooms = live
+            .into_iter()
+            .filter_map(|(room, r)| {
+                let r = lock(&r);
+                let users: Vec<_> = r
+                    .users
+                    .iter()
+                    .map(|(u, (n, since))| (u.to_string(), *n, *since))
+                    .collect();
+                (!users.is_empty()).then_some((room, users))
+            })
+            .collect();
+        let users = lock(&self.users)
+            .iter()
+            .filter(|(_, u)| u.connections > 0)
+            .map(|(name, u)| (name.to_string(), u.connections, u.info.as_deref().cloned()))
+            .collect();
+        LocalPresence { rooms, users }
+    }
+
+    /// Replaces what is known of the other nodes' presence, and tells local
+    /// members who asked for presence about users who came or went there
+    /// (a user also present here is neither: their local connections
+    /// speak for them).
+    pub fn set_remote(&self, view: RemoteView) {
+        let new = Arc::new(view);
+        let old = std::mem::replace(
+            &mut *self.remote.write().unwrap_or_else(|e| e.into_inner()),
+            new.clone(),
+        );
+        let mut rooms: Vec<&String> = old.rooms.keys().chain(new.rooms.keys()).collect();
+        rooms.sort();
+        rooms.dedup();
+        for room in rooms {
+            let Some(r) = self.existing_room(room) else {
+                continue;
+            };
+            let r = lock(&r);
+            let before = old.rooms.get(room);
+            let after = new.rooms.get(room);
+            let has = |set: Option<&HashMap<String, (usize, SystemTime)>>, user: &str| {
+                set.is_some_and(|s| s.contains_key(user))
+            };
+            for user in after.into_iter().flat_map(|a| a.keys()) {
+                if !has(before, user) && !r.users.contains_key(user.as_str()) {
+                    self.announce(&r, room, &Arc::from(user.as_str()), true);
+                }
+            }
+            for user in before.into_iter().flat_map(|b| b.keys()) {
+                if !has(after, user) && !r.users.contains_key(user.as_str()) {
+                    self.announce(&r, room, &Arc::from(user.as_str()), false);
+                }
+            }
+        }
+    }
+
+    /// Hands a publication broadcast by the store (a cluster) to the sinks
+    /// of this node, once, in offset order: one already delivered is
+    /// skipped, and a gap before it is filled from the store first. Rooms
+    /// with no member on this node are skipped.
+    pub fn deliver(&self, publication: Arc<Publication>) {
+        let Some(r) = self.existing_room(&publication.room) else {
+            return;
+        };
+        let mut r = lock(&r);
+        if r.gone || r.members.is_empty() {
+            // Nobody to deliver to; a join starts from the log's position.
+            r.delivered = None;
+            return;
+        }
+        let before = Position {
+            epoch: publication.epoch.clone(),
+            offset: publication.entry.offset - 1,
+        };
+        self.catch_up(&mut r, &publication.room, &before);
+        if Self::is_new(&r, &publication.epoch, publication.entry.offset) {
+            self.hand_to_sinks(&mut r, publication);
+        }
+    }
+
+    /// Delivers to every room with members here what the store holds
+    /// beyond what was delivered (after broadcasts were missed, e.g. while
+    /// the connection to a shared store was down).
+    pub fn resync(&self) {
+        let live: Vec<(String, Arc<Mutex<Room>>)> = read(&self.rooms)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (room, r) in live {
+            let mut r = lock(&r);
+            if r.gone || r.delivered.is_none() {
+                continue;
+            }
+            match self.store.position(&room) {
+                Ok(Some(position)) => self.catch_up(&mut r, &room, &position),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "resync: the store is unavailable");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn is_new(r: &Room, epoch: &str, offset: u64) -> bool {
+        match &r.delivered {
+            Some(d) if d.epoch == epoch => offset > d.offset,
+            _ => true,
+        }
+    }
+
+    fn hand_to_sinks(&self, r: &mut Room, publication: Arc<Publication>) {
+        r.delivered = Some(Position {
+            epoch: publication.epoch.clone(),
+            offset: publication.entry.offset,
+        });
+        for sink in &self.sinks() {
+            sink.publish(&publication);
+        }
+    }
+
+    /// Brings the room's deliveries up to `to`: the entries between the
+    /// last delivered and `to` are read from the store and delivered. A
+    /// room with nothing delivered yet, or of another epoch (its log was
+    /// lost and begun again), starts at `to`.
+    fn catch_up(&self, r: &mut Room, room: &str, to: &Position) {
+        if r.members.is_empty() {
+            r.delivered = Some(to.clone());
+            return;
+        }
+        let from = match &r.delivered {
+            Some(d) if d.epoch == to.epoch && d.offset < to.offset => d.offset,
+            Some(d) if d.epoch == to.epoch => return,
+            _ => {
+                r.delivered = Some(to.clone());
+                return;
+            }
+        };
+        let limit = usize::try_from(to.offset - from).unwrap_or(usize::MAX);
+        let entries = match self
+            .store
+            .history(room, Some(from), limit, SystemTime::now())
+        {
+            Ok(Some((epoch, entries))) if epoch == to.epoch => entries,
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                // Not readable now: deliver from here on; the gap stays.
+                tracing::warn!(error = %e, room, "catch-up: the store is unavailable");
+                Vec::new()
+            }
+        };
+        for entry in entries.into_iter().filter(|e| e.offset <= to.offset) {
+            let publication = Arc::new(Publication {
+                room: room.to_owned(),
+                epoch: to.epoch.clone(),
+                entry,
+                volatile: false,
+            });
+            self.hand_to_sinks(r, publication);
+        }
+        r.delivered = Some(to.clone());
     }
 }
 

@@ -8,7 +8,10 @@
 //!
 //! * [`MemoryStore`]: nothing (a restarted server starts new epochs);
 //! * [`crate::DiskStore`] (`--data-dir`): everything acknowledged, same
-//!   epochs, offsets continue.
+//!   epochs, offsets continue;
+//! * [`crate::RedisStore`] (`--redis`): shared by the nodes of a cluster,
+//!   which it also broadcasts appends to; as durable as the Redis server is
+//!   configured to be.
 //!
 //! Calls are synchronous and short; the hub makes them with the room's lock
 //! held, so calls for one room never run concurrently and one room's appends
@@ -46,6 +49,8 @@ pub struct NewEntry {
     pub from: Option<String>,
     /// When it was published.
     pub at: SystemTime,
+    /// May be dropped for slow consumers (not kept: only delivery uses it).
+    pub volatile: bool,
 }
 
 /// Storage of room logs.
@@ -85,6 +90,14 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
 
     /// Every room with a log, and its position.
     fn rooms(&self) -> Result<Vec<(String, Position)>, StoreError>;
+
+    /// Whether appends are broadcast to every node sharing the store (a
+    /// cluster), each of which hands them to its hub with
+    /// [`crate::Hub::deliver`] in offset order. When `false` (the default)
+    /// the hub delivers an append itself, at once.
+    fn broadcasts(&self) -> bool {
+        false
+    }
 }
 
 /// Room logs in memory, bounded by [`LogLimits`].

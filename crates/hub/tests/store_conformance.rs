@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use switchboard_hub::{
-    DiskStore, Entry, LogLimits, LogStore, MemoryStore, NewEntry, Position, Recovery,
+    DiskStore, Entry, LogLimits, LogStore, MemoryStore, NewEntry, Position, Recovery, RedisStore,
 };
 
 fn limits() -> LogLimits {
@@ -23,6 +23,7 @@ fn new(event: &str, data: &str, at: SystemTime) -> NewEntry {
         data: Bytes::copy_from_slice(data.as_bytes()),
         from: Some("alice".into()),
         at,
+        volatile: false,
     }
 }
 
@@ -280,4 +281,65 @@ fn durable_disk_keeps_only_what_the_limits_keep() {
         "reopened with a smaller limit"
     );
     assert_eq!(store.position("r").unwrap().unwrap().offset, 12);
+}
+
+// The Redis store, against a real redis-server started for these tests
+// (Debian's `redis-server`; the test command installs it).
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+/// One redis-server per test (tests run in parallel), keys under a prefix.
+fn redis() -> (redis_server::RedisServer, Arc<RedisStore>) {
+    let server = redis_server::RedisServer::start();
+    let store = Arc::new(RedisStore::new(&server.url, "test:", limits()).unwrap());
+    (server, store)
+}
+
+mod redis_store {
+    all_cases!(super::redis());
+}
+
+#[test]
+fn durable_redis_is_shared_by_every_node() {
+    let (server, a) = redis();
+    let b = RedisStore::new(&server.url, "test:", limits()).unwrap();
+    let other_cluster = RedisStore::new(&server.url, "other:", limits()).unwrap();
+    append(&*a, "r", 2);
+    let (epoch, e) = b.append("r", new("m", "x", SystemTime::now())).unwrap();
+    assert_eq!(e.offset, 3, "offsets continue across nodes");
+    assert_eq!(a.position("r").unwrap().unwrap().epoch, epoch);
+    let since = Position { epoch, offset: 1 };
+    assert_eq!(
+        recovered(a.recover("r", &since, SystemTime::now()).unwrap()),
+        [2, 3]
+    );
+    assert_eq!(
+        other_cluster.position("r").unwrap(),
+        None,
+        "prefixes separate clusters"
+    );
+}
+
+#[test]
+fn redis_down_is_an_error_not_a_hang_and_service_resumes() {
+    let (mut server, store) = redis();
+    append(&*store, "r", 1);
+    assert!(store.is_up());
+    server.kill();
+    let started = std::time::Instant::now();
+    assert!(store.append("r", new("m", "x", SystemTime::now())).is_err());
+    assert!(store.position("r").is_err());
+    assert!(!store.is_up());
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+    server.restart();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while store.ping().is_err() {
+        assert!(std::time::Instant::now() < until, "the store reconnects");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(store.is_up());
+    // This redis-server keeps nothing on disk: the log begins again.
+    let (_, e) = store.append("r", new("m", "x", SystemTime::now())).unwrap();
+    assert_eq!(e.offset, 1);
 }
