@@ -4,7 +4,8 @@
 #   (via kosoku) against our server and our client, and the official
 #   socket.io-client / engine.io-client (npm, pinned) against our Socket.IO
 #   servers and `switchboard serve`, Python's `websockets` client against
-#   `switchboard serve` (tests/native-py), schemathesis against the admin API.
+#   `switchboard serve` (tests/native-py, including clusters over a real
+#   redis-server), schemathesis against the admin API.
 # It installs what the tests need (kosoku and schemathesis from PyPI, the npm
 # clients) quietly and idempotently.
 # Build output goes to $CARGO_TARGET_DIR (default ~/.cache/switchboard-target).
@@ -34,12 +35,18 @@ command -v node >/dev/null || { echo "node (>= 20) is required for the interop t
 (cd tests/interop && npm ci --silent --no-audit --no-fund >/dev/null)
 (cd clients/js && npm ci --silent --no-audit --no-fund >/dev/null)
 (cd tests/browser && npm ci --silent --no-audit --no-fund >/dev/null)
-# Debian's chromium for the browser tests (playwright-core drives it).
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests start themselves: chromium (driven by
+# playwright-core), redis-server (cluster tests), nginx (proxy tests).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v chromium >/dev/null
+command -v redis-server >/dev/null
 
 step "format and lints"
 cargo fmt --all -- --check

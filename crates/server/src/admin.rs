@@ -91,7 +91,13 @@ pub(crate) struct Admin {
     pub(crate) native: Arc<crate::native::Native>,
     pub(crate) started: std::time::Instant,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The other nodes, when clustered (set once, after the admin exists:
+    /// the cluster answers their commands through it).
+    pub(crate) cluster: std::sync::OnceLock<Arc<switchboard_hub::Cluster>>,
 }
+
+/// Time other nodes have to answer a cluster-wide request.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The query parameters the API reads.
 #[derive(Default)]
@@ -170,15 +176,15 @@ impl Admin {
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
         match (req.method().clone(), segments.as_slice()) {
             (Method::POST, ["publish"]) => self.publish(body(req).await?),
-            (Method::POST, ["disconnect"]) => self.disconnect(body(req).await?),
+            (Method::POST, ["disconnect"]) => self.disconnect(body(req).await?).await,
             (Method::GET, ["presence", room]) => Ok(self.presence(&decode(room)?)),
             (Method::GET, ["users", user]) => self.user(&decode(user)?),
             (Method::GET, ["rooms"]) => self.rooms(),
-            (Method::GET, ["sockets"]) => Ok(self.sockets(query.room.as_deref(), query.limit)),
+            (Method::GET, ["sockets"]) => Ok(self.sockets(query.room, query.limit).await),
             (Method::GET, ["history", room]) => {
                 self.history(&decode(room)?, query.since, query.limit)
             }
-            (Method::GET, ["stats"]) => self.stats(),
+            (Method::GET, ["stats"]) => self.stats().await,
             (_, ["publish" | "disconnect"]) => Err(ApiError::MethodNotAllowed("POST")),
             (_, ["rooms" | "sockets" | "stats" | "openapi.json"])
             | (_, ["presence" | "users" | "history", _]) => Err(ApiError::MethodNotAllowed("GET")),
@@ -214,7 +220,48 @@ impl Admin {
         Ok(json!({"offset": publication.entry.offset}))
     }
 
-    fn disconnect(&self, v: Value) -> Result<Value, ApiError> {
+    /// Asks the other nodes of the cluster (none without one).
+    async fn ask(&self, kind: &'static str, body: Value) -> Vec<Value> {
+        let Some(cluster) = self.cluster.get().cloned() else {
+            return Vec::new();
+        };
+        tokio::task::spawn_blocking(move || cluster.ask(kind, body, ASK_TIMEOUT))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Answers another node's request: what this node alone holds.
+    pub(crate) fn answer(&self, kind: &str, body: Value) -> Value {
+        match kind {
+            "disconnect" => self
+                .disconnect_here(body)
+                .map_or(Value::Null, |n| json!({"disconnected": n})),
+            "sockets" => {
+                let room = body["room"].as_str();
+                let limit = body["limit"].as_u64().map(|l| l as usize);
+                Value::Array(self.sockets_here(room, limit))
+            }
+            "stats" => {
+                let (sio, native) = self.connections_here();
+                json!({"socketio": sio, "native": native})
+            }
+            _ => Value::Null,
+        }
+    }
+
+    async fn disconnect(&self, v: Value) -> Result<Value, ApiError> {
+        let here = self.disconnect_here(v.clone())?;
+        let elsewhere: u64 = self
+            .ask("disconnect", v)
+            .await
+            .iter()
+            .filter_map(|a| a["disconnected"].as_u64())
+            .sum();
+        Ok(json!({"disconnected": here as u64 + elsewhere}))
+    }
+
+    /// Disconnects on this node; returns how many connections.
+    fn disconnect_here(&self, v: Value) -> Result<usize, ApiError> {
         #[derive(Deserialize)]
         struct Disconnect {
             #[serde(default, deserialize_with = "present_string")]
@@ -266,7 +313,7 @@ impl Admin {
             .iter()
             .filter(|id| self.native.kick(id, d.reason.as_deref(), d.reconnect))
             .count();
-        Ok(json!({"disconnected": sockets.len() + kicked}))
+        Ok(sockets.len() + kicked)
     }
 
     fn user(&self, user: &str) -> Result<Value, ApiError> {
@@ -296,7 +343,25 @@ impl Admin {
         ))
     }
 
-    fn sockets(&self, room: Option<&str>, limit: Option<usize>) -> Value {
+    async fn sockets(&self, room: Option<String>, limit: Option<usize>) -> Value {
+        let limit = limit.unwrap_or(1000).min(10_000);
+        let mut out = self.sockets_here(room.as_deref(), Some(limit));
+        if out.len() < limit {
+            for answer in self
+                .ask("sockets", json!({"room": room, "limit": limit}))
+                .await
+            {
+                if let Value::Array(list) = answer {
+                    out.extend(list);
+                }
+            }
+        }
+        out.truncate(limit);
+        Value::Array(out)
+    }
+
+    /// This node's sockets (at most `limit`).
+    fn sockets_here(&self, room: Option<&str>, limit: Option<usize>) -> Vec<Value> {
         let limit = limit.unwrap_or(1000).min(10_000);
         let sio = match room {
             Some(room) => self.ns.to(room).sockets(),
@@ -317,7 +382,7 @@ impl Admin {
             json!({"socket": &*id, "user": &*user, "protocol": "native", "transport": "websocket"})
         }));
         out.truncate(limit);
-        Value::Array(out)
+        out
     }
 
     fn history(
@@ -331,10 +396,22 @@ impl Admin {
         Ok(wire::history(epoch, &entries, since))
     }
 
-    fn stats(&self) -> Result<Value, ApiError> {
-        let sio = self.ns.sockets().len();
-        let native = self.native.connection_count();
+    fn connections_here(&self) -> (u64, u64) {
+        (
+            self.ns.sockets().len() as u64,
+            self.native.connection_count() as u64,
+        )
+    }
+
+    async fn stats(&self) -> Result<Value, ApiError> {
+        let (mut sio, mut native) = self.connections_here();
+        let elsewhere = self.ask("stats", Value::Null).await;
+        for a in &elsewhere {
+            sio += a["socketio"].as_u64().unwrap_or(0);
+            native += a["native"].as_u64().unwrap_or(0);
+        }
         Ok(json!({
+            "nodes": 1 + elsewhere.len(),
             "connections": {"socketio": sio, "native": native, "total": sio + native},
             "users_online": self.hub.users_online(),
             "rooms": self.hub.room_count()?,

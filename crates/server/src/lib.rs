@@ -220,6 +220,7 @@ impl Server {
             native: native.clone(),
             started: std::time::Instant::now(),
             metrics: metrics.clone(),
+            cluster: std::sync::OnceLock::new(),
         });
         Self {
             hub,
@@ -232,6 +233,35 @@ impl Server {
             per_ip: Arc::new(per_ip::PerIp::new(config.max_connections_per_ip)),
             tls: config.tls,
         }
+    }
+
+    /// Builds a node of a cluster: room histories in `store` (Redis,
+    /// shared by every node; its limits apply), fan-out, presence and the
+    /// admin API's effects across the nodes (see [`switchboard_hub::Cluster`]).
+    ///
+    /// Starts the cluster's threads; they stop when the last clone of the
+    /// server is dropped.
+    pub fn clustered(
+        config: ServerConfig,
+        store: switchboard_hub::RedisStore,
+        cluster: switchboard_hub::ClusterConfig,
+    ) -> std::io::Result<Self> {
+        let server = Self::with_store(config, Arc::new(store.clone()));
+        let admin = Arc::downgrade(&server.admin);
+        let handler: switchboard_hub::cluster::CommandHandler = Arc::new(
+            move |kind: &str, body: serde_json::Value| match admin.upgrade() {
+                Some(admin) => admin.answer(kind, body),
+                None => serde_json::Value::Null,
+            },
+        );
+        let cluster = switchboard_hub::Cluster::start(&server.hub, store, cluster, handler)?;
+        let _ = server.admin.cluster.set(Arc::new(cluster));
+        Ok(server)
+    }
+
+    /// The cluster this server is a node of, if any.
+    pub fn cluster(&self) -> Option<&Arc<switchboard_hub::Cluster>> {
+        self.admin.cluster.get()
     }
 
     /// The hub.
@@ -268,8 +298,16 @@ impl Server {
         match path {
             "/healthz" => text(StatusCode::OK, "ok\n"),
             // Ready as soon as it listens: the stores are local (memory or
-            // an embedded file opened before listening).
-            "/readyz" => text(StatusCode::OK, "ready\n"),
+            // an embedded file opened before listening). A cluster node
+            // whose Redis is unreachable still serves its connections and
+            // local rooms, so it stays in the load balancer: degraded.
+            "/readyz" => match self.cluster() {
+                Some(c) if !c.is_up() => text(
+                    StatusCode::OK,
+                    "degraded: redis unavailable (publishes refused, presence local)\n",
+                ),
+                _ => text(StatusCode::OK, "ready\n"),
+            },
             "/metrics" => self.metrics_response(),
             _ => {
                 assets::response(path).unwrap_or_else(|| text(StatusCode::NOT_FOUND, "not found\n"))
@@ -280,6 +318,7 @@ impl Server {
     fn metrics_response(&self) -> Response<Full<Bytes>> {
         let mut open = metrics::Open {
             native: self.native.connection_count(),
+            cluster: self.cluster().map(|c| (c.is_up(), c.peers())),
             ..Default::default()
         };
         for s in self.admin.ns.sockets() {

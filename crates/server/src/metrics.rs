@@ -74,6 +74,9 @@ pub(crate) struct Metrics {
     pub(crate) deliveries: Counter,
     rejections: [Counter; Limit::ALL.len()],
     connections: Family<Labels, Gauge>,
+    /// Clustered nodes only (empty families otherwise).
+    redis_up: Family<Labels, Gauge>,
+    cluster_peers: Family<Labels, Gauge>,
 }
 
 /// Open connections at scrape time.
@@ -82,6 +85,8 @@ pub(crate) struct Open {
     pub(crate) native: usize,
     pub(crate) socketio_websocket: usize,
     pub(crate) socketio_polling: usize,
+    /// Whether Redis is reachable, and the other live nodes (clustered).
+    pub(crate) cluster: Option<(bool, usize)>,
 }
 
 impl Metrics {
@@ -162,6 +167,18 @@ impl Metrics {
         );
         let rejections =
             Limit::ALL.map(|l| limits.get_or_create(&vec![("limit", l.label())]).clone());
+        let redis_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cluster_redis_up",
+            "1 while Redis is reachable, 0 while the node is degraded (clustered nodes only)",
+            redis_up.clone(),
+        );
+        let cluster_peers = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cluster_peers",
+            "Other live nodes of the cluster, as last read (clustered nodes only)",
+            cluster_peers.clone(),
+        );
         Self {
             registry,
             native,
@@ -170,6 +187,8 @@ impl Metrics {
             deliveries,
             rejections,
             connections,
+            redis_up,
+            cluster_peers,
         }
     }
 
@@ -198,6 +217,12 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        if let Some((up, peers)) = open.cluster {
+            self.redis_up.get_or_create(&Vec::new()).set(i64::from(up));
+            self.cluster_peers
+                .get_or_create(&Vec::new())
+                .set(i64::try_from(peers).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -220,6 +245,7 @@ mod tests {
             native: 2,
             socketio_websocket: 1,
             socketio_polling: 0,
+            cluster: None,
         });
         for line in [
             "switchboard_messages_received_total{protocol=\"native\"} 1",

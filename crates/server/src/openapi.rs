@@ -118,9 +118,9 @@ pub(crate) fn document() -> Value {
                     "properties": {"epoch": {"type": "string"}, "messages": {"type": "array", "items": message}}}))
             }},
             "/stats": {"get": {
-                "summary": "Counters of the server",
+                "summary": "Counters of the server (of every node of a cluster)",
                 "responses": ok(json!({"type": "object",
-                    "properties": {"connections": {"type": "object"}, "users_online": {"type": "integer"},
+                    "properties": {"nodes": {"type": "integer"}, "connections": {"type": "object"}, "users_online": {"type": "integer"},
                         "rooms": {"type": "integer"}, "uptime_s": {"type": "integer"}}}))
             }}
         },

@@ -109,6 +109,10 @@ pub(crate) struct Settings {
     pub(crate) ping_timeout: Dur,
     pub(crate) max_payload: usize,
     pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) redis: Option<String>,
+    pub(crate) redis_prefix: String,
+    pub(crate) node_id: Option<String>,
+    pub(crate) presence_ttl: Dur,
     pub(crate) history_size: usize,
     pub(crate) history_ttl: Dur,
     pub(crate) recovery_duration: Dur,
@@ -146,6 +150,10 @@ impl Default for Settings {
             ping_timeout: Dur(Duration::from_secs(20)),
             max_payload: 64 << 10,
             data_dir: None,
+            redis: None,
+            redis_prefix: "switchboard:".into(),
+            node_id: None,
+            presence_ttl: Dur(Duration::from_secs(10)),
             history_size: 1000,
             history_ttl: Dur(Duration::from_secs(600)),
             recovery_duration: Dur(Duration::from_secs(120)),
@@ -222,6 +230,27 @@ pub(crate) struct Overrides {
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+    /// Run as a node of a cluster over this Redis
+    /// (`redis://[:password@]host:port[/db]`): rooms, history, presence and
+    /// the admin API shared by every node [default: standalone].
+    #[arg(long, env = "SWITCHBOARD_REDIS", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<String>,
+    /// Prefix of every Redis key and channel (clusters sharing a Redis use
+    /// different ones) [default: switchboard:].
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_prefix: Option<String>,
+    /// This node's id in the cluster, unique [default: host name, pid and a
+    /// random suffix].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<String>,
+    /// How long a node's presence outlives it: a node that dies takes its
+    /// users offline on the others within this time [default: 10s].
+    #[arg(long, env = "SWITCHBOARD_PRESENCE_TTL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_ttl: Option<Dur>,
     /// Messages kept per room [default: 1000].
     #[arg(long, env = "SWITCHBOARD_HISTORY_SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -309,7 +338,8 @@ pub(crate) struct Overrides {
     log_level: Option<String>,
 }
 
-const SECRETS: [&str; 3] = ["api_key", "jwt_secret", "webhook_secret"];
+/// Redacted when printed (a Redis URL may hold a password).
+const SECRETS: [&str; 4] = ["api_key", "jwt_secret", "webhook_secret", "redis"];
 
 impl Settings {
     /// Defaults, then `file`, then `overrides`.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use switchboard_hub::{DiskStore, LogLimits, LogStore, MemoryStore};
+use switchboard_hub::{ClusterConfig, DiskStore, LogLimits, LogStore, MemoryStore, RedisStore};
 use switchboard_server::{Auth, Server, ServerConfig, rooms};
 
 use crate::listen;
@@ -82,12 +82,34 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             switchboard_wire::io::tls::server_acceptor(cert, key)?,
         ));
     }
+    if settings.redis.is_some() && settings.data_dir.is_some() {
+        anyhow::bail!(
+            "--redis and --data-dir exclude each other: a cluster keeps history in Redis"
+        );
+    }
     let store: Arc<dyn LogStore> = match &settings.data_dir {
         Some(dir) => Arc::new(
             DiskStore::open(dir, limits)
                 .with_context(|| format!("opening the data directory {}", dir.display()))?,
         ),
         None => Arc::new(MemoryStore::new(limits)),
+    };
+    let cluster = match &settings.redis {
+        Some(url) => {
+            let store = RedisStore::new(url, &settings.redis_prefix, limits).context("--redis")?;
+            if let Err(e) = store.ping() {
+                // Started degraded: the node serves and reconnects.
+                eprintln!("switchboard serve: {e}; starting degraded, retrying");
+            }
+            let node = settings.node_id.clone().unwrap_or_else(default_node_id);
+            eprintln!(
+                "switchboard serve: cluster node {node} over redis (key prefix {:?})",
+                settings.redis_prefix
+            );
+            let config = ClusterConfig::new(node).presence_ttl(settings.presence_ttl.0);
+            Some((store, config))
+        }
+        None => None,
     };
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -100,7 +122,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listen::bind(settings.listen)?)?;
         let addr = listener.local_addr()?;
-        let server = Server::with_store(config, store);
+        let server = match cluster {
+            Some((redis, cluster)) => Server::clustered(config, redis, cluster)?,
+            None => Server::with_store(config, store),
+        };
         announce(&settings, addr, tls, generated.then_some(api_key.as_str()));
         let accepted = server.accepted();
         tokio::select! {
@@ -147,9 +172,10 @@ fn announce(
     if let Some(key) = generated_key {
         eprintln!("switchboard serve: admin API key (generated): {key}");
     }
-    match &settings.data_dir {
-        Some(dir) => eprintln!("switchboard serve: history kept in {}", dir.display()),
-        None => eprintln!(
+    match (&settings.data_dir, &settings.redis) {
+        (_, Some(_)) => eprintln!("switchboard serve: history kept in redis"),
+        (Some(dir), None) => eprintln!("switchboard serve: history kept in {}", dir.display()),
+        (None, None) => eprintln!(
             "switchboard serve: history in memory (use --data-dir to keep it across restarts)"
         ),
     }
@@ -169,6 +195,20 @@ fn init_logs(settings: &Settings) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// `host-pid-xxxx`: unique across restarts of a node.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 fn random_key() -> String {

@@ -236,8 +236,11 @@ fn subscribe_loop(inner: &Inner) {
     let mut backoff = Duration::from_millis(50);
     while !inner.stop.load(Ordering::Relaxed) {
         if let Err(e) = subscribed(inner) {
-            inner.subscribed.store(false, Ordering::Relaxed);
-            tracing::warn!(error = %e, "cluster subscription lost; reconnecting");
+            if inner.subscribed.swap(false, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "cluster subscription lost; reconnecting");
+            } else {
+                tracing::debug!(error = %e, "cluster subscription: still reconnecting");
+            }
             if !pause(inner, backoff) {
                 return;
             }
