@@ -291,3 +291,24 @@ def admin(jwt_server):
     a = Admin(jwt_server.http)
     yield a
     a.session.close()
+
+
+@pytest.fixture
+def redis_server(request, tmp_path):
+    """A real `redis-server` (sb_redis.py) on a free port with its own data
+    dir, already answering PING; `stop()` / `start()` restart it on the same
+    port and dir. Its log is `$OUT_DIR/native-py/<test>-redis.log`. Fails
+    (not skips) when redis-server is not installed."""
+    from sb_redis import RedisServer, redis_binary
+
+    if redis_binary() is None:
+        pytest.fail(
+            "redis-server not found: install the Debian package `redis-server` "
+            "(or set REDIS_SERVER to the binary); the cluster tests need a real Redis",
+            pytrace=False,
+        )
+    r = RedisServer(tmp_path / "redis", log_dir() / f"{_test_name(request)}-redis.log")
+    r.log_path.write_text("")
+    r.start()
+    yield r
+    r.close()
