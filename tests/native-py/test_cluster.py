@@ -155,7 +155,7 @@ class Connect:
 
     def joined(self, room: str) -> bool:
         with self._lock:
-            return any(s.endswith(f"joined {room}") for s in self.states)
+            return any(s.endswith(f"joined {room}") or f"joined {room} at " in s for s in self.states)
 
     def messages(self, room: str) -> list[dict]:
         with self._lock:
@@ -163,6 +163,18 @@ class Connect:
 
     def numbers(self, room: str) -> list:
         return [(m.get("data") or {}).get("n") for m in self.messages(room)]
+
+    def sio_events(self, room: str) -> list[tuple[int | None, int | None]]:
+        """Socket.IO relay events of `room` as (n, offset): args are
+        `[data, meta]`, plus the Socket.IO recovery offset when the server
+        keeps sessions (the reference client passes it on too)."""
+        with self._lock:
+            out = []
+            for m in self.lines:
+                args = m.get("args") if "event" in m else None
+                if isinstance(args, list) and len(args) >= 2 and isinstance(args[1], dict) and args[1].get("room") == room:
+                    out.append(((args[0] or {}).get("n"), args[1].get("offset")))
+            return out
 
     def gaps(self) -> list[dict]:
         with self._lock:
@@ -320,16 +332,22 @@ async def test_sigkill_a_node_during_1000_messages(redis_server, server_factory,
     ]
     b_user = unique("sub-b")
     subs.append(connects("b", b.ws + "/ws", "--room", room, "--token", token(b_user)))
+    # A Socket.IO client of the relay on C, with A as its backup: on A its
+    # session is new (Socket.IO recovery is per node), so it rejoins with
+    # `since` and gets what it missed from the shared log.
+    sio_user = unique("sio-c")
+    sio = connects("sio-c", c.http, "--protocol", "socketio", "--backup", a.http,
+                   "--room", room, "--token", token(sio_user))
     only_c_user = unique("only-c")
     only_c = await clients.native(c.ws, token(only_c_user))
     await only_c.ok("join", room=room)
 
-    for s in subs:
+    for s in [*subs, sio]:
         try:
             await poll(lambda s=s: s.joined(room), 10, f"{s.name} to join {room}")
         except AssertionError as e:
             raise AssertionError(f"{e}; its stderr:\n{s.tail()}") from None
-    everyone = set(sub_users) | {b_user, only_c_user}
+    everyone = set(sub_users) | {b_user, only_c_user, sio_user}
 
     def present_on_a():
         seen = presence_users(admin_a, room)
@@ -425,7 +443,7 @@ async def test_sigkill_a_node_during_1000_messages(redis_server, server_factory,
     want = list(range(1, TOTAL_B + 1))
 
     def all_complete():
-        return all(len(s.messages(room)) >= TOTAL_B for s in subs)
+        return all(len(s.messages(room)) >= TOTAL_B for s in subs) and len(sio.sio_events(room)) >= TOTAL_B
 
     try:
         await poll(all_complete, 20, "every subscriber to hold 1000 messages")
@@ -447,9 +465,14 @@ async def test_sigkill_a_node_during_1000_messages(redis_server, server_factory,
         assert s.running, f"{s.name} exited: {s.tail()}"
     for s in subs[:3]:
         assert on_a(s), f"{s.name} should have failed over to A: {s.tail()}"
+    got = sio.sio_events(room)
+    assert [n for n, _ in got] == want, (
+        f"Socket.IO subscriber: {len(got)} events, missing {sorted(set(want) - {n for n, _ in got})[:10]}\n{sio.tail()}")
+    assert [o for _, o in got] == offsets, "Socket.IO subscriber: offsets differ from the acks"
+    assert any(f"{a.http}" in line and "Open" in line for line in sio.states), f"Socket.IO subscriber on A: {sio.tail()}"
 
-    # After the failover: presence on A is the four connect users, not the dead node's.
-    final = set(sub_users) | {b_user}
+    # After the failover: presence on A is the five connect users, not the dead node's.
+    final = set(sub_users) | {b_user, sio_user}
 
     def final_presence():
         seen = presence_users(admin_a, room)

@@ -11,7 +11,11 @@
 //!   `["event", args…]` is emitted with an ack (the ack is printed); any
 //!   other line is emitted as `message`. With `--room`, the rooms are
 //!   joined through `switchboard serve`'s relay (`join` events). Events
-//!   received are printed as `{"event", "args"}`.
+//!   received are printed as `{"event", "args"}`. Room messages come once
+//!   and in order across reconnects: a session Socket.IO recovered keeps
+//!   its rooms; any other (a new node, an expired session) rejoins with
+//!   `since` and prints what it missed first (`{"gap": room}` when the log
+//!   no longer held it).
 //! * `--protocol raw`: any WebSocket server, like wscat: each line is sent
 //!   as a text frame, each text frame received is printed as a line (binary
 //!   frames as `{"binary":"<base64>"}`).
@@ -25,6 +29,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use switchboard_client::native::{Client, ClientConfig, Event, State};
+use switchboard_client::recovery::{JoinAnswer, Positioned, Recovery};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -203,6 +208,10 @@ async fn socketio(args: ConnectArgs) -> anyhow::Result<()> {
     let mut input_open = true;
     let mut sent = tokio::task::JoinSet::new();
     let mut received = 0u64;
+    // Room messages once and in order across reconnects, to this node or
+    // another: a session Socket.IO did not recover rejoins with `since`.
+    let mut tracker: Recovery<RoomEvent> = Recovery::default();
+    let (join_tx, mut join_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Option<Value>)>();
     let print_args = |a: &Args| {
         let mut v = a.values.clone();
         use base64::Engine as _;
@@ -244,29 +253,48 @@ async fn socketio(args: ConnectArgs) -> anyhow::Result<()> {
                 None => break,
                 Some(sio::Event::State(state)) => {
                     eprintln!("switchboard connect: {state:?}");
-                    if let sio::State::Open { .. } = state {
-                        for room in &args.rooms {
-                            let opts = json!({"presence": args.presence});
-                            let joined = client.emit_with_ack("join", Args::json(vec![json!(room), opts]));
-                            let room = room.clone();
-                            tokio::spawn(async move {
-                                match joined.await {
-                                    Ok(a) => eprintln!("switchboard connect: join {room}: {}", Value::Array(a.values)),
-                                    Err(e) => eprintln!("switchboard connect: join {room}: {e}"),
-                                }
-                            });
+                    match state {
+                        // Socket.IO restored the session and its rooms.
+                        sio::State::Open { recovered: true, .. } => {}
+                        sio::State::Open { .. } => {
+                            for room in &args.rooms {
+                                let since = tracker.joining(room, args.presence);
+                                let opts = json!({"presence": args.presence, "since": since.map(|s| json!({"epoch": s.epoch, "offset": s.offset}))});
+                                let joined = client.emit_with_ack("join", Args::json(vec![json!(room), opts]));
+                                let (room, tx) = (room.clone(), join_tx.clone());
+                                tokio::spawn(async move {
+                                    let answer = match joined.await {
+                                        Ok(a) => a.values.into_iter().next(),
+                                        Err(e) => {
+                                            eprintln!("switchboard connect: join {room}: {e}");
+                                            None
+                                        }
+                                    };
+                                    let _ = tx.send((room, answer));
+                                });
+                            }
                         }
-                    }
-                    if matches!(state, sio::State::Closed { .. }) {
-                        break;
+                        sio::State::Closed { .. } => break,
+                        _ => {
+                            for room in &args.rooms {
+                                tracker.interrupted(room);
+                            }
+                        }
                     }
                 }
                 Some(sio::Event::Event { name, args: a, ack }) => {
-                    print(&json!({"event": name, "args": print_args(&a)}));
                     if let Some(id) = ack {
                         client.ack(id, Args::default());
                     }
-                    received += 1;
+                    let line = json!({"event": name, "args": print_args(&a)});
+                    let out = match room_of(&a) {
+                        Some((room, epoch, offset)) => tracker.message(&room, RoomEvent { epoch, offset, line }),
+                        None => Some(RoomEvent { epoch: String::new(), offset: 0, line }),
+                    };
+                    if let Some(e) = out {
+                        print(&e.line);
+                        received += 1;
+                    }
                     if args.exit_after.is_some_and(|n| received >= n) {
                         break;
                     }
@@ -275,6 +303,27 @@ async fn socketio(args: ConnectArgs) -> anyhow::Result<()> {
                     print(&json!({"connect_error": error}));
                 }
             },
+            Some((room, answer)) = join_rx.recv() => {
+                let Some(answer) = answer.filter(|a| a["ok"] == json!(true)) else {
+                    tracker.join_failed(&room);
+                    continue;
+                };
+                eprintln!(
+                    "switchboard connect: joined {room} at {} (recovered: {})",
+                    answer["offset"], answer["recovered"]
+                );
+                let rejoined = tracker.joined(&room, join_answer(&room, &answer));
+                if rejoined.gap {
+                    print(&json!({"gap": room, "epoch": answer["epoch"], "offset": answer["offset"]}));
+                }
+                for e in rejoined.deliver {
+                    print(&e.line);
+                    received += 1;
+                }
+                if args.exit_after.is_some_and(|n| received >= n) {
+                    break;
+                }
+            }
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -283,6 +332,57 @@ async fn socketio(args: ConnectArgs) -> anyhow::Result<()> {
     .await;
     client.close();
     Ok(())
+}
+
+/// A relay room event (`[data, {room, epoch, offset, …}]`) as printed.
+struct RoomEvent {
+    epoch: String,
+    offset: u64,
+    line: Value,
+}
+
+impl Positioned for RoomEvent {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// The room, epoch and offset of a relay room event.
+fn room_of(a: &switchboard_client::socketio::Args) -> Option<(String, String, u64)> {
+    let meta = a.values.get(1)?;
+    Some((
+        meta["room"].as_str()?.to_owned(),
+        meta["epoch"].as_str()?.to_owned(),
+        meta["offset"].as_u64()?,
+    ))
+}
+
+/// A relay join answer, its missed messages printed like live ones.
+fn join_answer(room: &str, answer: &Value) -> JoinAnswer<RoomEvent> {
+    let epoch = answer["epoch"].as_str().unwrap_or_default().to_owned();
+    let missed = answer["missed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let offset = m["offset"].as_u64()?;
+            let meta = json!({"room": room, "offset": offset, "epoch": epoch, "from": m["from"], "at": m["at"]});
+            Some(RoomEvent {
+                epoch: epoch.clone(),
+                offset,
+                line: json!({"event": m["event"], "args": [m["data"], meta]}),
+            })
+        })
+        .collect();
+    JoinAnswer {
+        epoch: epoch.clone(),
+        offset: answer["offset"].as_u64().unwrap_or(0),
+        recovered: answer["recovered"] == json!(true),
+        missed,
+    }
 }
 
 async fn raw(args: ConnectArgs) -> anyhow::Result<()> {
