@@ -1,4 +1,5 @@
-//! `switchboard echo`: a WebSocket echo server on every path.
+//! `switchboard echo`: a WebSocket echo server on every path (or, with
+//! `--socketio`, a Socket.IO echo server).
 //!
 //! HTTP goes through hyper on the same port: a plain GET gets a short text
 //! answer (426 with `Upgrade: websocket`), a bad upgrade request gets its
@@ -54,6 +55,11 @@ pub(crate) struct EchoArgs {
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_message: usize,
+    /// Serve Socket.IO (v5 over Engine.IO v4, polling and WebSocket) at
+    /// `/socket.io/` instead: an `echo` event with an ack is acknowledged
+    /// with its arguments, one without is emitted back as `echo`.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    socketio: bool,
 }
 
 struct Shared {
@@ -62,6 +68,9 @@ struct Shared {
 }
 
 pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
+    if args.socketio {
+        return socketio(&args);
+    }
     let deflate =
         (!args.no_deflate).then(|| DeflateConfig::default().threshold(args.deflate_threshold));
     let shared = Arc::new(Shared {
@@ -82,6 +91,34 @@ pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
         let shared = Arc::clone(&shared);
         let tls = tls.clone();
         async move { serve_connection(tcp, peer, tls, shared).await }
+    })
+}
+
+fn socketio(args: &EchoArgs) -> anyhow::Result<()> {
+    use switchboard_socketio::server::{NamespaceBuilder, SocketIo};
+
+    let workers = args.workers.unwrap_or_else(listen::default_workers);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()?;
+    let max_payload = args.max_message;
+    let addr = args.listen;
+    rt.block_on(async move {
+        let ns = NamespaceBuilder::new().on("echo", |socket, ev| match ev.ack {
+            Some(ack) => ack.send(ev.args),
+            None => {
+                let _ = socket.emit("echo", ev.args);
+            }
+        });
+        let io = SocketIo::builder()
+            .max_payload(max_payload)
+            .ns("/", ns)
+            .build();
+        let listener = tokio::net::TcpListener::from_std(listen::bind(addr)?)?;
+        eprintln!("switchboard echo (Socket.IO) on http://{addr}/socket.io/");
+        io.serve(listener).await?;
+        Ok(())
     })
 }
 

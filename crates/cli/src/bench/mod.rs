@@ -1,8 +1,13 @@
 //! `switchboard bench`: load generators with latency percentiles.
 
+mod chart;
+mod conns;
 mod echo;
 mod fanout;
+mod idle;
 mod report;
+mod sio_echo;
+mod storm;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
@@ -13,11 +18,26 @@ pub(crate) enum BenchCommand {
     /// one or several nodes), a publisher at rate R; deliveries per second
     /// and end-to-end latency.
     Fanout(fanout::FanoutBenchArgs),
+    /// Socket.IO emit-with-ack round trips: N clients, each emitting `echo`
+    /// and waiting for its ack before the next.
+    SioEcho(sio_echo::SioEchoBenchArgs),
+    /// Idle connections: opens N (heartbeats answered) and reports the
+    /// server's resident memory per connection, given its pid.
+    Idle(idle::IdleBenchArgs),
+    /// N clients connecting at once: time until all are connected and ready
+    /// (joined), and connect latency percentiles.
+    ConnectStorm(storm::StormBenchArgs),
+    /// A grouped bar chart (SVG) of a side-by-side comparison.
+    Chart(chart::ChartArgs),
 }
 
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Echo(args) => echo::run(args),
         BenchCommand::Fanout(args) => fanout::run(args),
+        BenchCommand::SioEcho(args) => sio_echo::run(args),
+        BenchCommand::Idle(args) => idle::run(args),
+        BenchCommand::ConnectStorm(args) => storm::run(args),
+        BenchCommand::Chart(args) => chart::run(args),
     }
 }

@@ -1,0 +1,192 @@
+//! `switchboard bench` scenarios against real servers (short runs): each
+//! reports JSON whose figures are consistent with what it did.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(args: &[&str]) -> (Server, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut full: Vec<&str> = args.to_vec();
+    full.extend(["--listen", &listen]);
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(&full)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{args:?} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, port)
+}
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn ordered_percentiles(v: &Value) {
+    let p = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(
+        p("p50_us") <= p("p99_us") && p("p99_us") <= p("max_us"),
+        "{v}"
+    );
+}
+
+#[test]
+fn sio_echo_round_trips_against_echo_socketio() {
+    let (_s, port) = start(&["echo", "--socketio", "--workers", "1"]);
+    let v = bench(&[
+        "sio-echo",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--connections",
+        "3",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert!(v["messages"].as_u64().unwrap() > 0, "{v}");
+    ordered_percentiles(&v);
+}
+
+#[test]
+fn fanout_delivers_every_message_to_every_subscriber() {
+    let (_s, port) = start(&["serve", "--api-key", "k"]);
+    let v = bench(&[
+        "fanout",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/ws"),
+        "--subscribers",
+        "20",
+        "--rate",
+        "20",
+        "--duration",
+        "0.5",
+    ]);
+    let published = v["published"].as_u64().unwrap();
+    assert!(published >= 5, "{v}");
+    assert_eq!(v["delivered"].as_u64().unwrap(), published * 20, "{v}");
+    ordered_percentiles(&v);
+}
+
+#[test]
+fn idle_reports_server_memory_per_held_connection() {
+    let (s, port) = start(&["echo", "--workers", "1"]);
+    let pid = s.0.id().to_string();
+    let v = bench(&[
+        "idle",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/"),
+        "--pid",
+        &pid,
+        "--connections",
+        "200",
+        "--source-ips",
+        "2",
+        "--settle",
+        "0.2",
+    ]);
+    assert_eq!(v["connections"], 200, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["rss_after"].as_u64().unwrap() >= v["rss_before"].as_u64().unwrap() / 2);
+    assert!(v["bytes_per_conn"].as_f64().is_some(), "{v}");
+}
+
+#[test]
+fn connect_storm_joins_every_client_natively_and_over_socketio() {
+    let (_s, port) = start(&["serve", "--api-key", "k"]);
+    for (protocol, url) in [
+        ("native", format!("ws://127.0.0.1:{port}/ws")),
+        ("socketio", format!("http://127.0.0.1:{port}")),
+    ] {
+        let v = bench(&[
+            "connect-storm",
+            "--url",
+            &url,
+            "--protocol",
+            protocol,
+            "--connections",
+            "100",
+        ]);
+        assert_eq!(v["connections"], 100, "{protocol}: {v}");
+        assert_eq!(v["failed"], 0, "{protocol}: {v}");
+        ordered_percentiles(&v);
+    }
+}
+
+#[test]
+fn chart_draws_one_bar_per_series_and_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"group\":\"a\",\"series\":\"x\",\"value\":10}\n\
+         {\"group\":\"a\",\"series\":\"y\",\"value\":5}\n\
+         {\"group\":\"b\",\"series\":\"x\",\"value\":7}\n",
+    )
+    .unwrap();
+    let svg = dir.path().join("out.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", "chart"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{text}");
+    // Three bars (plus the legend's two swatches) in the series' colors.
+    assert_eq!(text.matches("fill=\"#2B6CB0\"").count(), 3, "{text}");
+    assert_eq!(text.matches("fill=\"#D95F02\"").count(), 2, "{text}");
+
+    std::fs::write(&input, "{\"nope\":1}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", "chart"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bad input is an error");
+}
