@@ -387,7 +387,8 @@ async def test_stats_endpoint(server_factory, clients):
     srv = server_factory("--jwt-secret", "stats-secret")
     admin = Admin(srv.http)
     s0 = await admin.aok("GET", "/stats")
-    assert set(s0) == {"connections", "users_online", "rooms", "uptime_s"}
+    assert set(s0) == {"nodes", "connections", "users_online", "rooms", "uptime_s"}
+    assert s0["nodes"] == 1, "a standalone server is one node"
     assert s0["connections"] == {"socketio": 0, "native": 0, "total": 0}
     assert s0["users_online"] == 0 and s0["rooms"] == 0
     assert isinstance(s0["uptime_s"], int) and s0["uptime_s"] >= 0

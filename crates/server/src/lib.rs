@@ -47,6 +47,8 @@ use switchboard_hub::{Hub, LogLimits};
 use switchboard_socketio::server::{RecoveryConfig, SocketIo};
 
 pub use auth::Auth;
+/// The native protocol's request decoder (pure; fuzzed in `fuzz/`).
+pub use native::request as native_request;
 pub use relay::user_room;
 
 /// Settings of [`Server`].

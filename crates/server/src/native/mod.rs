@@ -7,6 +7,7 @@ mod accept;
 mod conn;
 mod driver;
 mod ops;
+pub mod request;
 
 pub(crate) use accept::PeerAddr;
 

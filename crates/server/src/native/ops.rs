@@ -6,24 +6,19 @@ use serde_json::{Value, json};
 use switchboard_wire::Message;
 
 use super::conn::Conn;
+use super::request::{self, HistorySince, Op, Refusal, bad};
 use super::{Native, text};
 use crate::metrics::Limit;
 use crate::relay::user_room;
 use crate::rooms::Action;
 use crate::wire;
-
-/// A refused request: `{id?, ok:false, error:{code, message}}`.
-struct Refusal(&'static str, String);
+use switchboard_hub::Position;
 
 impl From<switchboard_hub::StoreError> for Refusal {
     fn from(e: switchboard_hub::StoreError) -> Self {
         tracing::error!(error = %e, "history store failed");
         Refusal("unavailable", wire::UNAVAILABLE.into())
     }
-}
-
-fn bad(message: impl Into<String>) -> Refusal {
-    Refusal("bad_request", message.into())
 }
 
 pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
@@ -40,30 +35,35 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
     if t.as_str() == "ping" {
         return conn.push(text("pong".to_owned()));
     }
-    let req: Value = match serde_json::from_str(t.as_str()) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => return reply(conn, None, Err(bad("a request is a JSON object"))),
+    let req = match request::object(t.as_str()) {
+        Ok(req) => req,
+        Err(refusal) => return reply(conn, None, Err(refusal)),
     };
-    let id = req
-        .get("id")
-        .filter(|i| i.is_number() || i.is_string())
-        .cloned();
+    let id = request::id(&req);
     if !conn.rate.allow() {
         native.ctx.metrics.reject(Limit::Rate);
         let message = "over the request rate; slow down".to_owned();
         return reply(conn, id, Err(Refusal("rate_limited", message)));
     }
-    let result = match req.get("op").and_then(Value::as_str) {
-        Some("join") => join(native, conn, &req),
-        Some("leave") => leave(native, conn, &req),
-        Some("publish") => publish(native, conn, &req),
-        Some("presence") => presence(native, conn, &req),
-        Some("history") => history(native, conn, &req),
-        Some("refresh") => refresh(native, conn, &req),
-        Some("rpc") => return rpc(native, conn, id, &req),
-        Some("auth") => Err(bad("already authenticated (use refresh for a new token)")),
-        Some(op) => Err(Refusal("unknown_op", format!("unknown op {op:?}"))),
-        None => Err(bad("missing op")),
+    let result = match request::op(&req) {
+        Ok(Op::Join {
+            room,
+            presence,
+            since,
+        }) => join(native, conn, &room, presence, since),
+        Ok(Op::Leave { room }) => leave(native, conn, &room),
+        Ok(Op::Publish {
+            room,
+            event,
+            data,
+            volatile,
+        }) => publish(native, conn, &room, event, &data, volatile),
+        Ok(Op::Presence { room }) => presence(native, conn, &room),
+        Ok(Op::History { room, since, limit }) => history(native, conn, &room, since, limit),
+        Ok(Op::Refresh { token }) => refresh(native, conn, token.as_deref()),
+        Ok(Op::Rpc { event, data }) => return rpc(native, conn, id, event, data),
+        Ok(Op::Auth) => Err(bad("already authenticated (use refresh for a new token)")),
+        Err(refusal) => Err(refusal),
     };
     reply(conn, id, result);
 }
@@ -82,18 +82,8 @@ fn reply(conn: &Conn, id: Option<Value>, result: Result<Value, Refusal>) {
     conn.push(text(m.to_string()));
 }
 
-/// The request's room, if `conn` may do `action` to it.
-fn room<'a>(
-    native: &Native,
-    conn: &Conn,
-    req: &'a Value,
-    action: Action,
-) -> Result<&'a str, Refusal> {
-    let room = req
-        .get("room")
-        .and_then(Value::as_str)
-        .filter(|r| wire::valid_room(r))
-        .ok_or_else(|| bad("room must be a non-empty string"))?;
+/// Whether `conn` may do `action` to `room`.
+fn may(native: &Native, conn: &Conn, room: &str, action: Action) -> Result<(), Refusal> {
     native
         .ctx
         .may(
@@ -103,18 +93,13 @@ fn room<'a>(
             conn.anonymous,
             conn.grants.as_deref(),
         )
-        .map_err(|message| Refusal("forbidden", message.into()))?;
-    Ok(room)
+        .map_err(|message| Refusal("forbidden", message.into()))
 }
 
 /// `{"op":"rpc","event":EV,"data":ANY}`: to the backend's RPC proxy; its
 /// answer is the reply (`result`), asynchronously.
-fn rpc(native: &Native, conn: &Conn, id: Option<Value>, req: &Value) {
+fn rpc(native: &Native, conn: &Conn, id: Option<Value>, event: Option<String>, data: Value) {
     let backend = native.ctx.backend.as_ref().filter(|b| b.has_rpc());
-    let event = req
-        .get("event")
-        .and_then(Value::as_str)
-        .filter(|e| wire::valid_event(e));
     let (Some(backend), Some(event)) = (backend, event) else {
         let refusal = match backend {
             None => Refusal("unknown_op", "no RPC backend is configured".into()),
@@ -122,8 +107,7 @@ fn rpc(native: &Native, conn: &Conn, id: Option<Value>, req: &Value) {
         };
         return reply(conn, id, Err(refusal));
     };
-    let (backend, event) = (backend.clone(), event.to_owned());
-    let data = req.get("data").cloned().unwrap_or(Value::Null);
+    let backend = backend.clone();
     let Some(conn) = native.conn(&conn.id) else {
         return;
     };
@@ -137,13 +121,14 @@ fn rpc(native: &Native, conn: &Conn, id: Option<Value>, req: &Value) {
     });
 }
 
-fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(native, conn, req, Action::Join)?;
-    let presence = req
-        .get("presence")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let since = wire::position(req.get("since")).map_err(bad)?;
+fn join(
+    native: &Native,
+    conn: &Conn,
+    room: &str,
+    presence: bool,
+    since: Option<Position>,
+) -> Result<Value, Refusal> {
+    may(native, conn, room, Action::Join)?;
     {
         let mut st = conn.lock();
         let max = native.ctx.limits.max_rooms;
@@ -187,11 +172,7 @@ fn join(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     }
 }
 
-fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = req
-        .get("room")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("room must be a string"))?;
+fn leave(native: &Native, conn: &Conn, room: &str) -> Result<Value, Refusal> {
     if room.starts_with("user:") && room != user_room(&conn.user) {
         return Err(Refusal(
             "forbidden",
@@ -206,21 +187,18 @@ fn leave(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
     Ok(json!({}))
 }
 
-fn publish(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(native, conn, req, Action::Publish)?;
-    let event = req
-        .get("event")
-        .and_then(Value::as_str)
-        .filter(|e| wire::valid_event(e))
-        .ok_or_else(|| bad("event must be a name that is not reserved"))?;
-    let data = req.get("data").cloned().unwrap_or(Value::Null);
-    let volatile = req
-        .get("volatile")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+fn publish(
+    native: &Native,
+    conn: &Conn,
+    room: &str,
+    event: String,
+    data: &Value,
+    volatile: bool,
+) -> Result<Value, Refusal> {
+    may(native, conn, room, Action::Publish)?;
     let p = native.hub.publish(
         room,
-        event.to_owned(),
+        event,
         Bytes::from(data.to_string()),
         Some(conn.user.to_string()),
         volatile,
@@ -229,8 +207,8 @@ fn publish(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> 
     Ok(json!({"offset": p.entry.offset}))
 }
 
-fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(native, conn, req, Action::Join)?;
+fn presence(native: &Native, conn: &Conn, room: &str) -> Result<Value, Refusal> {
+    may(native, conn, room, Action::Join)?;
     let list: Vec<Value> = native
         .hub
         .presence(room)
@@ -240,40 +218,29 @@ fn presence(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal>
     Ok(json!({"members": list}))
 }
 
-fn history(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let room = room(native, conn, req, Action::Join)?;
-    // `since` is an offset, or a position {epoch, offset}: from another
-    // epoch, everything the log holds is new.
-    let since = match req.get("since") {
-        Some(Value::Object(pos)) => {
-            let epoch = pos.get("epoch").and_then(Value::as_str);
-            let offset = pos.get("offset").and_then(Value::as_u64);
-            match (epoch, offset) {
-                (Some(e), Some(o)) if native.hub.epoch(room)?.as_deref() == Some(e) => Some(o),
-                (Some(_), Some(_)) => None,
-                _ => return Err(bad("since must be an offset or {epoch, offset}")),
-            }
+fn history(
+    native: &Native,
+    conn: &Conn,
+    room: &str,
+    since: HistorySince,
+    limit: Option<u64>,
+) -> Result<Value, Refusal> {
+    may(native, conn, room, Action::Join)?;
+    // From another epoch, everything the log holds is new.
+    let since = match since {
+        HistorySince::Start => None,
+        HistorySince::Offset(o) => Some(o),
+        HistorySince::Position(p) if native.hub.epoch(room)?.as_deref() == Some(&*p.epoch) => {
+            Some(p.offset)
         }
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("since must be an offset or {epoch, offset}"))?,
-        ),
-    };
-    let limit = match req.get("limit") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| bad("limit must be a non-negative integer"))?,
-        ),
+        HistorySince::Position(_) => None,
     };
     let limit = wire::history_limit(limit);
     let (epoch, entries) = native.hub.history(room, since, limit)?;
     Ok(wire::history(epoch, &entries, since))
 }
 
-fn refresh(native: &Native, conn: &Conn, req: &Value) -> Result<Value, Refusal> {
-    let token = req.get("token").and_then(Value::as_str);
+fn refresh(native: &Native, conn: &Conn, token: Option<&str>) -> Result<Value, Refusal> {
     match native.auth().identify(token) {
         Ok(id) if !id.anonymous && *id.user == *conn.user => {
             if let Some(expiry) = &conn.expiry {
