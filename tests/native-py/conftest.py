@@ -26,7 +26,7 @@ import pytest
 
 from sb_client import API_KEY, JWT_SECRET
 
-ADDRESS = re.compile(r"on http://([0-9.:]+)")
+ADDRESS = re.compile(r"on (https?)://([0-9.:]+)")
 
 
 def binary() -> Path:
@@ -58,6 +58,7 @@ class Server:
         self.api_key = api_key
         self.proc: subprocess.Popen | None = None
         self.addr: str | None = None
+        self.tls = False  # it said `on https://…` (--tls-cert)
         self.log_path: Path | None = None
         self.starts = 0
         self._log = None
@@ -67,11 +68,11 @@ class Server:
     # -- addresses ---------------------------------------------------------
     @property
     def http(self) -> str:
-        return f"http://{self.addr}"
+        return f"{'https' if self.tls else 'http'}://{self.addr}"
 
     @property
     def ws(self) -> str:
-        return f"ws://{self.addr}"
+        return f"{'wss' if self.tls else 'ws'}://{self.addr}"
 
     @property
     def host(self) -> str:
@@ -123,7 +124,8 @@ class Server:
                 if self.addr is None:
                     m = ADDRESS.search(line)
                     if m:
-                        self.addr = m.group(1)
+                        self.tls = m.group(1) == "https"
+                        self.addr = m.group(2)
                         found.set()
             found.set()
 

@@ -264,10 +264,13 @@ class Clients:
 class Sio:
     """A Socket.IO client recording every event it receives as (event, args)."""
 
-    def __init__(self):
+    def __init__(self, http_session=None):
         import socketio
 
-        self.client = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        # `http_session`: an aiohttp.ClientSession of the caller's (e.g. with
+        # an SSL context trusting a test certificate); it closes it.
+        extra = {"http_session": http_session} if http_session is not None else {}
+        self.client = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False, **extra)
         self.events: list[tuple[str, tuple]] = []
         self.disconnect_reason: str | None = None
         self.disconnected = asyncio.Event()
@@ -288,9 +291,11 @@ class Sio:
         self.client.on("disconnect", on_disconnect)
 
     @classmethod
-    async def open(cls, base: str, token: str | None = None, transports=("websocket",), headers=None):
-        """Connects to `base` (`http://host:port`)."""
-        s = cls()
+    async def open(
+        cls, base: str, token: str | None = None, transports=("websocket",), headers=None, http_session=None
+    ):
+        """Connects to `base` (`http://host:port`, or `https://`)."""
+        s = cls(http_session)
         auth = {"token": token} if token is not None else None
         await s.client.connect(
             base,

@@ -206,12 +206,13 @@ pub fn decode(s: &str, limits: &Limits) -> Result<Decoded, PacketError> {
         None
     };
     if binary {
-        let used = data
-            .as_ref()
-            .map(|d| placeholders(d, attachments))
-            .transpose()?
-            .unwrap_or(0);
-        if used == 0 {
+        // Every attachment must be referenced (an unreferenced one would be
+        // buffered for nothing); `attachments` is within the limit here.
+        let mut used = vec![false; attachments];
+        if let Some(d) = &data {
+            placeholders(d, &mut used)?;
+        }
+        if used.contains(&false) {
             return Err(PacketError::BadPlaceholder);
         }
     }
@@ -248,29 +249,25 @@ fn payload_valid(kind: PacketKind, v: &Value) -> bool {
     }
 }
 
-/// Checks every placeholder in `v` against `count` attachments; returns how
-/// many placeholders there are. `{"_placeholder":true}` must have an integer
-/// `num` in `0..count`.
-fn placeholders(v: &Value, count: usize) -> Result<usize, PacketError> {
+/// Checks every placeholder in `v` against the attachments and marks the
+/// ones referenced in `used`. `{"_placeholder":true}` must have an integer
+/// `num` in `0..used.len()`.
+fn placeholders(v: &Value, used: &mut [bool]) -> Result<(), PacketError> {
     match v {
-        Value::Array(items) => items
-            .iter()
-            .try_fold(0, |n, i| Ok(n + placeholders(i, count)?)),
+        Value::Array(items) => items.iter().try_for_each(|i| placeholders(i, used)),
         Value::Object(map) => {
             if map.get("_placeholder") == Some(&Value::Bool(true)) {
                 let num = map
                     .get("num")
                     .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
                     .ok_or(PacketError::BadPlaceholder)?;
-                if num as usize >= count {
-                    return Err(PacketError::BadPlaceholder);
-                }
-                return Ok(1);
+                *used.get_mut(num).ok_or(PacketError::BadPlaceholder)? = true;
+                return Ok(());
             }
-            map.values()
-                .try_fold(0, |n, i| Ok(n + placeholders(i, count)?))
+            map.values().try_for_each(|i| placeholders(i, used))
         }
-        _ => Ok(0),
+        _ => Ok(()),
     }
 }
 
@@ -440,6 +437,15 @@ mod tests {
             ),
             (
                 "51-[\"a\",{\"_placeholder\":true,\"num\":0.5}]",
+                PacketError::BadPlaceholder,
+            ),
+            // Every attachment must be referenced, repeated numbers or not.
+            (
+                "52-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+                PacketError::BadPlaceholder,
+            ),
+            (
+                "52-[\"a\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":0}]",
                 PacketError::BadPlaceholder,
             ),
         ];
