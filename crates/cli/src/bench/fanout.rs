@@ -65,17 +65,7 @@ fn stamp(text: &str) -> Option<u64> {
 }
 
 pub(crate) fn run(args: FanoutBenchArgs) -> anyhow::Result<()> {
-    let rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()?
-    };
-    rt.block_on(bench(args))
+    super::runtime(args.threads)?.block_on(bench(args))
 }
 
 async fn join(

@@ -59,11 +59,7 @@ pub(crate) fn rss(pid: u32) -> anyhow::Result<u64> {
 }
 
 pub(crate) fn run(args: IdleBenchArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
-    rt.block_on(bench(args))
+    super::runtime(args.threads)?.block_on(bench(args))
 }
 
 async fn bench(args: IdleBenchArgs) -> anyhow::Result<()> {

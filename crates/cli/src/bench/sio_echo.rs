@@ -39,17 +39,7 @@ pub(crate) struct SioEchoBenchArgs {
 }
 
 pub(crate) fn run(args: SioEchoBenchArgs) -> anyhow::Result<()> {
-    let rt = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()?
-    };
-    rt.block_on(bench(args))
+    super::runtime(args.threads)?.block_on(bench(args))
 }
 
 /// A connected client (its event stream drained in the background).

@@ -38,11 +38,7 @@ pub(crate) struct StormBenchArgs {
 }
 
 pub(crate) fn run(args: StormBenchArgs) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?;
-    rt.block_on(bench(args))
+    super::runtime(args.threads)?.block_on(bench(args))
 }
 
 async fn bench(args: StormBenchArgs) -> anyhow::Result<()> {
