@@ -11,8 +11,12 @@
 //!   or "not recovered" with the current position (other epoch, trimmed, or a
 //!   cursor from the future); history is oldest first, after `since`, at most
 //!   `limit`;
-//! * the tracker: within an epoch it delivers strictly increasing offsets,
-//!   never one twice, and its position is the last one it delivered.
+//! * the tracker, fed by a simulated server consistent with a real log (one
+//!   current epoch, a reset starts a new one; offsets only grow; a join is
+//!   recovered only when the log still holds what follows the position):
+//!   within an epoch it delivers strictly increasing offsets, never one
+//!   twice; a lost position is reported as a gap; its position is at least
+//!   the last offset it delivered.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
@@ -52,14 +56,16 @@ fuzz_target!(|data: &[u8]| {
     let mut now = t0;
     let mut tracker: Recovery<M> = Recovery::default();
     let mut delivered: Vec<(String, u64)> = Vec::new();
-    let epochs = [epoch.clone(), "other".to_owned()];
-    // What the simulated server has given out per epoch: its answers are
-    // consistent with it (a real log's offsets only grow).
-    let mut server_last = [0u64; 2];
+    // The simulated server of the tracker: a current epoch (a reset starts
+    // a new one, never seen before) whose offsets only grow; its live
+    // messages and join answers are consistent with it, as a real log's.
+    let mut server_epoch = 0usize;
+    let mut server_last = 0u64;
+    let name = |e: usize| format!("s{e}");
 
     for ins in data.chunks_exact(4) {
         let (a, b, c) = (u64::from(ins[1]), u64::from(ins[2]), ins[3]);
-        match ins[0] % 6 {
+        match ins[0] % 7 {
             0 => {
                 let before = log.position().offset;
                 let e = log.append("m".into(), Bytes::from(vec![0; usize::from(c % 32)]), None, now);
@@ -68,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
             1 => now += Duration::from_secs(a % 20),
             2 => {
                 let since = Position {
-                    epoch: epochs[usize::from(c % 2)].clone(),
+                    epoch: if c % 2 == 0 { epoch.clone() } else { "other".to_owned() },
                     offset: a,
                 };
                 let last = log.position().offset;
@@ -93,61 +99,67 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                // A live message to the tracker.
-                let e = usize::from(c % 2);
-                server_last[e] = server_last[e].max(a);
+                // The server's log is reset: a new epoch.
+                server_epoch += 1;
+                server_last = 0;
+            }
+            5 => {
+                // A live message (the server may skip offsets: messages
+                // the client was not sent).
+                server_last += 1 + a % 3;
                 let m = M {
-                    epoch: epochs[e].clone(),
-                    offset: a,
+                    epoch: name(server_epoch),
+                    offset: server_last,
                 };
-                if tracker.position("r").is_none() {
-                    tracker.joining("r", false);
-                    server_last[0] = server_last[0].max(b);
-                    let answer = JoinAnswer {
-                        epoch: epoch.clone(),
-                        offset: server_last[0],
-                        recovered: c % 4 == 0,
-                        missed: Vec::new(),
-                    };
-                    for d in tracker.joined("r", answer).deliver {
-                        delivered.push((d.epoch, d.offset));
-                    }
-                }
                 if let Some(d) = tracker.message("r", m) {
                     delivered.push((d.epoch, d.offset));
                 }
             }
             _ => {
-                // A rejoin: its answer may carry missed messages.
-                tracker.joining("r", false);
-                let missed: Vec<M> = (0..u64::from(c % 6))
-                    .map(|i| M {
-                        epoch: epoch.clone(),
-                        offset: a + i,
-                    })
-                    .collect();
-                server_last[0] = server_last[0].max(b).max(a + u64::from(c % 6));
+                // A (re)join and its answer: recovered when the client's
+                // position is of the current epoch and the log (holding the
+                // last `b % 32` entries) still has what follows it.
+                let since = tracker.joining("r", false);
+                let held_from = server_last.saturating_sub(b % 32);
+                let recovered = since
+                    .as_ref()
+                    .is_some_and(|s| s.epoch == name(server_epoch) && s.offset >= held_from);
+                let missed = match (&since, recovered) {
+                    (Some(s), true) => (s.offset + 1..=server_last)
+                        .map(|offset| M {
+                            epoch: name(server_epoch),
+                            offset,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let answer = JoinAnswer {
-                    epoch: epoch.clone(),
-                    offset: server_last[0],
-                    recovered: c % 2 == 0,
+                    epoch: name(server_epoch),
+                    offset: server_last,
+                    recovered,
                     missed,
                 };
-                for d in tracker.joined("r", answer).deliver {
+                let rejoined = tracker.joined("r", answer);
+                if since.is_some() && !recovered {
+                    assert!(rejoined.gap, "a lost position is reported as a gap");
+                }
+                for d in rejoined.deliver {
                     delivered.push((d.epoch, d.offset));
                 }
+                let _ = c;
             }
         }
-        // Within an epoch, deliveries only move forward.
-        for w in delivered.windows(2) {
-            if w[0].0 == w[1].0 {
-                assert!(w[1].1 > w[0].1, "delivered {:?} after {:?}", w[1], w[0]);
+        // Within an epoch, deliveries only move forward (never one twice).
+        let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for (e, o) in &delivered {
+            if let Some(prev) = last.insert(e, *o) {
+                assert!(*o > prev, "delivered {e}/{o} after {e}/{prev}");
             }
         }
-        if let (Some(p), Some(last)) = (tracker.position("r"), delivered.last())
-            && p.epoch == last.0
+        if let (Some(p), Some(d)) = (tracker.position("r"), delivered.last())
+            && p.epoch == d.0
         {
-            assert!(p.offset >= last.1);
+            assert!(p.offset >= d.1);
         }
     }
 });
