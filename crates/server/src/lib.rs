@@ -321,6 +321,8 @@ impl Server {
         let mut open = metrics::Open {
             native: self.native.connection_count(),
             cluster: self.cluster().map(|c| (c.is_up(), c.peers())),
+            tasks: tokio::runtime::Handle::try_current()
+                .map_or(0, |h| h.metrics().num_alive_tasks()),
             ..Default::default()
         };
         for s in self.admin.ns.sockets() {

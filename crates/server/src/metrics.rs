@@ -77,6 +77,7 @@ pub(crate) struct Metrics {
     /// Clustered nodes only (empty families otherwise).
     redis_up: Family<Labels, Gauge>,
     cluster_peers: Family<Labels, Gauge>,
+    tasks: Gauge,
 }
 
 /// Open connections at scrape time.
@@ -87,6 +88,8 @@ pub(crate) struct Open {
     pub(crate) socketio_polling: usize,
     /// Whether Redis is reachable, and the other live nodes (clustered).
     pub(crate) cluster: Option<(bool, usize)>,
+    /// Tasks alive in the runtime serving the scrape.
+    pub(crate) tasks: usize,
 }
 
 impl Metrics {
@@ -179,6 +182,12 @@ impl Metrics {
             "Other live nodes of the cluster, as last read (clustered nodes only)",
             cluster_peers.clone(),
         );
+        let tasks = Gauge::default();
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive in the server's runtime (connections, timers, backend calls)",
+            tasks.clone(),
+        );
         Self {
             registry,
             native,
@@ -189,6 +198,7 @@ impl Metrics {
             connections,
             redis_up,
             cluster_peers,
+            tasks,
         }
     }
 
@@ -223,6 +233,8 @@ impl Metrics {
                 .get_or_create(&Vec::new())
                 .set(i64::try_from(peers).unwrap_or(i64::MAX));
         }
+        self.tasks
+            .set(i64::try_from(open.tasks).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -246,6 +258,7 @@ mod tests {
             socketio_websocket: 1,
             socketio_polling: 0,
             cluster: None,
+            tasks: 7,
         });
         for line in [
             "switchboard_messages_received_total{protocol=\"native\"} 1",
@@ -253,6 +266,7 @@ mod tests {
             "switchboard_limit_rejections_total{limit=\"rate\"} 1",
             "switchboard_connections{protocol=\"native\",transport=\"websocket\"} 2",
             "switchboard_publishes_total 1",
+            "switchboard_runtime_tasks 7",
             "switchboard_recoveries_total{protocol=\"native\",result=\"recovered\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");
