@@ -79,6 +79,9 @@ struct Member {
 #[derive(Debug)]
 struct Room {
     members: HashMap<ConnId, Member>,
+    /// Members that asked for presence events: without any, a join or leave
+    /// costs no walk over the members.
+    watchers: usize,
     /// Users with connections in the room: count and since.
     users: HashMap<Arc<str>, (usize, SystemTime)>,
     /// Removed from the hub (no members, its log never published to);
@@ -171,6 +174,7 @@ impl Hub {
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Room {
                     members: HashMap::new(),
+                    watchers: 0,
                     users: HashMap::new(),
                     gone: false,
                     delivered: None,
@@ -293,13 +297,15 @@ impl Hub {
             entry.0 += 1;
             entry.0 == 1
         };
-        r.members.insert(
+        let previous = r.members.insert(
             conn.clone(),
             Member {
                 user: user.clone(),
                 presence,
             },
         );
+        r.watchers =
+            r.watchers + usize::from(presence) - usize::from(previous.is_some_and(|p| p.presence));
         self.changed();
         if first && !read(&self.remote).in_room(room, user) {
             self.announce(r, room, user, true);
@@ -345,6 +351,7 @@ impl Hub {
         let Some(member) = r.members.remove(conn) else {
             return;
         };
+        r.watchers -= usize::from(member.presence);
         let last = match r.users.get_mut(&member.user) {
             Some(entry) => {
                 entry.0 -= 1;
@@ -376,6 +383,9 @@ impl Hub {
     /// Sends a presence change to the members who asked, except the user's
     /// own connections.
     fn announce(&self, r: &Room, room: &str, user: &Arc<str>, joined: bool) {
+        if r.watchers == 0 {
+            return;
+        }
         let change = PresenceChange {
             room: room.to_owned(),
             user: user.to_string(),
@@ -435,6 +445,7 @@ impl Hub {
         let r = self.existing_room(room).unwrap_or_else(|| {
             Arc::new(Mutex::new(Room {
                 members: HashMap::new(),
+                watchers: 0,
                 users: HashMap::new(),
                 gone: true,
                 delivered: None,

@@ -3,7 +3,18 @@
 //! Both are created on first use and dropped after each message when the
 //! context is not kept, so a connection that negotiated the extension but is
 //! idle (or never compresses) holds no zlib state.
+//!
+//! Without context takeover a compressed message depends only on its bytes
+//! and the settings. Such compressors are therefore not per connection: each
+//! thread keeps one ready (reset between messages instead of rebuilt), and
+//! its last few outputs with the payloads they came from
+//! ([`DeflateCodec::compress_shared`]),
+//! so a broadcast sent to thousands of connections (one shared `Bytes`) is
+//! compressed once per thread, not once per recipient.
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::params::{DeflateConfig, DeflateParams};
@@ -18,6 +29,32 @@ pub(crate) enum InflateError {
     Corrupt,
     /// The output would exceed the message limit.
     TooBig,
+}
+
+/// A context-free compressor kept by a thread between messages.
+struct Spare {
+    level: u32,
+    bits: u8,
+    compress: Box<Compress>,
+}
+
+/// Recent context-free compressions kept per thread: connections that are
+/// behind send a few broadcasts in turn, so more than the last one is kept.
+const RECENT: usize = 8;
+
+/// A context-free compression of a thread: its input (held, so the
+/// allocation cannot be reused while it is the key), settings and output.
+struct LastOutput {
+    input: Bytes,
+    level: u32,
+    bits: u8,
+    output: Bytes,
+}
+
+thread_local! {
+    static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+    static LAST: RefCell<std::collections::VecDeque<LastOutput>> =
+        const { RefCell::new(std::collections::VecDeque::new()) };
 }
 
 /// Per-connection permessage-deflate state.
@@ -67,6 +104,44 @@ impl DeflateCodec {
         }
     }
 
+    /// Compresses one whole message payload given as shared bytes. Without
+    /// context takeover the output is the thread's last one when the payload
+    /// is the same allocation (a broadcast reaching another connection).
+    pub(crate) fn compress_shared(&mut self, payload: &Bytes) -> Bytes {
+        if !self.reset_compress {
+            return Bytes::from(self.compress(payload));
+        }
+        let (level, bits) = (self.level, self.window_bits);
+        let hit = LAST.with(|last| {
+            last.borrow()
+                .iter()
+                .find(|l| {
+                    l.level == level
+                        && l.bits == bits
+                        && l.input.as_ptr() == payload.as_ptr()
+                        && l.input.len() == payload.len()
+                })
+                .map(|l| l.output.clone())
+        });
+        if let Some(output) = hit {
+            return output;
+        }
+        let output = Bytes::from(self.compress(payload));
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.len() == RECENT {
+                last.pop_front();
+            }
+            last.push_back(LastOutput {
+                input: payload.clone(),
+                level,
+                bits,
+                output: output.clone(),
+            });
+        });
+        output
+    }
+
     /// Compresses one whole message payload.
     pub(crate) fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
         // zlib cannot make a raw stream with an 8-bit window. With window 9 and a
@@ -75,6 +150,19 @@ impl DeflateCodec {
         let small_window = self.window_bits < 9;
         let bits = self.window_bits.max(9);
         let level = self.level;
+        if self.reset_compress && self.compress.is_none() {
+            // The thread's spare, when it has the same settings.
+            self.compress = SPARE.with(|spare| {
+                let mut spare = spare.borrow_mut();
+                match spare.take() {
+                    Some(s) if s.level == level && s.bits == bits => Some(s.compress),
+                    other => {
+                        *spare = other;
+                        None
+                    }
+                }
+            });
+        }
         let c = self.compress.get_or_insert_with(|| {
             Box::new(Compress::new_with_window_bits(
                 Compression::new(level),
@@ -99,8 +187,18 @@ impl DeflateCodec {
         if out.is_empty() {
             out.push(0x00);
         }
-        if self.reset_compress {
-            self.compress = None;
+        if self.reset_compress
+            && let Some(mut c) = self.compress.take()
+        {
+            // Ready for the next message of any connection on this thread.
+            c.reset();
+            SPARE.with(|spare| {
+                *spare.borrow_mut() = Some(Spare {
+                    level,
+                    bits,
+                    compress: c,
+                });
+            });
         }
         out
     }
@@ -245,6 +343,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn context_free_output_is_shared_by_connections_and_stays_exact() {
+        let params = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        let (mut a, mut client) = pair(params);
+        let (mut b, _) = pair(params);
+        let broadcast = Bytes::from(b"{\"op\":\"message\",\"data\":\"abcabcabcabc\"}".repeat(20));
+        let first = a.compress_shared(&broadcast);
+        let second = b.compress_shared(&broadcast);
+        assert_eq!(first, second);
+        assert_eq!(first.as_ptr(), second.as_ptr(), "compressed once, shared");
+        // The same bytes in another allocation: compressed again, same output
+        // (a reused compressor is as good as a new one).
+        let copy = Bytes::copy_from_slice(&broadcast);
+        let third = b.compress_shared(&copy);
+        assert_eq!(third, first);
+        assert_ne!(third.as_ptr(), first.as_ptr());
+        // Other bytes never get a stale answer.
+        let other = Bytes::from_static(b"something else entirely, not the broadcast");
+        let mut out = Vec::new();
+        client
+            .inflate(&a.compress_shared(&other), &mut out, 1 << 20)
+            .unwrap();
+        client.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, &other[..]);
+        let mut out = Vec::new();
+        client.inflate(&second, &mut out, 1 << 20).unwrap();
+        client.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, &broadcast[..]);
+    }
+
+    #[test]
+    fn context_keeping_codecs_never_share() {
+        let (mut a, _) = pair(DeflateParams::default());
+        let m = Bytes::from(vec![b'x'; 300]);
+        let first = a.compress_shared(&m);
+        let second = a.compress_shared(&m);
+        assert_ne!(first, second, "the second message refers back to the first");
     }
 
     #[test]

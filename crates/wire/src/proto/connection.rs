@@ -516,8 +516,8 @@ impl Connection {
         if let Some(codec) = self.deflate.as_mut()
             && payload.len() >= codec.threshold
         {
-            let compressed = codec.compress(&payload);
-            self.encode(true, true, opcode, Bytes::from(compressed));
+            let compressed = codec.compress_shared(&payload);
+            self.encode(true, true, opcode, compressed);
         } else {
             self.encode(true, false, opcode, payload);
         }
