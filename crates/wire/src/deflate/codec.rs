@@ -41,6 +41,9 @@ struct Spare {
 /// Recent context-free compressions kept per thread: connections that are
 /// behind send a few broadcasts in turn, so more than the last one is kept.
 const RECENT: usize = 8;
+/// Largest payload whose compression is kept: bounds what a thread holds
+/// (inputs and outputs) to a few hundred KiB whatever the message limit.
+const RECENT_MAX_BYTES: usize = 32 << 10;
 
 /// A context-free compression of a thread: its input (held, so the
 /// allocation cannot be reused while it is the key), settings and output.
@@ -108,7 +111,7 @@ impl DeflateCodec {
     /// context takeover the output is the thread's last one when the payload
     /// is the same allocation (a broadcast reaching another connection).
     pub(crate) fn compress_shared(&mut self, payload: &Bytes) -> Bytes {
-        if !self.reset_compress {
+        if !self.reset_compress || payload.len() > RECENT_MAX_BYTES {
             return Bytes::from(self.compress(payload));
         }
         let (level, bits) = (self.level, self.window_bits);
