@@ -1,15 +1,13 @@
 //! `switchboard bench` scenarios against real servers (short runs): each
 //! reports JSON whose figures are consistent with what it did.
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
 
-use support::{Server, free_port};
+use support::{Server, free_port, wait_listening};
 
 fn start(args: &[&str]) -> (Server, u16) {
     let port = free_port();
@@ -23,11 +21,7 @@ fn start(args: &[&str]) -> (Server, u16) {
         .spawn()
         .unwrap();
     let server = Server(child);
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "{args:?} did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port, &format!("{args:?}"));
     (server, port)
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{Server, free_port};
+use support::{Server, free_port, wait_listening};
 
 fn start_echo(extra: &[&str]) -> (Server, u16) {
     let port = free_port();
@@ -26,11 +26,7 @@ fn start_echo(extra: &[&str]) -> (Server, u16) {
         .spawn()
         .unwrap();
     let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "echo server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port, "echo server");
     (server, port)
 }
 
@@ -209,11 +205,7 @@ fn start_serve() -> (Server, u16) {
             .spawn()
             .unwrap(),
     );
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port, "serve");
     (serve, port)
 }
 

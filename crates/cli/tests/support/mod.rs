@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::Child;
+use std::time::{Duration, Instant};
 
 /// A child process, killed and reaped when dropped.
 pub(crate) struct Server(pub(crate) Child);
@@ -22,4 +23,13 @@ pub(crate) fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Waits (10 s at most) until something accepts connections on `port`.
+pub(crate) fn wait_listening(port: u16, what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
