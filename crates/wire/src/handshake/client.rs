@@ -83,6 +83,10 @@ impl ClientHandshake {
         let mut storage = vec![httparse::EMPTY_HEADER; limits.max_headers];
         let mut resp = httparse::Response::new(&mut storage);
         let len = match resp.parse(buf) {
+            // A head over the cap is refused whether it arrived whole or not.
+            Ok(httparse::Status::Complete(len)) if len > limits.max_head_bytes => {
+                return Err(HandshakeError::HeadTooLarge);
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > limits.max_head_bytes => {
                 return Err(HandshakeError::HeadTooLarge);
@@ -190,5 +194,28 @@ mod tests {
         assert_eq!(err, HandshakeError::BadAccept);
         let err = pending.parse_response(b"HTTP/1.1 403 Forbidden\r\n\r\n", &HeadLimits::default());
         assert_eq!(err.unwrap_err(), HandshakeError::BadStatus(403));
+    }
+
+    #[test]
+    fn a_whole_head_over_the_cap_is_refused_like_a_partial_one() {
+        // Found by the handshake fuzz target: only a partial head was checked.
+        let (_, pending) = ClientHandshake::new("h", "/", &ClientOptions::default());
+        let limits = HeadLimits {
+            max_head_bytes: 64,
+            ..HeadLimits::default()
+        };
+        let resp = format!("HTTP/1.1 101 OK\r\nX-Pad: {}\r\n\r\n", "a".repeat(100));
+        assert_eq!(
+            pending
+                .parse_response(resp.as_bytes(), &limits)
+                .unwrap_err(),
+            HandshakeError::HeadTooLarge
+        );
+        assert_eq!(
+            pending
+                .parse_response(&resp.as_bytes()[..80], &limits)
+                .unwrap_err(),
+            HandshakeError::HeadTooLarge
+        );
     }
 }
