@@ -253,7 +253,18 @@ class Peer(RawWs):
         self.opened_at = time.monotonic()
 
     def send(self, data: bytes):
-        self.sock.sendall(data)
+        """Sends raw bytes. A server that already ended the connection (what
+        many cases provoke) makes this a no-op: its close is read next."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.send_failed = True
+
+    def send_frame(self, *args, **kwargs):
+        try:
+            super().send_frame(*args, **kwargs)
+        except (BrokenPipeError, ConnectionResetError):
+            self.send_failed = True
 
     def close_frame(self, timeout: float = FAST):
         """Reads until the server's close frame: (code, reason); (None, None)
