@@ -3,6 +3,7 @@
 mod bench;
 mod connect;
 mod echo;
+mod files;
 mod listen;
 mod serve;
 
@@ -32,6 +33,11 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Send a file to a room or a user (native protocol), resuming after
+    /// reconnects.
+    SendFile(files::SendFileArgs),
+    /// Receive files sent to you or to rooms (native protocol).
+    RecvFile(files::RecvFileArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Echo(args) => echo::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::SendFile(args) => files::send(args),
+        Command::RecvFile(args) => files::recv(args),
     }
 }

@@ -14,9 +14,11 @@
 //!
 //! [`native::Client`] puts them together for the native protocol and
 //! [`socketio::SioClient`] for Socket.IO (WebSocket, or long-polling when
-//! the WebSocket is refused), each over one tokio task.
+//! the WebSocket is refused), each over one tokio task. [`files`] adds file
+//! transfer with per-chunk acknowledgements and resume to the native client.
 
 pub mod backoff;
+pub mod files;
 pub mod native;
 pub mod recovery;
 pub mod rotation;

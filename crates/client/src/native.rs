@@ -252,18 +252,23 @@ pub enum ClientError {
     },
 }
 
-enum Command {
+pub(crate) enum Command {
     Request {
         op: Value,
         reply: oneshot::Sender<Result<Value, ClientError>>,
     },
+    /// A frame sent as it is while connected, dropped while offline (file
+    /// chunks and acknowledgements: their senders resume after a reconnect).
+    Frame(WsMessage),
+    /// Routes connection changes and file-transfer traffic to a task.
+    Watch(mpsc::UnboundedSender<crate::files::Signal>),
     Close,
 }
 
 /// A handle on the client; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
-    tx: mpsc::UnboundedSender<Command>,
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
 }
 
 impl Client {
@@ -285,6 +290,7 @@ impl Client {
             cmds,
             offline: VecDeque::new(),
             next_id: 1,
+            watchers: Vec::new(),
         };
         tokio::spawn(driver.run());
         (Self { tx }, events)
@@ -379,6 +385,8 @@ struct Driver {
     /// Requests made while offline, in order.
     offline: VecDeque<(Value, oneshot::Sender<Result<Value, ClientError>>)>,
     next_id: u64,
+    /// File transfers in progress (`Command::Watch`).
+    watchers: Vec<mpsc::UnboundedSender<crate::files::Signal>>,
 }
 
 type Ws = WebSocket<MaybeTlsStream>;
@@ -390,6 +398,11 @@ fn text(s: String) -> WsMessage {
 impl Driver {
     fn emit(&self, e: Event) {
         let _ = self.events.send(e);
+    }
+
+    /// Tells the file transfers; forgets those that ended.
+    fn signal(&mut self, s: &crate::files::Signal) {
+        self.watchers.retain(|w| w.send(s.clone()).is_ok());
     }
 
     async fn run(mut self) {
@@ -455,6 +468,8 @@ impl Driver {
                 cmd = self.cmds.recv() => match cmd {
                     None | Some(Command::Close) => return Err("closed by the client".into()),
                     Some(Command::Request { op, reply }) => self.queue(op, reply),
+                    Some(Command::Frame(_)) => {}
+                    Some(Command::Watch(w)) => self.watchers.push(w),
                 },
             }
         }
@@ -579,6 +594,7 @@ impl Driver {
             self.send(&mut ws, &mut in_flight, op, Some(reply));
         }
         let _ = ws.flush().await;
+        self.signal(&crate::files::Signal::Online);
         let (interval, timeout) = (self.config.ping_interval, self.config.ping_timeout);
         let mut tick = tokio::time::interval(interval.min(timeout) / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -597,7 +613,11 @@ impl Driver {
                                 kicked = Some(k);
                             }
                         }
-                        Some(Ok(_)) => {}
+                        Some(Ok(WsMessage::Binary(b))) => {
+                            if let Some(c) = crate::files::chunk::decode(&b) {
+                                self.signal(&crate::files::Signal::Chunk(c));
+                            }
+                        }
                         Some(Err(_)) | None => break self.ended(&ws, kicked),
                     }
                 }
@@ -609,6 +629,13 @@ impl Driver {
                     }
                     Some(Command::Request { op, reply }) => {
                         self.send(&mut ws, &mut in_flight, op, Some(reply));
+                    }
+                    Some(Command::Frame(m)) => {
+                        let _ = ws.queue(m);
+                    }
+                    Some(Command::Watch(w)) => {
+                        let _ = w.send(crate::files::Signal::Online);
+                        self.watchers.push(w);
                     }
                 },
                 _ = tick.tick() => {
@@ -639,6 +666,7 @@ impl Driver {
                 break self.ended(&ws, kicked);
             }
         };
+        self.signal(&crate::files::Signal::Offline);
         for (_, f) in in_flight {
             if let Some(room) = &f.join {
                 self.recovery.interrupted(room);
@@ -721,6 +749,10 @@ impl Driver {
                     let op = json!({"op": "refresh", "token": token});
                     self.send(ws, in_flight, op, None);
                 }
+                None
+            }
+            Some("file_ack" | "file_complete" | "file_error") => {
+                self.signal(&crate::files::Signal::Push(v));
                 None
             }
             Some("kick") => {

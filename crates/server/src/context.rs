@@ -49,6 +49,8 @@ pub(crate) struct Context {
     pub(crate) backend: Option<Arc<Backend>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: ClientLimits,
+    /// Files sent through the server.
+    pub(crate) files: Arc<crate::files::Files>,
 }
 
 impl Context {

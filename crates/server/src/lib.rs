@@ -24,6 +24,7 @@ mod assets;
 pub mod auth;
 pub mod backend;
 mod context;
+pub mod files;
 pub mod limits;
 mod metrics;
 mod native;
@@ -88,6 +89,8 @@ pub struct ServerConfig {
     pub backend: backend::BackendConfig,
     /// Serve HTTPS / WSS.
     pub tls: Option<Tls>,
+    /// File transfers (native protocol).
+    pub files: files::FilesConfig,
 }
 
 /// A TLS acceptor (certificate and key loaded).
@@ -123,6 +126,7 @@ impl ServerConfig {
                 ..Default::default()
             },
             tls: None,
+            files: files::FilesConfig::default(),
         }
     }
 }
@@ -170,6 +174,7 @@ impl Server {
             rooms: config.rooms.clone(),
             backend: backend::Backend::new(config.backend.clone()),
             metrics: metrics.clone(),
+            files: Arc::new(files::Files::open(config.files.clone(), config.max_payload)),
             limits: context::ClientLimits {
                 max_rooms: config.max_rooms,
                 rate: config.rate,

@@ -78,6 +78,11 @@ pub(crate) struct Metrics {
     redis_up: Family<Labels, Gauge>,
     cluster_peers: Family<Labels, Gauge>,
     tasks: Gauge,
+    /// File chunk frames received (uploads) and sent (downloads).
+    pub(crate) file_chunks_in: Counter,
+    pub(crate) file_chunks_out: Counter,
+    /// Uploads whose digest matched.
+    pub(crate) files_completed: Counter,
 }
 
 /// Open connections at scrape time.
@@ -188,7 +193,28 @@ impl Metrics {
             "Tasks alive in the server's runtime (connections, timers, backend calls)",
             tasks.clone(),
         );
+        let file_chunks = Family::<Labels, Counter>::default();
+        registry.register(
+            "file_chunks",
+            "File transfer chunk frames by direction (in: uploads, out: downloads)",
+            file_chunks.clone(),
+        );
+        let file_chunks_in = file_chunks
+            .get_or_create(&vec![("direction", "in")])
+            .clone();
+        let file_chunks_out = file_chunks
+            .get_or_create(&vec![("direction", "out")])
+            .clone();
+        let files_completed = Counter::default();
+        registry.register(
+            "files_completed",
+            "File uploads completed with a matching SHA-256",
+            files_completed.clone(),
+        );
         Self {
+            file_chunks_in,
+            file_chunks_out,
+            files_completed,
             registry,
             native,
             socketio,

@@ -71,7 +71,7 @@ pub fn valid_room(room: &str) -> bool {
 /// Event names a publish may not use: Socket.IO's reserved names (the
 /// official client drops the connection on them) and the relay's own
 /// server-sent events.
-const RESERVED: [&str; 9] = [
+const RESERVED: [&str; 10] = [
     "connect",
     "connect_error",
     "disconnect",
@@ -81,6 +81,7 @@ const RESERVED: [&str; 9] = [
     "presence",
     "kick",
     "refresh",
+    "file",
 ];
 
 /// Whether an event name can be published: 1–128 characters, not reserved.

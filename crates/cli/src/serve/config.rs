@@ -122,6 +122,9 @@ pub(crate) struct Settings {
     pub(crate) max_connections_per_ip: usize,
     pub(crate) auth_timeout: Dur,
     pub(crate) send_queue: usize,
+    pub(crate) max_file_size: u64,
+    pub(crate) file_storage: u64,
+    pub(crate) file_ttl: Dur,
     pub(crate) connect_url: Option<String>,
     pub(crate) rpc_url: Option<String>,
     pub(crate) webhook_url: Option<String>,
@@ -163,6 +166,9 @@ impl Default for Settings {
             max_connections_per_ip: 1000,
             auth_timeout: Dur(Duration::from_secs(10)),
             send_queue: 1 << 20,
+            max_file_size: 1 << 30,
+            file_storage: 10 << 30,
+            file_ttl: Dur(Duration::from_secs(24 * 3600)),
             connect_url: None,
             rpc_url: None,
             webhook_url: None,
@@ -290,6 +296,19 @@ pub(crate) struct Overrides {
     #[arg(long, env = "SWITCHBOARD_SEND_QUEUE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     send_queue: Option<usize>,
+    /// Largest file a client may send (native file transfer) [default: 1073741824].
+    #[arg(long, env = "SWITCHBOARD_MAX_FILE_SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_file_size: Option<u64>,
+    /// Bytes of files the server holds in all, complete or not; more offers
+    /// get `unavailable` [default: 10737418240].
+    #[arg(long, env = "SWITCHBOARD_FILE_STORAGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_storage: Option<u64>,
+    /// How long a file transfer is kept after its last chunk or download [default: 24h].
+    #[arg(long, env = "SWITCHBOARD_FILE_TTL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_ttl: Option<Dur>,
     /// Backend URL asked for each connection's identity (connect proxy).
     #[arg(long, env = "SWITCHBOARD_CONNECT_URL")]
     #[serde(skip_serializing_if = "Option::is_none")]

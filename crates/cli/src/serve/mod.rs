@@ -64,6 +64,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections_per_ip = settings.max_connections_per_ip;
     config.auth_timeout = settings.auth_timeout.0;
     config.send_queue = settings.send_queue;
+    config.files.dir = settings.data_dir.as_ref().map(|d| d.join("files"));
+    config.files.max_file_size = settings.max_file_size;
+    config.files.max_storage = settings.file_storage;
+    config.files.ttl = settings.file_ttl.0;
     config.rooms = rooms::Permissions::new(
         settings
             .rooms

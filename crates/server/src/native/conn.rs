@@ -27,6 +27,8 @@ pub(crate) struct State {
     pub(crate) rooms: Vec<(Arc<str>, bool)>,
     pub(crate) ending: Option<Ending>,
     pub(crate) ping_due: bool,
+    /// File downloads in progress.
+    pub(crate) downloads: Vec<super::files::Leg>,
 }
 
 /// A connection as the rest of the server sees it.

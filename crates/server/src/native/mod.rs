@@ -6,6 +6,7 @@
 mod accept;
 mod conn;
 mod driver;
+mod files;
 mod ops;
 pub mod request;
 
@@ -226,6 +227,7 @@ impl Native {
     fn start_sweeper(self: &Arc<Self>) {
         self.sweeper.get_or_init(|| {
             tokio::spawn(sweep(Arc::downgrade(self)));
+            tokio::spawn(expire_files(Arc::downgrade(&self.ctx.files)));
         });
     }
 }
@@ -260,6 +262,25 @@ async fn sweep(native: Weak<Native>) {
                 c.lock().ping_due = true;
                 c.waker.wake();
             }
+        }
+    }
+}
+
+/// Deletes file transfers past their TTL.
+async fn expire_files(files: Weak<crate::files::Files>) {
+    loop {
+        let Some(every) = files.upgrade().map(|f| f.sweep_every()) else {
+            return;
+        };
+        tokio::time::sleep(every).await;
+        match files.upgrade() {
+            Some(f) => {
+                let n = f.expire();
+                if n > 0 {
+                    tracing::debug!(expired = n, "file transfers expired");
+                }
+            }
+            None => return,
         }
     }
 }

@@ -25,12 +25,10 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
     let traffic = &native.ctx.metrics.native;
     traffic.messages_in.inc();
     traffic.bytes_in.inc_by(m.len() as u64);
-    let Message::Text(t) = m else {
-        return reply(
-            conn,
-            None,
-            Err(bad("binary frames are not part of the protocol")),
-        );
+    let t = match m {
+        Message::Text(t) => t,
+        // File chunks: flow-controlled by their window, not rate-limited.
+        Message::Binary(b) => return super::files::on_chunk(native, conn, &b),
     };
     if t.as_str() == "ping" {
         return conn.push(text("pong".to_owned()));
@@ -40,6 +38,13 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         Err(refusal) => return reply(conn, None, Err(refusal)),
     };
     let id = request::id(&req);
+    // A download's acknowledgement is not a request (no reply, no rate).
+    if req.get("op").and_then(Value::as_str) == Some("file_ack") {
+        if let Ok(Op::FileAck { transfer, chunk }) = request::op(&req) {
+            super::files::ack(native, conn, transfer, chunk);
+        }
+        return;
+    }
     if !conn.rate.allow() {
         native.ctx.metrics.reject(Limit::Rate);
         let message = "over the request rate; slow down".to_owned();
@@ -63,6 +68,26 @@ pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
         Ok(Op::Refresh { token }) => refresh(native, conn, token.as_deref()),
         Ok(Op::Rpc { event, data }) => return rpc(native, conn, id, event, data),
         Ok(Op::Auth) => Err(bad("already authenticated (use refresh for a new token)")),
+        Ok(Op::FileOffer(offer)) => {
+            let (result, notice) = super::files::offer(native, conn, offer);
+            reply(conn, id, result);
+            if let Some(notice) = notice {
+                super::files::announce(native, conn, notice);
+            }
+            return;
+        }
+        Ok(Op::FileGet { transfer, from }) => {
+            let result = super::files::get(native, conn, transfer, from);
+            let started = result.is_ok();
+            reply(conn, id, result);
+            if started {
+                super::files::pump(native, conn, transfer);
+            }
+            return;
+        }
+        Ok(Op::FileAck { .. }) => return,
+        Ok(Op::Files) => Ok(super::files::list(native, conn)),
+        Ok(Op::FileCancel { transfer }) => super::files::cancel(native, conn, transfer),
         Err(refusal) => Err(refusal),
     };
     reply(conn, id, result);
@@ -83,7 +108,7 @@ fn reply(conn: &Conn, id: Option<Value>, result: Result<Value, Refusal>) {
 }
 
 /// Whether `conn` may do `action` to `room`.
-fn may(native: &Native, conn: &Conn, room: &str, action: Action) -> Result<(), Refusal> {
+pub(super) fn may(native: &Native, conn: &Conn, room: &str, action: Action) -> Result<(), Refusal> {
     native
         .ctx
         .may(

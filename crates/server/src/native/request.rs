@@ -6,6 +6,7 @@
 use serde_json::Value;
 use switchboard_hub::Position;
 
+use crate::files::{Offer, Target, TransferId, chunk};
 use crate::wire;
 
 /// A refused request: `{id?, ok:false, error:{code, message}}`.
@@ -84,6 +85,30 @@ pub enum Op {
     },
     /// `{"op":"auth"}` after authentication.
     Auth,
+    /// `{"op":"file_offer","to","name","size","sha256","chunk_size"?,"transfer"?}`.
+    FileOffer(Offer),
+    /// `{"op":"file_get","transfer","from"?}`.
+    FileGet {
+        /// The transfer.
+        transfer: TransferId,
+        /// The first chunk to send.
+        from: u32,
+    },
+    /// `{"op":"file_ack","transfer","chunk"}`: a download's chunks up to
+    /// `chunk` are stored (not a request: no reply).
+    FileAck {
+        /// The transfer.
+        transfer: TransferId,
+        /// The last chunk stored.
+        chunk: u32,
+    },
+    /// `{"op":"files"}`.
+    Files,
+    /// `{"op":"file_cancel","transfer"}`.
+    FileCancel {
+        /// The transfer.
+        transfer: TransferId,
+    },
 }
 
 /// A frame's JSON object, or the refusal for anything else.
@@ -169,7 +194,84 @@ pub fn op(req: &Value) -> Result<Op, Refusal> {
             data: req.get("data").cloned().unwrap_or(Value::Null),
         },
         "auth" => Op::Auth,
+        "file_offer" => Op::FileOffer(file_offer(req)?),
+        "file_get" => Op::FileGet {
+            transfer: transfer(req)?,
+            from: match req.get("from") {
+                None | Some(Value::Null) => 0,
+                Some(v) => u32_field(v, "from")?,
+            },
+        },
+        "file_ack" => Op::FileAck {
+            transfer: transfer(req)?,
+            chunk: u32_field(req.get("chunk").unwrap_or(&Value::Null), "chunk")?,
+        },
+        "files" => Op::Files,
+        "file_cancel" => Op::FileCancel {
+            transfer: transfer(req)?,
+        },
         op => return Err(Refusal("unknown_op", format!("unknown op {op:?}"))),
+    })
+}
+
+fn transfer(req: &Value) -> Result<TransferId, Refusal> {
+    req.get("transfer")
+        .and_then(Value::as_str)
+        .and_then(TransferId::parse)
+        .ok_or_else(|| bad("transfer must be the 32 hex characters of a transfer id"))
+}
+
+fn u32_field(v: &Value, name: &str) -> Result<u32, Refusal> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| bad(format!("{name} must be a chunk index")))
+}
+
+/// A name that is printable text: 1–`max` characters, no control character.
+fn printable(v: Option<&Value>, max: usize) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control))
+        .map(str::to_owned)
+}
+
+fn file_offer(req: &Value) -> Result<Offer, Refusal> {
+    let to = req.get("to").filter(|t| t.is_object());
+    let to = match (
+        to.and_then(|t| t.get("room")),
+        to.and_then(|t| t.get("user")),
+    ) {
+        (Some(r), None) => Target::Room(
+            r.as_str()
+                .filter(|r| wire::valid_room(r))
+                .ok_or_else(|| bad("to.room must be a room name"))?
+                .to_owned(),
+        ),
+        (None, Some(u)) => {
+            Target::User(printable(Some(u), 256).ok_or_else(|| bad("to.user must be a user id"))?)
+        }
+        _ => return Err(bad("to must be {room} or {user}")),
+    };
+    Ok(Offer {
+        to,
+        name: printable(req.get("name"), 255)
+            .ok_or_else(|| bad("name must be 1 to 255 printable characters"))?,
+        size: req
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("size must be a non-negative integer"))?,
+        sha256: req
+            .get("sha256")
+            .and_then(Value::as_str)
+            .and_then(chunk::parse_digest)
+            .ok_or_else(|| bad("sha256 must be 64 hex characters"))?,
+        chunk_size: match req.get("chunk_size") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(u32_field(v, "chunk_size")?),
+        },
+        transfer: match req.get("transfer") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(transfer(req)?),
+        },
     })
 }
 
@@ -232,6 +334,66 @@ mod tests {
             })
         );
         assert_eq!(parse(r#"{"op":"auth"}"#), Ok(Op::Auth));
+        let id = "00112233445566778899aabbccddeeff";
+        let sha = "ab".repeat(32);
+        let offer = format!(
+            r#"{{"op":"file_offer","to":{{"user":"bob"}},"name":"a.txt","size":5,"sha256":"{sha}","transfer":"{id}"}}"#
+        );
+        assert_eq!(
+            parse(&offer),
+            Ok(Op::FileOffer(Offer {
+                to: Target::User("bob".into()),
+                name: "a.txt".into(),
+                size: 5,
+                sha256: [0xab; 32],
+                chunk_size: None,
+                transfer: TransferId::parse(id),
+            }))
+        );
+        assert_eq!(
+            parse(&format!(
+                r#"{{"op":"file_ack","transfer":"{id}","chunk":7}}"#
+            )),
+            Ok(Op::FileAck {
+                transfer: TransferId::parse(id).unwrap(),
+                chunk: 7
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_file_requests_are_bad_requests() {
+        let code = |t: &str| parse(t).unwrap_err().0;
+        let sha = "00".repeat(32);
+        for to in [
+            r#"{}"#,
+            r#"{"room":"r","user":"u"}"#,
+            r#"{"room":""}"#,
+            r#""r""#,
+        ] {
+            let t =
+                format!(r#"{{"op":"file_offer","to":{to},"name":"n","size":1,"sha256":"{sha}"}}"#);
+            assert_eq!(code(&t), "bad_request", "{t}");
+        }
+        for fields in [
+            r#""name":"","size":1"#.to_owned(),
+            format!(r#""name":"{}","size":1"#, "x".repeat(256)),
+            r#""name":"a
+b","size":1"#
+                .to_owned(),
+            r#""name":"n","size":-1"#.to_owned(),
+            r#""name":"n","size":1,"chunk_size":4294967296"#.to_owned(),
+            r#""name":"n","size":1,"transfer":"zz""#.to_owned(),
+        ] {
+            let t =
+                format!(r#"{{"op":"file_offer","to":{{"room":"r"}},{fields},"sha256":"{sha}"}}"#);
+            assert_eq!(code(&t), "bad_request", "{t}");
+        }
+        assert_eq!(code(r#"{"op":"file_get","transfer":"00"}"#), "bad_request");
+        assert_eq!(
+            code(r#"{"op":"file_ack","transfer":"00112233445566778899aabbccddeeff"}"#),
+            "bad_request"
+        );
     }
 
     #[test]
