@@ -20,6 +20,7 @@ RESERVED = [
     "presence",
     "kick",
     "refresh",
+    "file",
 ]
 
 

@@ -37,13 +37,11 @@ fn push(conn: &Conn, v: &Value) {
 /// A binary frame: a chunk of an upload.
 pub(super) fn on_chunk(native: &Native, conn: &Conn, frame: &Bytes) {
     let Some(c) = chunk::decode(frame) else {
-        let e = FileError {
-            code: "bad_chunk",
-            message: "a binary frame is a file chunk: 0x01, a transfer id, an index".into(),
-            next: None,
-        };
-        let mut m = e.push("");
-        m["transfer"] = Value::Null;
+        // Not a chunk: refused like any request that cannot be read.
+        let m = crate::wire::error(
+            "bad_request",
+            "a binary frame is a file chunk (0x01, a transfer id, an index, the bytes)",
+        );
         return push(conn, &m);
     };
     native.ctx.metrics.file_chunks_in.inc();
