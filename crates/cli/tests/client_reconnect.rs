@@ -445,3 +445,73 @@ async fn a_drain_moves_the_client_to_the_next_url_at_once() {
     );
     client.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_upload_resumes_after_a_sigkill_and_restart_on_the_data_dir() {
+    use switchboard_client::files::{FileTarget, Progress, Transfer};
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start(&["--data-dir", data_dir.to_str().unwrap()]);
+    let src = dir.path().join("src.bin");
+    let body: Vec<u8> = (0..600_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&src, &body).unwrap();
+    let (sender, _events) = Client::connect(fast(vec![server.ws()]));
+
+    // Killed once 200 of the 586 chunks are acknowledged.
+    let (half_tx, half_rx) = tokio::sync::oneshot::channel::<()>();
+    let half = std::sync::Mutex::new(Some(half_tx));
+    let progress = std::sync::Arc::new(move |p: &Progress| {
+        if p.chunks_done >= 200
+            && let Some(tx) = half.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+    });
+    let options = Transfer {
+        chunk_size: Some(1024),
+        progress: Some(progress),
+        ..Transfer::default()
+    };
+    let upload = {
+        let sender = sender.clone();
+        let src = src.clone();
+        tokio::spawn(async move {
+            sender
+                .send_file(FileTarget::Room("drop".into()), &src, options)
+                .await
+        })
+    };
+    half_rx.await.unwrap();
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.restart();
+    let sent = timeout(Duration::from_secs(60), upload)
+        .await
+        .expect("the upload finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent.chunks, 586);
+    assert_eq!(sent.resumed_at.len(), 1, "{sent:?}");
+    assert!(
+        sent.resumed_at[0] >= 200,
+        "resumed from the chunks held: {sent:?}"
+    );
+    assert_eq!(sent.resent_acknowledged, 0);
+
+    // Another client downloads it from the restarted server.
+    let (receiver, _events) = Client::connect(fast(vec![server.ws()]));
+    let listed = receiver.files().await.unwrap();
+    assert!(listed.is_empty(), "not in the room yet: {listed:?}");
+    receiver.join("drop", false).await.unwrap();
+    let listed = receiver.files().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let dest = dir.path().join("copy.bin");
+    let got = receiver
+        .receive_file(&sent.transfer, &dest, Transfer::default())
+        .await
+        .unwrap();
+    assert_eq!(got.sha256, sent.sha256);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    sender.close();
+    receiver.close();
+}
