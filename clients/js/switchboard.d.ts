@@ -15,7 +15,10 @@ export interface BackoffOptions {
 /** What the client needs of a WebSocket (the browser's, Node ≥ 22's, or the `ws` package's). */
 export interface WebSocketLike {
   readonly readyState?: number;
-  send(data: string): void;
+  /** Set to `'arraybuffer'` by the client (chunk frames of file downloads). */
+  binaryType?: string;
+  /** Text frames (JSON, `ping`) and binary chunk frames (`Uint8Array`). */
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   terminate?(): void;
   onopen: ((ev: any) => void) | null;
@@ -122,6 +125,100 @@ export interface SwitchboardEventMap {
   gap: GapEvent;
   kick: KickEvent;
   error: ErrorEvent;
+  /** A file is complete and may be downloaded (a room message with the event `file`, also delivered as `message`). */
+  file: FileEvent;
+  /** Progress of every sendFile and receiveFile of this client. */
+  fileprogress: FileProgress;
+}
+
+// ------------------------------------------------------------ file transfer
+
+/** Where a file goes: a room (the sender must be allowed to publish there) or a user (not for anonymous senders). */
+export type FileTarget = { room: string; user?: never } | { user: string; room?: never };
+
+/** What sendFile reads: a Blob/File (browsers, Node), or bytes in memory. */
+export type FileInput = Blob | ArrayBuffer | ArrayBufferView;
+
+/** What a `file` room message announces (and what `files()` lists, with `from` and `to`). */
+export interface FileInfo {
+  /** The transfer id: 32 lowercase hex characters. */
+  transfer: string;
+  name: string;
+  size: number;
+  /** 64 lowercase hex characters. */
+  sha256: string;
+}
+
+export interface FileEvent extends FileInfo {
+  /** The room the announcement came in: the target room, or `user:<id>` for a file sent to a user. */
+  room: string;
+  /** The sender. */
+  from: string | null;
+  offset: number;
+  epoch: string;
+  at?: string;
+}
+
+export interface FileListing extends FileInfo {
+  from: string | null;
+  to: { room: string } | { user: string };
+}
+
+/**
+ * Progress of an upload (after each offer answer and each `file_ack`) or a
+ * download (after each `file_get` answer and each chunk stored). `acked` and
+ * `bytes` never go back within one `transfer`; the last event has
+ * `acked === chunks` and `bytes === size`.
+ */
+export type FileProgress = UploadProgress | DownloadProgress;
+
+export interface ProgressBase {
+  transfer: string;
+  name: string | null;
+  /** Chunks in the file (0 for an empty file). */
+  chunks: number;
+  /** Chunks acknowledged: by the server (upload), by this client (download). */
+  acked: number;
+  /** Bytes of those chunks. */
+  bytes: number;
+  /** The file's size in bytes. */
+  size: number;
+}
+
+export interface UploadProgress extends ProgressBase {
+  direction: 'upload';
+  /** Chunks put on the wire (the next to send): may step back to `acked` after a reconnect. */
+  sent: number;
+}
+
+export interface DownloadProgress extends ProgressBase {
+  direction: 'download';
+  /** Chunks received and stored (equal to `acked`). */
+  received: number;
+}
+
+export interface SendFileOptions {
+  /** The file's name. Default: `file.name` of a File, else `"file"`. */
+  name?: string;
+  /** The chunk size to ask for (1024 to the server's max payload − 21); default the server's (32768). */
+  chunkSize?: number;
+  onProgress?: (progress: UploadProgress) => void;
+  /** Aborting rejects with `aborted` and cancels the transfer on the server (`file_cancel`). */
+  signal?: AbortSignal;
+}
+
+export type SentFile = FileInfo;
+
+export interface ReceiveFileOptions {
+  onProgress?: (progress: DownloadProgress) => void;
+  /** Aborting rejects with `aborted` (the server's copy stays). */
+  signal?: AbortSignal;
+}
+
+export interface ReceivedFile extends FileInfo {
+  name: string;
+  /** The whole file (in a browser, `new Blob([data])` makes a Blob of it). */
+  data: Uint8Array;
 }
 
 export interface JoinResult {
@@ -159,6 +256,16 @@ export type ErrorCode =
   | 'disconnected'
   | 'queue_full'
   | 'closed'
+  | 'aborted'
+  | 'checksum_mismatch'
+  | 'not_found'
+  | 'not_ready'
+  | 'too_large'
+  | 'bad_chunk'
+  | 'out_of_order'
+  | 'bad_reply'
+  | 'changed'
+  | 'read_failed'
   | 'bad_request'
   | 'unknown_op'
   | 'forbidden'
@@ -204,6 +311,43 @@ export class Switchboard {
   history(room: string, options?: HistoryOptions): Promise<{ epoch: string; messages: StoredMessage[] }>;
   /** A raw request `{op, …}`: the reply without `id` and `ok`; rejects with a SwitchboardError. */
   request<R extends object = Record<string, unknown>>(op: { op: string; [field: string]: unknown }): Promise<R>;
+
+  /**
+   * Sends a file: hashes it (SHA-256), offers it, sends its chunks within the
+   * server's window, resumes after reconnects (never resending an acknowledged
+   * chunk); resolves on `file_complete`. Rejects with the server's code
+   * (`forbidden`, `too_large`, `unavailable`, `checksum_mismatch`, `not_found`
+   * if cancelled meanwhile, …), `aborted`, `closed`.
+   */
+  sendFile(to: FileTarget, file: FileInput, options?: SendFileOptions): Promise<SentFile>;
+  /**
+   * Downloads a complete transfer (its id, or a `file` event / `files()`
+   * entry), acknowledging each chunk; resumes after reconnects from the chunks
+   * held; checks the SHA-256. Rejects with `not_ready`, `not_found`,
+   * `forbidden`, `checksum_mismatch`, `aborted`, `closed`, …
+   */
+  receiveFile(transfer: string | { transfer: string }, options?: ReceiveFileOptions): Promise<ReceivedFile>;
+  /** The complete transfers sent to this user or to the rooms this connection is in. */
+  files(): Promise<{ files: FileListing[] }>;
+  /** Deletes a transfer this user sent. */
+  cancelFile(transfer: string | { transfer: string }): Promise<void>;
+}
+
+/** A chunk frame: `0x01`, the transfer id's 16 bytes, the index (u32 big-endian), the data. */
+export function encodeChunk(transfer: string | Uint8Array, index: number, data: ArrayBuffer | ArrayBufferView): Uint8Array;
+/** Reads a chunk frame; null when it is not one. `data` is a view into the frame. */
+export function decodeChunk(
+  frame: ArrayBuffer | ArrayBufferView | Uint8Array[],
+): { transfer: string; index: number; data: Uint8Array } | null;
+/** SHA-256 (64 lowercase hex) of bytes or a Blob: WebCrypto when available, else the JS Sha256. */
+export function sha256Hex(input: Blob | ArrayBuffer | ArrayBufferView): Promise<string>;
+
+/** Incremental SHA-256 in plain JS. */
+export class Sha256 {
+  update(data: ArrayBuffer | ArrayBufferView): this;
+  /** The 32-byte digest; no update after it. */
+  digest(): Uint8Array;
+  hex(): string;
 }
 
 /** The delay before attempt `attempt` (0-based), full jitter: `unit` × min(max, initial × factor^attempt), floored. */
