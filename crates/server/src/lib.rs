@@ -23,12 +23,14 @@ mod admin;
 mod assets;
 pub mod auth;
 pub mod backend;
+pub mod capture;
 mod context;
 pub mod limits;
 mod metrics;
 mod native;
 mod openapi;
 mod per_ip;
+mod record;
 mod relay;
 pub mod rooms;
 pub mod wire;
@@ -88,6 +90,10 @@ pub struct ServerConfig {
     pub backend: backend::BackendConfig,
     /// Serve HTTPS / WSS.
     pub tls: Option<Tls>,
+    /// Where captures (`POST /api/v1/record`) are written; `None`: a
+    /// directory under the system's temporary directory, removed when the
+    /// server is dropped.
+    pub records_dir: Option<std::path::PathBuf>,
 }
 
 /// A TLS acceptor (certificate and key loaded).
@@ -123,6 +129,7 @@ impl ServerConfig {
                 ..Default::default()
             },
             tls: None,
+            records_dir: None,
         }
     }
 }
@@ -137,6 +144,7 @@ pub struct Server {
     metrics: Arc<metrics::Metrics>,
     /// Owned here: the hub holds adapters weakly.
     _sio_sink: Arc<dyn switchboard_hub::Sink>,
+    _recorder_sink: Arc<dyn switchboard_hub::Sink>,
     accepted: Arc<AtomicU64>,
     per_ip: Arc<per_ip::PerIp>,
     tls: Option<Tls>,
@@ -164,12 +172,16 @@ impl Server {
     pub fn with_store(config: ServerConfig, store: Arc<dyn switchboard_hub::LogStore>) -> Self {
         let hub = Arc::new(Hub::with_store(store));
         let metrics = Arc::new(metrics::Metrics::new());
+        let recorder = Arc::new(record::Recorder::new(config.records_dir.clone(), &hub));
+        let recorder_sink: Arc<dyn switchboard_hub::Sink> = recorder.clone();
+        hub.add_sink(&recorder_sink);
         let ctx = Arc::new(context::Context {
             hub: hub.clone(),
             auth: config.auth.clone(),
             rooms: config.rooms.clone(),
             backend: backend::Backend::new(config.backend.clone()),
             metrics: metrics.clone(),
+            recorder: recorder.clone(),
             limits: context::ClientLimits {
                 max_rooms: config.max_rooms,
                 rate: config.rate,
@@ -223,6 +235,7 @@ impl Server {
             started: std::time::Instant::now(),
             metrics: metrics.clone(),
             cluster: std::sync::OnceLock::new(),
+            recorder,
         });
         Self {
             hub,
@@ -231,6 +244,7 @@ impl Server {
             native,
             metrics,
             _sio_sink: sio_sink,
+            _recorder_sink: recorder_sink,
             accepted: Arc::default(),
             per_ip: Arc::new(per_ip::PerIp::new(config.max_connections_per_ip)),
             tls: config.tls,
@@ -264,6 +278,11 @@ impl Server {
     /// The cluster this server is a node of, if any.
     pub fn cluster(&self) -> Option<&Arc<switchboard_hub::Cluster>> {
         self.admin.cluster.get()
+    }
+
+    /// Where captures (`POST /api/v1/record`) are written.
+    pub fn records_dir(&self) -> &std::path::Path {
+        self.admin.recorder.dir()
     }
 
     /// The hub.
