@@ -4,6 +4,8 @@ mod bench;
 mod connect;
 mod echo;
 mod listen;
+mod record;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,11 @@ enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Capture every frame of a connection, both ways, with timestamps
+    /// (NDJSON).
+    Record(record::RecordArgs),
+    /// Play a capture to any client that connects, with its timing.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +58,7 @@ fn main() -> anyhow::Result<()> {
         Command::Echo(args) => echo::run(args),
         Command::Connect(args) => connect::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Record(args) => record::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
