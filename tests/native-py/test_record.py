@@ -570,6 +570,7 @@ async def test_server_records_a_socketio_socket(anon_server, tmp_path):
         {"room": "a", "duration": -1},
         {"room": "a", "duration": 3601},
         {"room": "a", "duration": "10"},
+        {"room": "a", "duration": None},
     ],
 )
 def test_record_bad_requests_are_400(anon_server, body):

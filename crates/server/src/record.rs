@@ -717,7 +717,7 @@ pub(crate) mod api {
                 return Err(ApiError::BadRequest(format!("{shape}: not an object")));
             };
             let duration = match o.get("duration") {
-                None | Some(Value::Null) => DEFAULT_DURATION,
+                None => DEFAULT_DURATION,
                 Some(d) => d
                     .as_f64()
                     .filter(|d| *d > 0.0 && *d <= MAX_DURATION)
