@@ -55,9 +55,18 @@ pub(crate) struct RecordArgs {
     /// A token (JWT) for the server (native, socketio).
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Stop after this long (`30s`, `5m`); default: until Ctrl-C / SIGTERM.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Stop after this long: seconds (`2.5`) or with a unit (`30s`, `5m`);
+    /// default: until Ctrl-C / SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        Ok(_) => Err("a duration is not negative".into()),
+        Err(_) => humantime::parse_duration(s).map_err(|e| e.to_string()),
+    }
 }
 
 pub(crate) fn run(args: RecordArgs) -> anyhow::Result<()> {

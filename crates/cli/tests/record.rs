@@ -35,7 +35,7 @@ fn a_raw_session_is_recorded_both_ways_and_replayed() {
             "raw",
             &format!("ws://127.0.0.1:{port}/x"),
         ])
-        .args(["-o", file.to_str().unwrap(), "--duration", "1s"])
+        .args(["-o", file.to_str().unwrap(), "--duration", "1"])
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
