@@ -385,15 +385,71 @@ fn join_answer(room: &str, answer: &Value) -> JoinAnswer<RoomEvent> {
     }
 }
 
-async fn raw(args: ConnectArgs) -> anyhow::Result<()> {
-    use base64::Engine as _;
-    use switchboard_wire::Message;
+/// Opens a plain WebSocket to `url` (any server): what `--protocol raw`
+/// connects with, and `record` for every protocol.
+pub(crate) async fn open_websocket(
+    url: &str,
+) -> anyhow::Result<switchboard_wire::io::WebSocket<switchboard_wire::io::MaybeTlsStream>> {
     use switchboard_wire::io::{ConnectOptions, connect};
 
     let options = ConnectOptions::new(switchboard_wire::Config::default());
-    let (mut ws, _) = connect(&args.url, &options)
+    let (ws, _) = connect(url, &options)
         .await
-        .with_context(|| format!("connecting to {}", args.url))?;
+        .with_context(|| format!("connecting to {url}"))?;
+    Ok(ws)
+}
+
+/// `url` with `token=T` added to its query (percent-encoded): how the
+/// native protocol takes a token (as the native client sends it).
+pub(crate) fn with_token(url: &str, token: &str) -> String {
+    let mut encoded = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}token={encoded}")
+}
+
+/// The Engine.IO WebSocket endpoint of a Socket.IO server:
+/// `http://host:port` → `ws://host:port/socket.io/?EIO=4&transport=websocket`
+/// (a URL with a path of its own keeps it as the Engine.IO path).
+pub(crate) fn socketio_websocket_url(url: &str) -> anyhow::Result<String> {
+    let target = switchboard_wire::io::Target::parse(url)?;
+    let (path, query) = match target.path.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (target.path.clone(), None),
+    };
+    let path = match path.as_str() {
+        "" | "/" => "/socket.io/".to_owned(),
+        p if p.ends_with('/') => p.to_owned(),
+        p => format!("{p}/"),
+    };
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host)
+    } else {
+        target.host.clone()
+    };
+    let scheme = if target.tls { "wss" } else { "ws" };
+    let mut out = format!(
+        "{scheme}://{host}:{}{path}?EIO=4&transport=websocket",
+        target.port
+    );
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.push('&');
+        out.push_str(&q);
+    }
+    Ok(out)
+}
+
+async fn raw(args: ConnectArgs) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use switchboard_wire::Message;
+
+    let mut ws = open_websocket(&args.url).await?;
     eprintln!("switchboard connect: connected to {}", args.url);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut input_open = true;

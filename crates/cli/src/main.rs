@@ -5,6 +5,8 @@ mod connect;
 mod echo;
 mod files;
 mod listen;
+mod record;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +40,11 @@ enum Command {
     SendFile(files::SendFileArgs),
     /// Receive files sent to you or to rooms (native protocol).
     RecvFile(files::RecvFileArgs),
+    /// Capture every frame of a connection, both ways, with timestamps
+    /// (NDJSON).
+    Record(record::RecordArgs),
+    /// Play a capture to any client that connects, with its timing.
+    Replay(replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(cmd) => bench::run(cmd),
         Command::SendFile(args) => files::send(args),
         Command::RecvFile(args) => files::recv(args),
+        Command::Record(args) => record::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }

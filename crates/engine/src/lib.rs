@@ -17,4 +17,4 @@ pub mod session;
 
 pub use packet::{Handshake, Packet, PacketError};
 pub use payload::{decode_payload, encode_payload};
-pub use session::{CloseReason, Inbound, Session, SessionConfig, Transport};
+pub use session::{CloseReason, Inbound, Session, SessionConfig, Tap, Transport};

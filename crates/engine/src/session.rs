@@ -100,6 +100,33 @@ enum Upgrade {
     Done,
 }
 
+/// Sees a session's packets as the WebSocket transport carries them (one
+/// frame per packet, binary data as binary frames), whichever transport is
+/// in use: a capture of the connection. Transport plumbing (the upgrade
+/// probe, `upgrade`, `noop`) is not shown.
+///
+/// Called with the session's lock held: only queue, never block.
+pub trait Tap: Send + Sync {
+    /// A packet from the client (`incoming`) or to it.
+    fn frame(&self, incoming: bool, frame: &Message);
+
+    /// The session ended (called once by the engine server, without the
+    /// lock held).
+    fn ended(&self, reason: CloseReason) {
+        let _ = reason;
+    }
+}
+
+/// A session's tap, if any (one pointer: `None` costs one check per packet).
+#[derive(Default)]
+struct TapSlot(Option<Arc<dyn Tap>>);
+
+impl std::fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Tap" } else { "None" })
+    }
+}
+
 /// One session's protocol state.
 #[derive(Debug)]
 pub struct Session {
@@ -116,6 +143,7 @@ pub struct Session {
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
+    tap: TapSlot,
 }
 
 impl Session {
@@ -144,7 +172,18 @@ impl Session {
             next_ping: now + ping_interval,
             pong_deadline: None,
             closed: None,
+            tap: TapSlot::default(),
         }
+    }
+
+    /// Shows every packet from now on to `tap` (`None`: stop).
+    pub fn set_tap(&mut self, tap: Option<Arc<dyn Tap>>) {
+        self.tap = TapSlot(tap);
+    }
+
+    /// The tap, if one is set.
+    pub fn tap(&self) -> Option<&Arc<dyn Tap>> {
+        self.tap.0.as_ref()
     }
 
     /// The transport output goes to.
@@ -180,6 +219,11 @@ impl Session {
         let m = self.outbox.pop_front()?;
         // Control packets (open, ping, noop, close) are not counted: tiny.
         self.queued = self.queued.saturating_sub(m.len());
+        if let Some(tap) = &self.tap.0
+            && !matches!(&m, Message::Text(t) if t.as_str() == NOOP)
+        {
+            tap.frame(false, &m);
+        }
         Some(m)
     }
 
@@ -200,6 +244,12 @@ impl Session {
     pub fn on_packet(&mut self, via: Transport, packet: Packet, now: Instant) -> Option<Inbound> {
         if self.closed.is_some() {
             return None;
+        }
+        if let Some(tap) = &self.tap.0
+            && !matches!(&packet, Packet::Upgrade | Packet::Noop)
+            && !matches!(&packet, Packet::Ping(p) if p == "probe")
+        {
+            tap.frame(true, &encode(&packet));
         }
         match packet {
             Packet::Pong(ref data) if data.is_empty() => {
@@ -553,5 +603,47 @@ mod tests {
         s.send(&Packet::Message(chunk));
         assert_eq!(s.closed(), Some(CloseReason::Overflow));
         assert_eq!(s.backlog(), 0, "nothing is kept for a session that ended");
+    }
+
+    #[derive(Default)]
+    struct Seen(std::sync::Mutex<Vec<(bool, Message)>>);
+
+    impl Tap for Seen {
+        fn frame(&self, incoming: bool, frame: &Message) {
+            self.0.lock().unwrap().push((incoming, frame.clone()));
+        }
+    }
+
+    #[test]
+    fn a_tap_sees_packets_as_websocket_frames_on_either_transport() {
+        let now = Instant::now();
+        let mut s = Session::open("a", Transport::Polling, cfg(), now);
+        s.take_poll_payload();
+        let seen = Arc::new(Seen::default());
+        s.set_tap(Some(seen.clone()));
+        s.on_packet(Transport::Polling, Packet::Message("up".into()), now);
+        s.send(&Packet::Message("down".into()));
+        s.send(&Packet::Binary(bytes::Bytes::from_static(b"\x01\x02")));
+        s.take_poll_payload();
+        // The upgrade's plumbing is not shown; what follows it is.
+        s.on_packet(Transport::WebSocket, Packet::Ping("probe".into()), now);
+        s.on_packet(Transport::WebSocket, Packet::Upgrade, now);
+        s.take_ws_packets();
+        s.handle_timeout(now + Duration::from_millis(300));
+        s.take_ws_packets();
+        s.on_packet(Transport::WebSocket, Packet::Pong(String::new()), now);
+        s.set_tap(None);
+        s.send(&Packet::Message("unseen".into()));
+        s.take_ws_packets();
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                (true, Message::text("4up")),
+                (false, Message::text("4down")),
+                (false, Message::binary(&b"\x01\x02"[..])),
+                (false, Message::text("2")),
+                (true, Message::text("3")),
+            ]
+        );
     }
 }

@@ -43,6 +43,12 @@ pub trait Sink: Send + Sync {
 
     /// Whether `conn` belongs to this adapter.
     fn owns(&self, conn: &ConnId) -> bool;
+
+    /// A presence change in a room someone observes ([`Hub::observe`]), for
+    /// adapters that watch rooms without being in them (a capture).
+    fn room_presence(&self, change: &PresenceChange) {
+        let _ = change;
+    }
 }
 
 /// One room as the admin API lists it.
@@ -82,6 +88,9 @@ struct Room {
     /// Members that asked for presence events: without any, a join or leave
     /// costs no walk over the members.
     watchers: usize,
+    /// Observers ([`Hub::observe`]): they get its publications and presence
+    /// changes without being members.
+    observers: usize,
     /// Users with connections in the room: count and since.
     users: HashMap<Arc<str>, (usize, SystemTime)>,
     /// Removed from the hub (no members, its log never published to);
@@ -175,6 +184,7 @@ impl Hub {
                 Arc::new(Mutex::new(Room {
                     members: HashMap::new(),
                     watchers: 0,
+                    observers: 0,
                     users: HashMap::new(),
                     gone: false,
                     delivered: None,
@@ -342,6 +352,23 @@ impl Hub {
         Ok((position, missed))
     }
 
+    /// Starts observing `room`: the sinks get its presence changes
+    /// ([`Sink::room_presence`]), and its publications reach this node
+    /// (in a cluster) even without local members. Not a member: presence
+    /// and counts are unchanged. Undo with [`Hub::unobserve`].
+    pub fn observe(&self, room: &str) {
+        self.with_room(room, |r| r.observers += 1);
+    }
+
+    /// Stops one [`Hub::observe`] of `room`.
+    pub fn unobserve(&self, room: &str) {
+        if let Some(r) = self.existing_room(room) {
+            let mut r = lock(&r);
+            r.observers = r.observers.saturating_sub(1);
+            self.forget_if_unused(&mut r, room);
+        }
+    }
+
     /// Leaves `room` (nothing happens if the connection is not in it).
     pub fn leave(&self, conn: &ConnId, room: &str) {
         let Some(r) = self.existing_room(room) else {
@@ -366,14 +393,22 @@ impl Hub {
                 self.announce(&r, room, &member.user, false);
             }
         }
+        self.forget_if_unused(&mut r, room);
+    }
+
+    /// Forgets a room with no members, no observers and no history, so
+    /// joins and leaves of many names do not pile up.
+    fn forget_if_unused(&self, r: &mut Room, room: &str) {
         let unused = || {
             self.store
                 .position(room)
                 .is_ok_and(|p| p.is_none_or(|p| p.offset == 0))
         };
-        if r.members.is_empty() && unused() && self.store.discard_if_empty(room).is_ok() {
-            // Nothing to keep: no members, no history. Forget the room so
-            // joins and leaves of many names do not pile up.
+        if r.members.is_empty()
+            && r.observers == 0
+            && unused()
+            && self.store.discard_if_empty(room).is_ok()
+        {
             r.gone = true;
             let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
             rooms.remove(room);
@@ -383,7 +418,7 @@ impl Hub {
     /// Sends a presence change to the members who asked, except the user's
     /// own connections.
     fn announce(&self, r: &Room, room: &str, user: &Arc<str>, joined: bool) {
-        if r.watchers == 0 {
+        if r.watchers == 0 && r.observers == 0 {
             return;
         }
         let change = PresenceChange {
@@ -398,6 +433,11 @@ impl Hub {
                 && let Some(s) = sinks.iter().find(|s| s.owns(id))
             {
                 s.presence(id, &change);
+            }
+        }
+        if r.observers > 0 {
+            for s in &sinks {
+                s.room_presence(&change);
             }
         }
     }
@@ -446,6 +486,7 @@ impl Hub {
             Arc::new(Mutex::new(Room {
                 members: HashMap::new(),
                 watchers: 0,
+                observers: 0,
                 users: HashMap::new(),
                 gone: true,
                 delivered: None,
@@ -683,7 +724,7 @@ impl Hub {
             return;
         };
         let mut r = lock(&r);
-        if r.gone || r.members.is_empty() {
+        if r.gone || (r.members.is_empty() && r.observers == 0) {
             // Nobody to deliver to; a join starts from the log's position.
             r.delivered = None;
             return;
@@ -744,7 +785,7 @@ impl Hub {
     /// room with nothing delivered yet, or of another epoch (its log was
     /// lost and begun again), starts at `to`.
     fn catch_up(&self, r: &mut Room, room: &str, to: &Position) {
-        if r.members.is_empty() {
+        if r.members.is_empty() && r.observers == 0 {
             r.delivered = Some(to.clone());
             return;
         }
@@ -832,6 +873,10 @@ mod tests {
 
         fn owns(&self, conn: &ConnId) -> bool {
             lock(&self.conns).contains(conn)
+        }
+
+        fn room_presence(&self, change: &PresenceChange) {
+            lock(&self.presence).push((Arc::from("observer"), change.clone()));
         }
     }
 
@@ -1018,6 +1063,24 @@ mod tests {
         hub.leave(&a1, "room");
         assert_eq!(second.changes_for(&b1), [left("room", "alice")]);
         assert_eq!(first.change_count(), 1);
+    }
+
+    #[test]
+    fn an_observer_sees_presence_changes_without_being_a_member() {
+        let (hub, sink) = hub();
+        let observer: ConnId = Arc::from("observer");
+        hub.observe("room");
+        let a1 = conn(&hub, &sink, "a1", "alice");
+        join(&hub, &a1, "room", false, None);
+        hub.leave(&a1, "room");
+        assert_eq!(
+            sink.changes_for(&observer),
+            [joined("room", "alice"), left("room", "alice")]
+        );
+        assert!(hub.presence("room").is_empty(), "not a member");
+        hub.unobserve("room");
+        join(&hub, &a1, "room", false, None);
+        assert_eq!(sink.changes_for(&observer).len(), 2);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub(crate) enum ApiError {
     TooLarge,
     #[error("the history store is unavailable; try again")]
     Unavailable,
+    #[error("{0}")]
+    UnavailableWhat(String),
+    #[error("{0}")]
+    TooMany(String),
 }
 
 impl From<switchboard_hub::StoreError> for ApiError {
@@ -46,14 +50,17 @@ impl From<switchboard_hub::StoreError> for ApiError {
 }
 
 impl ApiError {
-    fn response(&self) -> Response<Full<Bytes>> {
+    pub(crate) fn response(&self) -> Response<Full<Bytes>> {
         let (status, code) = match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound | Self::NotFoundWhat(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable | Self::UnavailableWhat(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            Self::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         };
         let mut res = json_response(
             status,
@@ -94,6 +101,8 @@ pub(crate) struct Admin {
     /// The other nodes, when clustered (set once, after the admin exists:
     /// the cluster answers their commands through it).
     pub(crate) cluster: std::sync::OnceLock<Arc<switchboard_hub::Cluster>>,
+    /// Captures (`/api/v1/record`).
+    pub(crate) recorder: Arc<crate::record::Recorder>,
 }
 
 /// Time other nodes have to answer a cluster-wide request.
@@ -142,6 +151,12 @@ impl Admin {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if crate::record::api::matches(req.uri().path()) {
+            if !self.authorized(req.headers()) {
+                return ApiError::Unauthorized.response();
+            }
+            return self.record(req).await;
+        }
         match self.route(req).await {
             Ok(v) => json_response(StatusCode::OK, &v),
             Err(e) => e.response(),
@@ -429,7 +444,7 @@ fn present_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Strin
     String::deserialize(d).map(Some)
 }
 
-async fn body<B>(req: Request<B>) -> Result<Value, ApiError>
+pub(crate) async fn body<B>(req: Request<B>) -> Result<Value, ApiError>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

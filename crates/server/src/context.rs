@@ -48,6 +48,8 @@ pub(crate) struct Context {
     pub(crate) rooms: Permissions,
     pub(crate) backend: Option<Arc<Backend>>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Captures (a native connection's frames when it is recorded).
+    pub(crate) recorder: Arc<crate::record::Recorder>,
     pub(crate) limits: ClientLimits,
     /// Files sent through the server.
     pub(crate) files: Arc<crate::files::Files>,

@@ -23,6 +23,7 @@ mod admin;
 mod assets;
 pub mod auth;
 pub mod backend;
+pub mod capture;
 mod context;
 pub mod files;
 pub mod limits;
@@ -30,6 +31,7 @@ mod metrics;
 mod native;
 mod openapi;
 mod per_ip;
+mod record;
 mod relay;
 pub mod rooms;
 pub mod wire;
@@ -91,6 +93,10 @@ pub struct ServerConfig {
     pub tls: Option<Tls>,
     /// File transfers (native protocol).
     pub files: files::FilesConfig,
+    /// Where captures (`POST /api/v1/record`) are written; `None`: a
+    /// directory under the system's temporary directory, removed when the
+    /// server is dropped.
+    pub records_dir: Option<std::path::PathBuf>,
 }
 
 /// A TLS acceptor (certificate and key loaded).
@@ -127,6 +133,7 @@ impl ServerConfig {
             },
             tls: None,
             files: files::FilesConfig::default(),
+            records_dir: None,
         }
     }
 }
@@ -141,6 +148,7 @@ pub struct Server {
     metrics: Arc<metrics::Metrics>,
     /// Owned here: the hub holds adapters weakly.
     _sio_sink: Arc<dyn switchboard_hub::Sink>,
+    _recorder_sink: Arc<dyn switchboard_hub::Sink>,
     accepted: Arc<AtomicU64>,
     per_ip: Arc<per_ip::PerIp>,
     tls: Option<Tls>,
@@ -168,6 +176,9 @@ impl Server {
     pub fn with_store(config: ServerConfig, store: Arc<dyn switchboard_hub::LogStore>) -> Self {
         let hub = Arc::new(Hub::with_store(store));
         let metrics = Arc::new(metrics::Metrics::new());
+        let recorder = Arc::new(record::Recorder::new(config.records_dir.clone(), &hub));
+        let recorder_sink: Arc<dyn switchboard_hub::Sink> = recorder.clone();
+        hub.add_sink(&recorder_sink);
         let ctx = Arc::new(context::Context {
             hub: hub.clone(),
             auth: config.auth.clone(),
@@ -175,6 +186,7 @@ impl Server {
             backend: backend::Backend::new(config.backend.clone()),
             metrics: metrics.clone(),
             files: Arc::new(files::Files::open(config.files.clone(), config.max_payload)),
+            recorder: recorder.clone(),
             limits: context::ClientLimits {
                 max_rooms: config.max_rooms,
                 rate: config.rate,
@@ -228,6 +240,7 @@ impl Server {
             started: std::time::Instant::now(),
             metrics: metrics.clone(),
             cluster: std::sync::OnceLock::new(),
+            recorder,
         });
         Self {
             hub,
@@ -236,6 +249,7 @@ impl Server {
             native,
             metrics,
             _sio_sink: sio_sink,
+            _recorder_sink: recorder_sink,
             accepted: Arc::default(),
             per_ip: Arc::new(per_ip::PerIp::new(config.max_connections_per_ip)),
             tls: config.tls,
@@ -269,6 +283,11 @@ impl Server {
     /// The cluster this server is a node of, if any.
     pub fn cluster(&self) -> Option<&Arc<switchboard_hub::Cluster>> {
         self.admin.cluster.get()
+    }
+
+    /// Where captures (`POST /api/v1/record`) are written.
+    pub fn records_dir(&self) -> &std::path::Path {
+        self.admin.recorder.dir()
     }
 
     /// The hub.

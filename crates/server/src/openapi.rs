@@ -19,6 +19,23 @@ fn ok(schema: Value) -> Value {
     r
 }
 
+/// 202 with `schema`, or an error (429: too many captures running).
+fn accepted(schema: Value) -> Value {
+    let mut r = error_responses();
+    r["202"] =
+        json!({"description": "Started", "content": {"application/json": {"schema": schema}}});
+    r["429"] = json!({"$ref": "#/components/responses/Error"});
+    r
+}
+
+/// 200 with a capture file.
+fn ndjson() -> Value {
+    let mut r = error_responses();
+    r["200"] = json!({"description": "The capture (docs/protocol.md, Captures)",
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}}});
+    r
+}
+
 /// A room name: 1–256 characters, no control characters.
 fn room_schema() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 256,
@@ -43,6 +60,17 @@ pub(crate) fn document() -> Value {
     let present = json!({"type": "object", "required": ["user", "connections", "since"],
         "properties": {"user": {"type": "string"}, "info": {}, "connections": {"type": "integer"},
             "since": {"type": "string", "format": "date-time"}}});
+    let capture = json!({"type": "object",
+        "required": ["id", "target", "protocol", "state", "started_at", "ends_at", "bytes"],
+        "properties": {"id": {"type": "string"},
+            "target": {"type": "object", "properties": {"room": {"type": "string"}, "socket": {"type": "string"}}},
+            "protocol": {"type": "string", "enum": ["native", "socketio"]},
+            "state": {"type": "string", "enum": ["running", "done"]},
+            "started_at": {"type": "string", "format": "date-time"},
+            "ends_at": {"type": "string", "format": "date-time"},
+            "bytes": {"type": "integer"}, "frames": {"type": "integer"},
+            "dropped": {"type": "integer"}, "truncated": {"type": "boolean"},
+            "url": {"type": "string"}}});
     json!({
         "openapi": "3.0.3",
         "info": {"title": "switchboard admin API", "version": env!("CARGO_PKG_VERSION"),
@@ -116,6 +144,32 @@ pub(crate) fn document() -> Value {
                     query_int("limit", "at most this many (at most 1000)")],
                 "responses": ok(json!({"type": "object", "required": ["epoch", "messages"],
                     "properties": {"epoch": {"type": "string"}, "messages": {"type": "array", "items": message}}}))
+            }},
+            "/record": {
+                "post": {
+                    "summary": "Start a capture of a room (what a native member receives) or of one connection (every frame both ways)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "oneOf": [
+                            {"required": ["room"], "not": {"required": ["socket"]}},
+                            {"required": ["socket"], "not": {"required": ["room"]}}
+                        ],
+                        "properties": {"room": room_schema(),
+                            "socket": {"type": "string", "minLength": 1},
+                            "duration": {"type": "number", "exclusiveMinimum": true, "minimum": 0,
+                                "maximum": 3600, "default": 60,
+                                "description": "seconds (a socket capture also ends with its connection)"}}}}}},
+                    "responses": accepted(capture.clone())
+                },
+                "get": {
+                    "summary": "Captures, running and done, oldest first",
+                    "responses": ok(json!({"type": "array", "items": capture}))
+                }
+            },
+            "/record/{id}": {"get": {
+                "summary": "Download a capture (NDJSON; a running one as far as it got)",
+                "parameters": [path_param("id", "the capture id")],
+                "responses": ndjson()
             }},
             "/stats": {"get": {
                 "summary": "Counters of the server (of every node of a cluster)",

@@ -91,6 +91,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--redis and --data-dir exclude each other: a cluster keeps history in Redis"
         );
     }
+    // Captures (`POST /api/v1/record`) go to DIR/records, or without a
+    // data directory to a temporary one removed at exit.
+    config.records_dir = settings.data_dir.as_ref().map(|d| d.join("records"));
     let store: Arc<dyn LogStore> = match &settings.data_dir {
         Some(dir) => Arc::new(
             DiskStore::open(dir, limits)

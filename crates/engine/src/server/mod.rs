@@ -261,12 +261,13 @@ impl<H: Handler> Shared<H> {
     /// table once nothing is left for a client to fetch.
     pub(crate) fn reap(&self, socket: &Arc<EngineSocket<H::Data>>) {
         let now = Instant::now();
-        let (report, remove) = {
+        let (report, remove, tap) = {
             let mut st = socket.lock();
             let Some(reason) = st.session.closed() else {
                 return;
             };
             let report = (!st.reported).then_some(reason);
+            let tap = report.and_then(|_| st.session.tap().cloned());
             if report.is_some() {
                 // A deadline of the layer above means nothing any more; the
                 // timer becomes the close grace period.
@@ -282,7 +283,7 @@ impl<H: Handler> Shared<H> {
             if pending && st.timer.is_none() {
                 st.timer = Some(now + self.config.close_grace);
             }
-            (report, !pending)
+            (report, !pending, tap)
         };
         if remove {
             let mut sessions = self.sessions();
@@ -295,6 +296,9 @@ impl<H: Handler> Shared<H> {
         }
         socket.wake();
         if let Some(reason) = report {
+            if let Some(tap) = tap {
+                tap.ended(reason);
+            }
             self.handler.on_close(socket, reason);
         }
     }

@@ -100,6 +100,13 @@ impl<D> EngineSocket<D> {
         self.wake();
     }
 
+    /// Shows every packet of the session from now on to `tap` (`None`:
+    /// stop); see [`crate::Tap`]. Its `ended` is called when the session
+    /// ends.
+    pub fn set_tap(&self, tap: Option<Arc<dyn crate::Tap>>) {
+        self.lock().session.set_tap(tap);
+    }
+
     /// Packets queued and not yet written.
     pub fn backlog(&self) -> usize {
         self.lock().session.backlog()

@@ -42,12 +42,18 @@ impl Driver {
 
     fn finish(&mut self, ending: Option<Ending>, cx: &mut Context<'_>) -> Poll<()> {
         self.native.gone(&self.conn);
-        match (ending, self.ws.take()) {
-            (Some(ending @ (Ending::Kicked(_) | Ending::Overflow)), Some(mut ws)) => {
-                let (code, reason) = match ending {
-                    Ending::Kicked(code) => (code, ""),
-                    _ => (SLOW_CONSUMER, "slow consumer"),
-                };
+        let close = match ending {
+            Some(Ending::Kicked(code)) => Some((code, "")),
+            Some(Ending::Overflow) => Some((SLOW_CONSUMER, "slow consumer")),
+            _ => None,
+        };
+        let recorder = &self.native.ctx.recorder;
+        if recorder.socket(&self.conn.id).is_some() {
+            let peer = self.ws.as_ref().and_then(|ws| ws.peer_close());
+            recorder.socket_ended(&self.conn.id, close, peer);
+        }
+        match (close, self.ws.take()) {
+            (Some((code, reason)), Some(mut ws)) => {
                 // Bounded: a peer that does not read cannot hold the task.
                 self.closing = Some(Box::pin(async move {
                     let frame = CloseFrame::new(CloseCode::from(code), reason);
@@ -99,9 +105,14 @@ impl Future for Driver {
             };
             let mut failed = false;
             let (mut sent, mut bytes) = (0u64, 0u64);
+            // Captured (rarely): what goes to the client is "in".
+            let captures = this.native.ctx.recorder.socket(&this.conn.id);
             this.conn.drain(budget, |m| {
                 sent += 1;
                 bytes += m.len() as u64;
+                for c in captures.iter().flat_map(|c| c.iter()) {
+                    c.message(crate::capture::Dir::In, &m);
+                }
                 failed |= ws.queue(m).is_err();
             });
             if sent > 0 {
@@ -118,7 +129,14 @@ impl Future for Driver {
                 this.conn.touch(this.native.now_ms());
             }
             match r {
-                Poll::Ready(Some(Ok(m))) => super::ops::on_message(&this.native, &this.conn, m),
+                Poll::Ready(Some(Ok(m))) => {
+                    if let Some(captures) = this.native.ctx.recorder.socket(&this.conn.id) {
+                        for c in captures.iter() {
+                            c.message(crate::capture::Dir::Out, &m);
+                        }
+                    }
+                    super::ops::on_message(&this.native, &this.conn, m);
+                }
                 Poll::Ready(Some(Err(e))) => {
                     if matches!(
                         e,

@@ -176,6 +176,13 @@ impl Socket {
         self.0.conn.id()
     }
 
+    /// Shows every Engine.IO packet of the socket's connection (all its
+    /// namespaces) to `tap` from now on, as the WebSocket transport carries
+    /// them (`None`: stop); see [`switchboard_engine::Tap`].
+    pub fn set_tap(&self, tap: Option<Arc<dyn switchboard_engine::Tap>>) {
+        self.0.conn.set_tap(tap);
+    }
+
     /// Sets the socket's application data (like `socket.data` in the
     /// reference server): one value, replacing any previous one. It survives
     /// connection state recovery.
