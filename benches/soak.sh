@@ -8,12 +8,17 @@
 # more than 1% (fds).
 #
 #   benches/soak.sh [CONNS] [MINUTES] [SUBS] [RATE]
+#   NODES=6 benches/soak.sh …   # CONNS spread over 6 servers
 #
 # Defaults: 100,000 connections for 30 minutes, 1,000 subscribers at 50
 # msg/s. The server and each load generator need file descriptors: one per
 # connection (raise `ulimit -n`, see docs/operations.md); connections are
 # spread over 127.0.0.1-127.0.0.8 to get past one address's ephemeral ports.
-# On a host whose hard fd limit is below CONNS the script says so and stops.
+# Where the hard fd limit is below CONNS, NODES servers (standalone, ports
+# PORT+1…) each hold CONNS/NODES, with one idle generator each; the fan-out
+# runs on the first. Samples are then the sums over the servers. On a host
+# whose hard fd limit is below one server's share the script says so and
+# stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNS=${1:-100000}
@@ -27,7 +32,9 @@ OUT=${OUT_DIR:-./out}/soak
 PORT=${PORT:-9700}
 mkdir -p "$OUT"
 
-need=$((CONNS + SUBS + 1000))
+NODES=${NODES:-1}
+PER=$(( (CONNS + NODES - 1) / NODES ))
+need=$((PER + SUBS + 1000))
 ulimit -n "$need" 2>/dev/null || true
 if [ "$(ulimit -n)" -lt "$need" ]; then
     echo "soak: needs $need file descriptors per process, the hard limit here is $(ulimit -Hn)" >&2
@@ -35,35 +42,49 @@ if [ "$(ulimit -n)" -lt "$need" ]; then
     exit 2
 fi
 
-"$BIN" serve --listen "127.0.0.1:$PORT" --api-key soak --max-connections-per-ip 0 \
-    --rate 100000 --rate-burst 100000 >"$OUT/serve.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER $IDLE $FANOUT 2>/dev/null || true' EXIT
-until curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null; do sleep 0.2; done
+servers=()
+idles=()
+FANOUT=
+trap 'kill ${servers[*]} ${idles[*]} $FANOUT 2>/dev/null || true' EXIT
+for i in $(seq 1 "$NODES"); do
+    "$BIN" serve --listen "127.0.0.1:$((PORT + i))" --api-key soak --max-connections-per-ip 0 \
+        --rate 100000 --rate-burst 100000 >"$OUT/serve$i.log" 2>&1 &
+    servers+=($!)
+    until curl -sf "http://127.0.0.1:$((PORT + i))/healthz" >/dev/null; do sleep 0.2; done
+done
 
 seconds=$((MINUTES * 60))
-"$BIN" bench idle --url "ws://127.0.0.1:$PORT/ws" --protocol native --pid "$SERVER" \
-    --connections "$CONNS" --source-ips 8 --threads 2 --settle "$seconds" --json \
-    >"$OUT/idle.json" 2>"$OUT/idle.log" &
-IDLE=$!
-"$BIN" bench fanout --url "ws://127.0.0.1:$PORT/ws" --subscribers "$SUBS" --rate "$RATE" \
+left=$CONNS
+for i in $(seq 1 "$NODES"); do
+    n=$(( left < PER ? left : PER ))
+    left=$(( left - n ))
+    "$BIN" bench idle --url "ws://127.0.0.1:$((PORT + i))/ws" --protocol native \
+        --pid "${servers[$((i - 1))]}" --connections "$n" --source-ips 8 --threads 2 \
+        --settle "$seconds" --json >"$OUT/idle$i.json" 2>"$OUT/idle$i.log" &
+    idles+=($!)
+done
+"$BIN" bench fanout --url "ws://127.0.0.1:$((PORT + 1))/ws" --subscribers "$SUBS" --rate "$RATE" \
     --duration "$seconds" --room soak-traffic --json >"$OUT/fanout.json" 2>"$OUT/fanout.log" &
 FANOUT=$!
 
 samples="$OUT/samples.csv"
 echo "elapsed_s,rss_kib,fds,tasks,connections" >"$samples"
 start=$(date +%s)
-while kill -0 "$IDLE" 2>/dev/null && [ $(( $(date +%s) - start )) -lt "$seconds" ]; do
-    rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
-    fds=$(ls "/proc/$SERVER/fd" | wc -l)
-    metrics=$(curl -s "http://127.0.0.1:$PORT/metrics")
-    tasks=$(awk '/^switchboard_runtime_tasks / {print $2}' <<<"$metrics")
-    conns=$(awk '/^switchboard_connections\{/ {s += $2} END {print s}' <<<"$metrics")
+while kill -0 "${idles[0]}" 2>/dev/null && [ $(( $(date +%s) - start )) -lt "$seconds" ]; do
+    rss=0 fds=0 tasks=0 conns=0
+    for i in $(seq 1 "$NODES"); do
+        pid=${servers[$((i - 1))]}
+        rss=$(( rss + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status") ))
+        fds=$(( fds + $(ls "/proc/$pid/fd" | wc -l) ))
+        metrics=$(curl -s -m 20 "http://127.0.0.1:$((PORT + i))/metrics")
+        tasks=$(( tasks + $(awk '/^switchboard_runtime_tasks / {print $2}' <<<"$metrics") ))
+        conns=$(( conns + $(awk '/^switchboard_connections\{/ {s += $2} END {print s}' <<<"$metrics") ))
+    done
     echo "$(( $(date +%s) - start )),$rss,$fds,$tasks,$conns" | tee -a "$samples"
     sleep 10
 done
 wait "$FANOUT" || true
-wait "$IDLE" || true
+for p in "${idles[@]}"; do wait "$p" || true; done
 
 python3 - "$samples" "$WARMUP" "$TOLERANCE" <<'EOF'
 import csv, sys

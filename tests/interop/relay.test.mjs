@@ -501,7 +501,8 @@ describe('relay (switchboard serve --jwt-secret)', () => {
       assert.equal(doc.status, 200);
       assert.equal(doc.body.openapi, '3.0.3');
       assert.deepEqual(Object.keys(doc.body.paths).sort(), [
-        '/disconnect', '/history/{room}', '/presence/{room}', '/publish', '/rooms', '/sockets', '/stats', '/users/{user}',
+        '/disconnect', '/history/{room}', '/presence/{room}', '/publish', '/record', '/record/{id}', '/rooms', '/sockets',
+        '/stats', '/users/{user}',
       ]);
     });
 
