@@ -7,7 +7,7 @@
 // to every frame it receives (before the client does) to log the server's
 // `file_ack`s, the chunk frames of downloads and the replies.
 
-import { after, afterEach, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -16,8 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 
-import { Switchboard, decodeChunk } from '../switchboard.js';
-import { admin, signJwt as sign, startServer as launch, waitFor as poll } from './support.js';
+import { decodeChunk } from '../switchboard.js';
+import { admin, client, signJwt as sign, startServer as launch, waitFor as poll } from './support.js';
 
 const JWT_SECRET = 'js-client-files-secret';
 const MB = 1 << 20;
@@ -118,23 +118,6 @@ function recorder() {
   return { wire, RecordingWebSocket };
 }
 
-const clients = [];
-function client(options) {
-  const sb = new Switchboard({
-    WebSocket,
-    environment: null,
-    backoff: { initial: 50, max: 300, factor: 2 },
-    pingInterval: 2000,
-    pingTimeout: 2000,
-    requestTimeout: 5000,
-    ...options,
-  });
-  clients.push(sb);
-  return sb;
-}
-afterEach(() => {
-  for (const sb of clients.splice(0)) sb.close();
-});
 
 const user = (server, sub, options = {}) =>
   client({ urls: server.ws, token: signJwt({ sub }), ...options }).connect();

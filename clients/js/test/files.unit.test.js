@@ -7,69 +7,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Switchboard, Sha256, sha256Hex, encodeChunk, decodeChunk } from '../switchboard.js';
+import { fakeWebSocket, socketN, waitFor } from './fake.js';
 
 const T1 = '0123456789abcdef0123456789abcdef';
 const T2 = 'fedcba9876543210fedcba9876543210';
 const nodeSha = (b) => createHash('sha256').update(b).digest('hex');
 
-function fakeWebSocket() {
-  return class FakeWebSocket {
-    static instances = [];
-    constructor(url) {
-      this.url = url;
-      this.sent = [];
-      this.readyState = 0;
-      this.binaryType = 'blob';
-      this.onopen = this.onmessage = this.onclose = this.onerror = null;
-      FakeWebSocket.instances.push(this);
-    }
-    send(data) {
-      if (this.readyState !== 1) throw new Error('not open');
-      this.sent.push(typeof data === 'string' ? data : new Uint8Array(data));
-    }
-    close() {
-      this.readyState = 3;
-    }
-    welcome(user = 'alice') {
-      this.readyState = 1;
-      this.push({ op: 'welcome', socket: `s${FakeWebSocket.instances.indexOf(this) + 1}`, user, ping_interval: 25000 });
-    }
-    push(value) {
-      this.onmessage?.({ data: typeof value === 'string' ? value : JSON.stringify(value) });
-    }
-    pushBinary(bytes) {
-      const copy = new Uint8Array(bytes);
-      this.onmessage?.({ data: copy.buffer });
-    }
-    serverClose(code = 1006) {
-      this.readyState = 3;
-      this.onclose?.({ code, reason: '' });
-    }
-    /** JSON text frames sent (pings left out). */
-    requests() {
-      return this.sent.filter((s) => typeof s === 'string' && s !== 'ping').map((s) => JSON.parse(s));
-    }
-    /** The chunk frames sent, decoded. */
-    chunks() {
-      return this.sent.filter((s) => typeof s !== 'string').map((s) => decodeChunk(s));
-    }
-    reply(req, fields = {}) {
-      this.push({ id: req.id, ok: true, ...fields });
-    }
-  };
-}
-
-async function waitFor(pred, what = 'a condition', ms = 3000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = pred();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
-
-const socketN = (WS, n) => waitFor(() => WS.instances[n - 1], `WebSocket #${n}`);
 const findRequest = (ws, op, nth = 1) =>
   waitFor(() => ws.requests().filter((r) => r.op === op)[nth - 1], `${op} #${nth} on ${ws.url}`);
 

@@ -5,7 +5,7 @@
 // CARGO_TARGET_DIR defaulting to ~/.cache/switchboard-target). Every server
 // started here is killed again, also when a test fails.
 
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,29 +13,11 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 
-import { Switchboard } from '../switchboard.js';
-import { admin, freePort, signJwt as sign, startServer, waitFor } from './support.js';
+import { admin, client, freePort, signJwt as sign, startServer, waitFor } from './support.js';
 
 const JWT_SECRET = 'js-client-test-secret';
 const signJwt = (payload, secret = JWT_SECRET) => sign(payload, secret);
 
-const clients = [];
-function client(options) {
-  const sb = new Switchboard({
-    WebSocket,
-    environment: null,
-    backoff: { initial: 50, max: 300, factor: 2 },
-    pingInterval: 2000,
-    pingTimeout: 2000,
-    requestTimeout: 5000,
-    ...options,
-  });
-  clients.push(sb);
-  return sb;
-}
-afterEach(() => {
-  for (const sb of clients.splice(0)) sb.close();
-});
 
 /** Records events of a client. */
 function record(sb, ...types) {

@@ -3,7 +3,7 @@
 // defaulting to ~/.cache/switchboard-target) and killed again when the test
 // process ends (also when a test fails), the admin API, HS256 tokens, polling.
 
-import { after } from 'node:test';
+import { after, afterEach } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
@@ -11,6 +11,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket from 'ws';
+
+import { Switchboard } from '../switchboard.js';
 
 export const BIN_DIR =
   process.env.SB_BIN_DIR ||
@@ -151,3 +154,26 @@ export async function waitFor(pred, what, ms = 10_000) {
   }
 }
 
+
+const clients = [];
+
+/**
+ * A client with short backoff, heartbeat and request timeouts (the `ws`
+ * WebSocket; `options` override); closed after each test.
+ */
+export function client(options) {
+  const sb = new Switchboard({
+    WebSocket,
+    environment: null,
+    backoff: { initial: 50, max: 300, factor: 2 },
+    pingInterval: 2000,
+    pingTimeout: 2000,
+    requestTimeout: 5000,
+    ...options,
+  });
+  clients.push(sb);
+  return sb;
+}
+afterEach(() => {
+  for (const sb of clients.splice(0)) sb.close();
+});

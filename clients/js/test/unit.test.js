@@ -6,62 +6,8 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Switchboard, SwitchboardError, backoffDelay, Rotation } from '../switchboard.js';
+import { fakeWebSocket, socketN, waitFor } from './fake.js';
 
-/** A fresh fake WebSocket class with its own list of instances. */
-function fakeWebSocket() {
-  return class FakeWebSocket {
-    static instances = [];
-    constructor(url) {
-      this.url = url;
-      this.sent = [];
-      this.readyState = 0;
-      this.closedByClient = null;
-      this.onopen = this.onmessage = this.onclose = this.onerror = null;
-      FakeWebSocket.instances.push(this);
-    }
-    send(data) {
-      if (this.readyState !== 1) throw new Error('not open');
-      this.sent.push(data);
-    }
-    close(code, reason) {
-      this.closedByClient = { code, reason };
-      this.readyState = 3;
-    }
-    // --- the server's side
-    welcome(socket = `s${FakeWebSocket.instances.indexOf(this) + 1}`, user = 'u1') {
-      this.readyState = 1;
-      this.onopen?.({});
-      this.push({ op: 'welcome', socket, user, ping_interval: 25000 });
-    }
-    push(value) {
-      this.onmessage?.({ data: typeof value === 'string' ? value : JSON.stringify(value) });
-    }
-    serverClose(code = 1006, reason = '') {
-      this.readyState = 3;
-      this.onclose?.({ code, reason });
-    }
-    /** Requests received (JSON), pings left out. */
-    requests() {
-      return this.sent.filter((s) => s !== 'ping').map((s) => JSON.parse(s));
-    }
-    reply(req, fields = {}) {
-      this.push({ id: req.id, ok: true, ...fields });
-    }
-  };
-}
-
-/** Polls `pred` until it is truthy (bounded: fails after `ms`). */
-async function waitFor(pred, what = 'a condition', ms = 3000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = pred();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
-
-const socketN = (WS, n) => waitFor(() => WS.instances[n - 1], `WebSocket #${n}`);
 const requestN = (ws, n) => waitFor(() => ws.requests()[n - 1], `request #${n} on ${ws.url}`);
 
 /** Records events of a client. */
