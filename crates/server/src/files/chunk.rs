@@ -77,11 +77,19 @@ pub fn decode(frame: &Bytes) -> Option<Chunk> {
 /// Encodes a chunk frame.
 pub fn encode(transfer: TransferId, index: u32, data: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(HEADER + data.len());
-    b.put_u8(KIND);
-    b.put_slice(&transfer.0);
-    b.put_u32(index);
+    b.put_slice(&header(transfer, index));
     b.put_slice(data);
     b.freeze()
+}
+
+/// The first [`HEADER`] bytes of a chunk frame (for a frame whose data is
+/// read in place after them).
+pub fn header(transfer: TransferId, index: u32) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[0] = KIND;
+    h[1..17].copy_from_slice(&transfer.0);
+    h[17..21].copy_from_slice(&index.to_be_bytes());
+    h
 }
 
 /// Lowercase hex of `bytes` (a SHA-256 digest).

@@ -556,9 +556,7 @@ impl Files {
             )
         };
         let mut frame = vec![0u8; chunk::HEADER + len];
-        frame[0] = chunk::KIND;
-        frame[1..17].copy_from_slice(&id.0);
-        frame[17..21].copy_from_slice(&index.to_be_bytes());
+        frame[..chunk::HEADER].copy_from_slice(&chunk::header(id, index));
         self.dir
             .read(id, at, &mut frame[chunk::HEADER..])
             .map_err(|e| FileError::io(&e))?;
