@@ -187,8 +187,12 @@ async fn sigkill_and_restart_on_the_data_dir_lose_and_repeat_nothing() {
     let port = server.port;
     let (killed_tx, killed_rx) = tokio::sync::oneshot::channel::<()>();
     let mut killed_rx = Some(killed_rx);
+    // A publish whose answer was lost to the kill may have been applied:
+    // its retry is then a second message with the same number (at-least-once
+    // on the publisher's side). Those numbers are noted.
     let publisher = tokio::spawn(async move {
         let mut killed_tx = Some(killed_tx);
+        let mut unanswered = Vec::new();
         for n in 1..=N {
             if n == 20 {
                 // Mid-stream: the test kills the server now.
@@ -199,26 +203,29 @@ async fn sigkill_and_restart_on_the_data_dir_lose_and_repeat_nothing() {
                 if admin(port, "POST", "publish".into(), body).await.is_some() {
                     break;
                 }
+                unanswered.push(n);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        unanswered
     });
     killed_rx.take().unwrap().await.unwrap();
     server.kill();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart();
-    publisher.await.unwrap();
+    let unanswered = publisher.await.unwrap();
 
-    let mut got = Vec::new();
+    // (number, offset) of every message delivered.
+    let mut got: Vec<(u64, u64)> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while got.len() < N as usize {
+    while got.last().map(|g| g.0) != Some(N) {
         let e = timeout(deadline - Instant::now(), events.recv())
             .await
             .unwrap_or_else(|_| panic!("got {got:?}"))
             .unwrap();
         if let Event::Message(m) = &e {
-            got.push(m.data.as_u64().unwrap());
+            got.push((m.data.as_u64().unwrap(), m.offset));
         }
         seen.push(e);
     }
@@ -226,13 +233,29 @@ async fn sigkill_and_restart_on_the_data_dir_lose_and_repeat_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     while let Ok(e) = events.try_recv() {
         if let Event::Message(m) = &e {
-            got.push(m.data.as_u64().unwrap());
+            got.push((m.data.as_u64().unwrap(), m.offset));
         }
     }
+    // The client delivers each message of the log once, in order.
+    assert!(
+        got.windows(2).all(|w| w[0].1 < w[1].1),
+        "offsets strictly increasing: {got:?}"
+    );
+    // Every number arrives, in order; one appears twice only when its
+    // first publish went unanswered (applied, then retried).
+    let mut numbers: Vec<u64> = got.iter().map(|g| g.0).collect();
+    for pair in numbers.windows(2).filter(|w| w[0] == w[1]) {
+        assert!(
+            unanswered.contains(&pair[0]),
+            "{} twice, yet every publish of it was answered: {got:?}",
+            pair[0]
+        );
+    }
+    numbers.dedup();
     assert_eq!(
-        got,
+        numbers,
         (1..=N).collect::<Vec<_>>(),
-        "every message once, in order"
+        "every message, in order"
     );
     assert!(
         seen.iter()
