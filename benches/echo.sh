@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side WebSocket echo benchmark: switchboard vs tokio-tungstenite,
-# fastwebsockets and Node's ws.
+# fastwebsockets, Node's ws and uWebSockets (C++).
 #
 #   benches/echo.sh [--switchboard PATH] [--duration S] [--rounds N]
 #                   [--servers LIST] [--rows LIST] [--idle-conns N] [--out DIR]
@@ -13,7 +13,10 @@
 #   DURATION      seconds per measured run             (default: 10)
 #   WARMUP        unmeasured seconds before each run   (default: 2; 0 disables)
 #   ROUNDS        rounds over all rows x servers       (default: 3)
-#   SERVERS       comma list from switchboard,tungstenite,fastwebsockets,node-ws
+#   SERVERS       comma list from switchboard,tungstenite,fastwebsockets,node-ws,uws
+#                 (default: all; uws is skipped unless built, see UWS_DIR)
+#   UWS_DIR       a local uWebSockets checkout (with uSockets), outside this repo:
+#                 benches/peers/uws/build.sh builds the uws-echo peer from it
 #   ROWS          comma list of CONNSxBYTES            (default: 100x20,10x1024,1x65536)
 #   IDLE_CONNS    idle connections for the memory row  (default: 10000)
 #   IDLE_ROUNDS   rounds of the idle row               (default: 1)
@@ -52,7 +55,8 @@ SB_SERVER_ARGS="${SB_SERVER_ARGS:-}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
 ROUNDS="${ROUNDS:-3}"
-SERVERS="${SERVERS:-switchboard,tungstenite,fastwebsockets,node-ws}"
+SERVERS="${SERVERS:-switchboard,tungstenite,fastwebsockets,node-ws,uws}"
+UWS_DIR="${UWS_DIR:-}"
 ROWS="${ROWS:-100x20,10x1024,1x65536}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 IDLE_ROUNDS="${IDLE_ROUNDS:-1}"
@@ -152,6 +156,11 @@ build_peers() {
         cargo build --release --locked -j1 -q) >"$OUT_DIR/logs/build-peers.log" 2>&1 \
         || log "warning: peer build failed, see $OUT_DIR/logs/build-peers.log"
     fi
+    if [[ ",$SERVERS," == *,uws,* ]] && [ -n "$UWS_DIR" ]; then
+      log "building the uWebSockets peer from $UWS_DIR"
+      PEERS_TARGET_DIR="$PEERS_TARGET_DIR" "$HERE/peers/uws/build.sh" >"$OUT_DIR/logs/build-uws.log" 2>&1 \
+        || log "warning: uws-echo build failed, see $OUT_DIR/logs/build-uws.log"
+    fi
     if [[ ",$SERVERS," == *,node-ws,* ]] && [ ! -f "$HERE/peers/node/node_modules/ws/package.json" ]; then
       log "installing node peer dependencies (npm ci)"
       (cd "$HERE/peers/node" && npm ci --no-audit --no-fund) >"$OUT_DIR/logs/npm-ci.log" 2>&1 \
@@ -170,6 +179,7 @@ server_cmd() {
                  printf '%s\n' "$SWITCHBOARD" echo --listen "$addr" "${extra[@]}" ;;
     tungstenite) [ -x "$PEERS_BIN/tungstenite-echo" ] || return 1; printf '%s\n' "$PEERS_BIN/tungstenite-echo" --listen "$addr" ;;
     fastwebsockets) [ -x "$PEERS_BIN/fastwebsockets-echo" ] || return 1; printf '%s\n' "$PEERS_BIN/fastwebsockets-echo" --listen "$addr" ;;
+    uws) [ -x "$PEERS_BIN/uws-echo" ] || return 1; printf '%s\n' "$PEERS_BIN/uws-echo" --listen "$addr" ;;
     node-ws) command -v node >/dev/null && [ -f "$HERE/peers/node/node_modules/ws/package.json" ] || return 1
              printf '%s\n' node "$HERE/peers/node/ws-echo.js" --listen "$addr" ;;
     *) return 1 ;;
@@ -373,6 +383,6 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
   --rows "$ROWS" --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" \
   --idle-conns "$IDLE_CONNS" --idle-rounds "$IDLE_ROUNDS" \
   --server-cpu "$SERVER_CPU" --client-cpu "$CLIENT_CPU" --clk-tck "$CLK_TCK" \
-  --nofile "$SOFT_FDS" || die "report failed"
+  --nofile "$SOFT_FDS" --uws-version="$(cat "$PEERS_BIN/uws-echo.version" 2>/dev/null)" || die "report failed"
 log "results: $OUT_DIR/results.json, $OUT_DIR/results.md"
 cat "$OUT_DIR/results.md"

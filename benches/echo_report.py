@@ -24,6 +24,7 @@ SERVER_LABELS = {
     "tungstenite": "tokio-tungstenite",
     "fastwebsockets": "fastwebsockets",
     "node-ws": "Node.js ws",
+    "uws": "uWebSockets",
 }
 
 
@@ -322,6 +323,8 @@ def cmd_summarize(a):
         "python": platform.python_version(),
     }
     versions.update(node_versions(a.node_dir))
+    if a.uws_version:
+        versions["uws"] = a.uws_version
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine_info(),
@@ -425,6 +428,8 @@ def markdown(meta, load, idle):
                      f"fastwebsockets {cr.get('fastwebsockets') or '?'} (hyper {cr.get('hyper') or '?'}, `FragmentCollector`)",
                      f"tokio {cr.get('tokio') or '?'}",
                      f"Node.js {v.get('node') or '?'} with ws {v.get('ws') or '?'} (no bufferutil/utf-8-validate)",
+                     *([f"uWebSockets {v['uws']} (C++, `benches/peers/uws/uws-echo.cpp`, one event loop, built outside the repository)"]
+                       if v.get("uws") else []),
                      v.get("rustc") or "rustc ?",
                  ]) + ". Peers are built from `benches/peers/` with `cargo build --release`; "
                  "all use a multi-threaded runtime where they have one, which `taskset` confines to one core.")
@@ -474,7 +479,7 @@ def main():
 
     sm = sub.add_parser("summarize")
     for name in ("runs", "out-dir", "peers-lock", "node-dir", "switchboard", "switchboard-version",
-                 "git-rev", "loadgen", "servers", "rows"):
+                 "git-rev", "loadgen", "servers", "rows", "uws-version"):
         sm.add_argument(f"--{name}", default="")
     for name in ("rounds", "idle-conns", "idle-rounds", "server-cpu", "client-cpu", "clk-tck"):
         sm.add_argument(f"--{name}", type=int, default=0)

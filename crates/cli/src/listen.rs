@@ -95,13 +95,19 @@ where
             })?;
         handles.push(handle);
     }
+    wait_for_shutdown(&accepted)
+}
+
+/// Blocks until Ctrl-C or SIGTERM, trimming the heap after each burst of
+/// accepted connections meanwhile (see [`trim_after_bursts`]).
+pub(crate) fn wait_for_shutdown(accepted: &AtomicU64) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         tokio::select! {
             () = shutdown_signal() => {}
-            () = trim_after_bursts(&accepted) => {}
+            () = trim_after_bursts(accepted) => {}
         }
     });
     tracing::info!("shutting down");

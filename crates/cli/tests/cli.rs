@@ -63,16 +63,19 @@ fn plain_http_gets_426_and_bad_upgrades_get_their_status() {
     assert!(r.starts_with("HTTP/1.1 431"), "{r}");
 }
 
-#[test]
-fn echoes_over_websocket_after_a_raw_handshake() {
-    let (_server, port) = start_echo(&[]);
+/// Opens a WebSocket with a raw handshake, the request written in `pieces`
+/// separate writes; returns the stream and a reader past the 101 response.
+fn raw_upgrade(port: u16, pieces: usize) -> (TcpStream, BufReader<TcpStream>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(
+    s.set_nodelay(true).unwrap();
+    let request: &[u8] =
         b"GET /any HTTP/1.1\r\nhost: a\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .unwrap();
+          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    for chunk in request.chunks(request.len().div_ceil(pieces)) {
+        s.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut reader = BufReader::new(s.try_clone().unwrap());
     let mut head = String::new();
     loop {
@@ -85,15 +88,59 @@ fn echoes_over_websocket_after_a_raw_handshake() {
     }
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
-    // Masked "hi" text frame; the echo comes back unmasked.
+    (s, reader)
+}
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let key = [1u8, 2, 3, 4];
-    let mut frame = vec![0x81, 0x82];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
     frame.extend_from_slice(&key);
-    frame.extend(b"hi".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    s.write_all(&frame).unwrap();
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+fn assert_echoes(s: &mut TcpStream, reader: &mut BufReader<TcpStream>) {
+    s.write_all(&client_frame(0x1, b"hi")).unwrap();
     let mut echo = [0u8; 4];
     reader.read_exact(&mut echo).unwrap();
     assert_eq!(echo, [0x81, 0x02, b'h', b'i']);
+}
+
+#[test]
+fn echoes_over_websocket_after_a_raw_handshake() {
+    let (_server, port) = start_echo(&[]);
+    let (mut s, mut reader) = raw_upgrade(port, 1);
+    assert_echoes(&mut s, &mut reader);
+    // A request head that arrives in pieces is upgraded all the same.
+    let (mut s, mut reader) = raw_upgrade(port, 4);
+    assert_echoes(&mut s, &mut reader);
+}
+
+#[test]
+fn heartbeat_pings_silent_connections_and_drops_dead_ones() {
+    let (_server, port) = start_echo(&["--ping-interval", "1"]);
+    let (mut alive, mut alive_reader) = raw_upgrade(port, 1);
+    let (_dead, mut dead_reader) = raw_upgrade(port, 1);
+    // The live peer answers every ping with a pong, for 5 intervals.
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut pings = 0;
+    while Instant::now() < until {
+        let mut head = [0u8; 2];
+        alive_reader.read_exact(&mut head).unwrap();
+        assert_eq!(head, [0x89, 0x00], "an empty ping");
+        pings += 1;
+        alive.write_all(&client_frame(0xA, b"")).unwrap();
+    }
+    assert!(pings >= 2, "{pings} pings in 5 s at a 1 s interval");
+    // The silent peer got its ping and was then dropped (EOF, or a reset).
+    let mut rest = Vec::new();
+    match dead_reader.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert_eq!(&rest[..2], [0x89, 0x00], "pinged before being dropped");
+    assert_echoes(&mut alive, &mut alive_reader);
 }
 
 #[test]

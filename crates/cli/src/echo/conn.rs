@@ -1,0 +1,334 @@
+//! One echo connection as the reactor sees it: the HTTP request head, then
+//! the sans-IO [`Connection`] echoing every message, then a bounded drain.
+//!
+//! Everything here works on a non-blocking socket and returns what the
+//! reactor must do next ([`Step`]); nothing waits. The state is small and
+//! lives inline in the reactor's slab: an idle open connection is the socket
+//! descriptor, the protocol state and two flags.
+
+use std::io::{self, IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use switchboard_wire::handshake::HeadLimits;
+use switchboard_wire::handshake::server::{ServerOptions, accept, parse_request};
+use switchboard_wire::{Config, Connection, Event, Role};
+
+/// Reading pauses while more than this much output waits for a slow peer.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+
+/// Most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// Reads handled for one connection before the reactor serves the others.
+const READ_BUDGET: u32 = 32;
+
+/// What every connection of a worker shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) options: ServerOptions,
+    pub(crate) config: Config,
+    pub(crate) head: HeadLimits,
+}
+
+/// What the reactor does with a connection after it was driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Wait for the socket; `writable` says whether output is pending.
+    Wait { writable: bool },
+    /// The read budget ran out with input possibly left: drive it again soon.
+    Again,
+    /// The write side is shut: drain the peer until it closes, bounded.
+    Drain,
+    /// Done: deregister and drop.
+    Close,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading the request head; holds a partial head between reads.
+    Handshake(Vec<u8>),
+    /// Upgraded: every message is echoed.
+    Open(Connection),
+    /// Our side is finished; reading until the peer closes.
+    Draining,
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub(crate) struct EchoConn {
+    pub(crate) stream: TcpStream,
+    phase: Phase,
+    /// Bytes arrived since the last heartbeat sweep.
+    active: bool,
+    /// A ping was sent and nothing has arrived since.
+    pinged: bool,
+    /// Whether the socket is registered for writability.
+    pub(crate) write_interest: bool,
+    /// The worker's number for this connection (its deadlines carry it).
+    pub(crate) serial: u32,
+}
+
+impl EchoConn {
+    pub(crate) fn new(stream: TcpStream, serial: u32) -> Self {
+        Self {
+            stream,
+            serial,
+            phase: Phase::Handshake(Vec::new()),
+            active: false,
+            pinged: false,
+            write_interest: false,
+        }
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        matches!(self.phase, Phase::Handshake(_))
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining)
+    }
+
+    /// Reads, echoes and writes as far as the socket allows.
+    pub(crate) fn drive(&mut self, settings: &Settings, scratch: &mut [MaybeUninit<u8>]) -> Step {
+        let step = match &mut self.phase {
+            Phase::Handshake(head) => match handshake(&mut self.stream, head, settings, scratch) {
+                Ok(Handshake::Pending) => return Step::Wait { writable: false },
+                Ok(Handshake::Refused) => Step::Drain,
+                Ok(Handshake::Upgraded(ws)) => {
+                    self.active = true;
+                    self.phase = Phase::Open(ws);
+                    return self.drive(settings, scratch);
+                }
+                Err(_) => Step::Close,
+            },
+            Phase::Open(ws) => drive_open(&mut self.stream, ws, &mut self.active, scratch),
+            Phase::Draining => drain(&mut self.stream, scratch),
+        };
+        if step == Step::Drain {
+            self.phase = Phase::Draining;
+        }
+        step
+    }
+
+    /// The heartbeat: called once per ping interval. A connection silent for
+    /// a whole interval is pinged; one still silent an interval after its
+    /// ping is dead. Returns what the reactor must do.
+    pub(crate) fn heartbeat(&mut self) -> Step {
+        let Phase::Open(ws) = &mut self.phase else {
+            return Step::Wait {
+                writable: self.write_interest,
+            };
+        };
+        if std::mem::take(&mut self.active) {
+            self.pinged = false;
+            return Step::Wait {
+                writable: self.write_interest,
+            };
+        }
+        if self.pinged || ws.is_done_reading() {
+            return Step::Close;
+        }
+        self.pinged = true;
+        if ws.send_ping(Bytes::new()).is_err() {
+            return Step::Close;
+        }
+        match flush(&mut self.stream, ws) {
+            Ok(done) => {
+                ws.release_idle_buffers();
+                Step::Wait { writable: !done }
+            }
+            Err(_) => Step::Close,
+        }
+    }
+}
+
+enum Handshake {
+    Pending,
+    Refused,
+    Upgraded(Connection),
+}
+
+fn handshake(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    settings: &Settings,
+    scratch: &mut [MaybeUninit<u8>],
+) -> io::Result<Handshake> {
+    loop {
+        let n = match recv(stream, scratch) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Handshake::Pending),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: `recv` initialised the first `n` bytes of `scratch`.
+        let got = unsafe { assume_init(&scratch[..n]) };
+        let partial = !head.is_empty();
+        if partial {
+            head.extend_from_slice(got);
+        }
+        let data: &[u8] = if partial { head } else { got };
+        let (req, len) = match parse_request(data, &settings.head) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => {
+                if !partial {
+                    head.extend_from_slice(got);
+                }
+                continue;
+            }
+            Err(e) => return refuse(stream, &e.to_response_bytes()),
+        };
+        let accepted = match accept(&req.method, req.version, &req.headers, &settings.options) {
+            Ok(a) => a,
+            Err(e) => return refuse(stream, &e.to_response_bytes()),
+        };
+        let mut ws = Connection::new(
+            Role::Server,
+            settings.config,
+            accepted.deflate.as_ref().map(|(p, _)| *p),
+        );
+        ws.send_encoded(Bytes::from(accepted.response_bytes()))
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        ws.feed(&data[len..]);
+        *head = Vec::new();
+        return Ok(Handshake::Upgraded(ws));
+    }
+}
+
+/// Writes an error response (small: it fits the fresh socket's send buffer)
+/// and shuts the write side; the reactor then drains the request's rest so
+/// the response is not lost to a reset.
+fn refuse(stream: &mut TcpStream, response: &[u8]) -> io::Result<Handshake> {
+    stream.write_all(response)?;
+    stream.shutdown(Shutdown::Write)?;
+    Ok(Handshake::Refused)
+}
+
+fn drive_open(
+    stream: &mut TcpStream,
+    ws: &mut Connection,
+    active: &mut bool,
+    scratch: &mut [MaybeUninit<u8>],
+) -> Step {
+    let mut budget = READ_BUDGET;
+    loop {
+        // Echo what has been decoded. A protocol error or a close queues the
+        // close frame and stops the decoder; both end below.
+        while let Ok(Some(event)) = ws.next_event() {
+            if let Event::Message(m) = event {
+                let _ = ws.send(m);
+            }
+        }
+        let flushed = match flush(stream, ws) {
+            Ok(done) => done,
+            Err(_) => return Step::Close,
+        };
+        if ws.is_done_reading() {
+            if !flushed {
+                return Step::Wait { writable: true };
+            }
+            return match stream.shutdown(Shutdown::Write) {
+                Ok(()) => Step::Drain,
+                Err(_) => Step::Close,
+            };
+        }
+        if !flushed && ws.output_len() > WRITE_HIGH_WATER {
+            // A slow reader: stop reading until the output drains.
+            return Step::Wait { writable: true };
+        }
+        if budget == 0 {
+            return Step::Again;
+        }
+        budget -= 1;
+        match read_some(stream, ws, scratch) {
+            Ok(0) => return Step::Close,
+            Ok(_) => *active = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ws.release_idle_buffers();
+                return Step::Wait {
+                    writable: ws.has_output(),
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Step::Close,
+        }
+    }
+}
+
+/// Reads and discards until the peer closes (then the reactor drops the
+/// connection) or the socket has nothing more for now.
+fn drain(stream: &mut TcpStream, scratch: &mut [MaybeUninit<u8>]) -> Step {
+    loop {
+        match recv(stream, scratch) {
+            Ok(0) => return Step::Close,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Step::Wait { writable: false };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Step::Close,
+        }
+    }
+}
+
+/// One read: straight into the connection's buffer when a partial frame left
+/// room there (a large frame is not copied twice), else through the worker's
+/// scratch buffer, so an idle connection holds no read buffer.
+fn read_some(
+    stream: &mut TcpStream,
+    ws: &mut Connection,
+    scratch: &mut [MaybeUninit<u8>],
+) -> io::Result<usize> {
+    let rbuf = ws.read_buffer();
+    if rbuf.capacity() - rbuf.len() >= scratch.len() / 4 {
+        let n = recv(stream, rbuf.spare_capacity_mut())?;
+        // SAFETY: `recv` initialised the first `n` bytes of the spare
+        // capacity, which directly follow `len`.
+        unsafe { rbuf.set_len(rbuf.len() + n) };
+        return Ok(n);
+    }
+    let n = recv(stream, scratch)?;
+    // SAFETY: `recv` initialised the first `n` bytes of `scratch`.
+    ws.feed(unsafe { assume_init(&scratch[..n]) });
+    Ok(n)
+}
+
+/// Writes queued output until it is all written (`true`) or the socket is
+/// full (`false`).
+fn flush(stream: &mut TcpStream, ws: &mut Connection) -> io::Result<bool> {
+    while ws.has_output() {
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let k = ws.output_slices(&mut slices);
+        // One contiguous chunk: `send` is cheaper than `writev`, which goes
+        // through the VFS layer on Linux.
+        let written = if k == 1 {
+            stream.write(&slices[0])
+        } else {
+            stream.write_vectored(&slices[..k])
+        };
+        match written {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => ws.consume_output(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn recv(stream: &TcpStream, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    socket2::SockRef::from(stream).recv(buf)
+}
+
+/// # Safety
+/// Every byte of `buf` must be initialised.
+unsafe fn assume_init(buf: &[MaybeUninit<u8>]) -> &[u8] {
+    // SAFETY: the caller guarantees the bytes are initialised, and
+    // `MaybeUninit<u8>` has the layout of `u8`.
+    unsafe { &*(std::ptr::from_ref(buf) as *const [u8]) }
+}
