@@ -178,6 +178,10 @@ fn handshake(
                 if !partial {
                     head.extend_from_slice(got);
                 }
+                if n < scratch.len() {
+                    // A short read drained the socket (see `Read::Short`).
+                    return Ok(Handshake::Pending);
+                }
                 continue;
             }
             Err(e) => return refuse(stream, &e.to_response_bytes()),
@@ -215,6 +219,7 @@ fn drive_open(
     scratch: &mut [MaybeUninit<u8>],
 ) -> Step {
     let mut budget = READ_BUDGET;
+    let mut drained = false;
     loop {
         // Echo what has been decoded. A protocol error or a close queues the
         // close frame and stops the decoder; both end below.
@@ -240,23 +245,39 @@ fn drive_open(
             // A slow reader: stop reading until the output drains.
             return Step::Wait { writable: true };
         }
+        if drained {
+            ws.release_idle_buffers();
+            return Step::Wait { writable: !flushed };
+        }
         if budget == 0 {
             return Step::Again;
         }
         budget -= 1;
         match read_some(stream, ws, scratch) {
-            Ok(0) => return Step::Close,
-            Ok(_) => *active = true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                ws.release_idle_buffers();
-                return Step::Wait {
-                    writable: ws.has_output(),
-                };
+            Ok(Read::Eof) => return Step::Close,
+            Ok(Read::Full) => *active = true,
+            Ok(Read::Short) => {
+                // The socket gave less than asked: it is drained, and new
+                // bytes will raise a new readiness edge. Echo what came and
+                // wait, without the read that would only say `WouldBlock`.
+                *active = true;
+                drained = true;
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Step::Close,
         }
     }
+}
+
+/// What one read got.
+enum Read {
+    /// The peer closed its side.
+    Eof,
+    /// As many bytes as there was room for: more may be waiting.
+    Full,
+    /// Fewer: the socket's receive queue is empty.
+    Short,
 }
 
 /// Reads and discards until the peer closes (then the reactor drops the
@@ -282,19 +303,26 @@ fn read_some(
     stream: &mut TcpStream,
     ws: &mut Connection,
     scratch: &mut [MaybeUninit<u8>],
-) -> io::Result<usize> {
+) -> io::Result<Read> {
     let rbuf = ws.read_buffer();
-    if rbuf.capacity() - rbuf.len() >= scratch.len() / 4 {
+    let spare = rbuf.capacity() - rbuf.len();
+    let (n, room) = if spare >= scratch.len() / 4 {
         let n = recv(stream, rbuf.spare_capacity_mut())?;
         // SAFETY: `recv` initialised the first `n` bytes of the spare
         // capacity, which directly follow `len`.
         unsafe { rbuf.set_len(rbuf.len() + n) };
-        return Ok(n);
-    }
-    let n = recv(stream, scratch)?;
-    // SAFETY: `recv` initialised the first `n` bytes of `scratch`.
-    ws.feed(unsafe { assume_init(&scratch[..n]) });
-    Ok(n)
+        (n, spare)
+    } else {
+        let n = recv(stream, scratch)?;
+        // SAFETY: `recv` initialised the first `n` bytes of `scratch`.
+        ws.feed(unsafe { assume_init(&scratch[..n]) });
+        (n, scratch.len())
+    };
+    Ok(match n {
+        0 => Read::Eof,
+        n if n < room => Read::Short,
+        _ => Read::Full,
+    })
 }
 
 /// Writes queued output until it is all written (`true`) or the socket is
