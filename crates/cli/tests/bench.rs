@@ -82,8 +82,75 @@ fn fanout_delivers_every_message_to_every_subscriber() {
     ]);
     let published = v["published"].as_u64().unwrap();
     assert!(published >= 5, "{v}");
-    assert_eq!(v["delivered"].as_u64().unwrap(), published * 20, "{v}");
+    assert_eq!(v["protocol"], "native", "{v}");
+    exactly_once(&v, published, 20);
     ordered_percentiles(&v);
+}
+
+/// Every subscriber got every published message exactly once.
+fn exactly_once(v: &Value, published: u64, subscribers: u64) {
+    assert_eq!(
+        v["delivered"].as_u64().unwrap(),
+        published * subscribers,
+        "{v}"
+    );
+    assert_eq!(v["lost"], 0, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    assert_eq!(v["unexpected"], 0, "{v}");
+    assert_eq!(v["complete_subscribers"], subscribers, "{v}");
+}
+
+#[test]
+fn fanout_over_socketio_delivers_every_message_to_every_subscriber_once() {
+    let (s, port) = start(&["serve", "--api-key", "k"]);
+    let pid = s.0.id().to_string();
+    let v = bench(&[
+        "fanout",
+        "--protocol",
+        "socketio",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--subscribers",
+        "20",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--pid",
+        &pid,
+    ]);
+    assert_eq!(v["protocol"], "socketio", "{v}");
+    let published = v["published"].as_u64().unwrap();
+    assert!(published >= 10, "{v}");
+    assert_eq!(v["publish_acked"], published, "every publish acked: {v}");
+    assert_eq!(v["publish_failed"], 0, "{v}");
+    exactly_once(&v, published, 20);
+    ordered_percentiles(&v);
+    assert!(v["server_cpu_us"].as_u64().is_some(), "{v}");
+}
+
+#[test]
+fn fanout_refuses_bad_arguments_without_panicking() {
+    for args in [
+        &["--rate", "0"][..],
+        &["--rate", "NaN"],
+        &["--duration=-1"],
+        &[
+            "--protocol",
+            "socketio",
+            "--url",
+            "http://127.0.0.1:1/socket.io/",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["bench", "fanout", "--url", "ws://127.0.0.1:1/ws"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.starts_with("Error: "), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -14,9 +14,9 @@ pub(crate) enum BenchCommand {
     /// Raw WebSocket echo round trips: N connections, each sending a message
     /// and waiting for its echo before sending the next.
     Echo(echo::EchoBenchArgs),
-    /// Room fan-out over the native protocol: N subscribers (spread over
-    /// one or several nodes), a publisher at rate R; deliveries per second
-    /// and end-to-end latency.
+    /// Room fan-out over the native protocol or the Socket.IO relay: N
+    /// subscribers (spread over one or several nodes), a publisher at rate
+    /// R; deliveries per second, end-to-end latency, losses and duplicates.
     Fanout(fanout::FanoutBenchArgs),
     /// Socket.IO emit-with-ack round trips: N clients, each emitting `echo`
     /// and waiting for its ack before the next.

@@ -42,8 +42,9 @@ pub(crate) fn run(args: SioEchoBenchArgs) -> anyhow::Result<()> {
     super::runtime(args.threads)?.block_on(bench(args))
 }
 
-/// A connected client (its event stream drained in the background).
-async fn open(url: &str) -> anyhow::Result<SioClient> {
+/// A connected client (its event stream drained in the background); also
+/// the `fanout` bench's Socket.IO publisher.
+pub(super) async fn open(url: &str) -> anyhow::Result<SioClient> {
     let (client, mut events) = SioClient::connect(SioConfig::new([url.to_owned()]));
     loop {
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
