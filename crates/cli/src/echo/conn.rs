@@ -25,6 +25,11 @@ const MAX_IOV: usize = 64;
 /// Reads handled for one connection before the reactor serves the others.
 const READ_BUDGET: u32 = 32;
 
+/// A connection that is echoing keeps up to this much buffer between
+/// messages (no allocation per message); an idle one keeps none (freed after
+/// its handshake and at the heartbeat sweep that finds it silent).
+const KEEP_BUFFERS: usize = 16 * 1024;
+
 /// What every connection of a worker shares.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -128,6 +133,8 @@ impl EchoConn {
                 writable: self.write_interest,
             };
         }
+        // Silent for an interval: it no longer needs buffers kept for speed.
+        ws.release_idle_buffers();
         if self.pinged || ws.is_done_reading() {
             return Step::Close;
         }
@@ -220,11 +227,13 @@ fn drive_open(
 ) -> Step {
     let mut budget = READ_BUDGET;
     let mut drained = false;
+    let mut echoed = false;
     loop {
         // Echo what has been decoded. A protocol error or a close queues the
         // close frame and stops the decoder; both end below.
         while let Ok(Some(event)) = ws.next_event() {
             if let Event::Message(m) = event {
+                echoed = true;
                 let _ = ws.send(m);
             }
         }
@@ -246,7 +255,9 @@ fn drive_open(
             return Step::Wait { writable: true };
         }
         if drained {
-            ws.release_idle_buffers();
+            if !echoed || ws.buffer_capacity() > KEEP_BUFFERS {
+                ws.release_idle_buffers();
+            }
             return Step::Wait { writable: !flushed };
         }
         if budget == 0 {

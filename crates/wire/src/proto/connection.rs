@@ -645,6 +645,13 @@ impl Connection {
         self.out.release_if_empty();
     }
 
+    /// Bytes of read and write buffer held (allocated, used or not). A driver
+    /// of a busy connection can keep small buffers between messages, to
+    /// avoid an allocation per message, and free them once it goes idle.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rbuf.capacity() + self.out.capacity()
+    }
+
     // ---- state ----
 
     /// Whether our close frame has been queued.

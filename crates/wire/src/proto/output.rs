@@ -105,6 +105,11 @@ impl Output {
         }
     }
 
+    /// Bytes of buffer held for coalescing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.tail.capacity()
+    }
+
     /// Frees the buffers once everything is written (idle connections hold none).
     pub(crate) fn release_if_empty(&mut self) {
         if self.len == 0 {
