@@ -26,9 +26,10 @@ const MAX_IOV: usize = 64;
 const READ_BUDGET: u32 = 32;
 
 /// A connection that is echoing keeps up to this much buffer between
-/// messages (no allocation per message); an idle one keeps none (freed after
-/// its handshake and at the heartbeat sweep that finds it silent).
-const KEEP_BUFFERS: usize = 16 * 1024;
+/// messages (no allocation, and for large frames no copy, per message); an
+/// idle one keeps none (freed after its handshake and at the heartbeat sweep
+/// that finds it silent).
+const KEEP_BUFFERS: usize = 128 * 1024;
 
 /// What every connection of a worker shares.
 #[derive(Debug)]
@@ -255,7 +256,12 @@ fn drive_open(
             return Step::Wait { writable: true };
         }
         if drained {
-            if !echoed || ws.buffer_capacity() > KEEP_BUFFERS {
+            // `try_reclaim` succeeds only if the read buffer's allocation is
+            // larger than what may be kept (once no message shares it).
+            if !echoed
+                || ws.buffer_capacity() > KEEP_BUFFERS
+                || ws.read_buffer().try_reclaim(KEEP_BUFFERS)
+            {
                 ws.release_idle_buffers();
             }
             return Step::Wait { writable: !flushed };
@@ -316,6 +322,11 @@ fn read_some(
     scratch: &mut [MaybeUninit<u8>],
 ) -> io::Result<Read> {
     let rbuf = ws.read_buffer();
+    if rbuf.is_empty() {
+        // A kept buffer whose messages have been written is whole again:
+        // with room enough, the next frame is read straight into it.
+        let _ = rbuf.try_reclaim(scratch.len() / 4);
+    }
     let spare = rbuf.capacity() - rbuf.len();
     let (n, room) = if spare >= scratch.len() / 4 {
         let n = recv(stream, rbuf.spare_capacity_mut())?;
