@@ -92,15 +92,15 @@ while [ $# -gt 0 ]; do
 done
 
 # Hard caps so a typo cannot make an unbounded run.
-int_in() { [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] || { echo "echo.sh: $1 must be an integer in $3..$4 (got '$2')" >&2; exit 2; }; }
+BENCH_NAME=echo.sh
+# shellcheck source=benches/lib.sh
+. "$HERE/lib.sh"
 int_in DURATION "$DURATION" 1 600
 int_in WARMUP "$WARMUP" 0 60
 int_in ROUNDS "$ROUNDS" 1 20
 int_in IDLE_CONNS "$IDLE_CONNS" 1 100000
 int_in IDLE_ROUNDS "$IDLE_ROUNDS" 0 10
 
-log() { printf '[echo.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
 command -v python3 >/dev/null || die "python3 not found"
@@ -116,32 +116,11 @@ RUNS="$OUT_DIR/runs.jsonl"
 REPORT=(python3 "$HERE/echo_report.py")
 CLK_TCK="$(getconf CLK_TCK)"
 
-# ---------------------------------------------------------------- cleanup
-STARTED_PIDS=()
-cleanup() {
-  local p
-  for p in "${STARTED_PIDS[@]}"; do
-    if kill -0 "$p" 2>/dev/null; then kill -TERM "$p" 2>/dev/null; fi
-  done
-  sleep 0.2
-  for p in "${STARTED_PIDS[@]}"; do
-    if kill -0 "$p" 2>/dev/null; then kill -KILL "$p" 2>/dev/null; fi
-  done
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- file limits
 # The idle row needs IDLE_CONNS descriptors in the server and in the opener.
 NEED_FDS=$((IDLE_CONNS + 1024))
-HARD_FDS="$(ulimit -Hn)"
-if [ "$HARD_FDS" != unlimited ] && [ "$HARD_FDS" -lt "$NEED_FDS" ]; then
-  ulimit -Hn "$NEED_FDS" 2>/dev/null || true
-  HARD_FDS="$(ulimit -Hn)"
-fi
-if [ "$HARD_FDS" = unlimited ]; then ulimit -n "$NEED_FDS" 2>/dev/null || true
-else ulimit -n "$HARD_FDS" 2>/dev/null || true; fi
-SOFT_FDS="$(ulimit -n)"
+raise_nofile "$NEED_FDS" || true
 if [ "$DO_IDLE" = 1 ] && [ "$IDLE_ROUNDS" -gt 0 ] && [ "$SOFT_FDS" != unlimited ] && [ "$SOFT_FDS" -lt "$NEED_FDS" ]; then
   log "warning: open-file limit is $SOFT_FDS (hard $HARD_FDS), below the $NEED_FDS the idle row needs; it will report failures"
 fi
@@ -218,19 +197,6 @@ fi
 NEXT_PORT=$((20000 + RANDOM % 20000))
 next_port() { NEXT_PORT=$((NEXT_PORT + 1)); [ "$NEXT_PORT" -lt 60000 ] || NEXT_PORT=20001; }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# utime+stime (clock ticks, all threads) of PID; fields after the last ')'.
-cpu_ticks() {
-  local stat rest
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || { echo ""; return; }
-  rest="${stat##*) }"
-  # rest starts at field 3 (state): utime is field 14 -> index 11, stime 15 -> 12
-  read -ra f <<<"$rest"
-  echo $(( f[11] + f[12] ))
-}
-rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
-hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null; }
 
 SERVER_PID=""
 # start_server NAME PORT LOGFILE -> sets SERVER_PID; returns non-zero if it never listens

@@ -53,9 +53,9 @@ SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 OUT_DIR="${OUT_DIR:-$ROOT/out}"
 
-log() { printf '[sio_idle %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-int_in() { [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] || { echo "sio_idle.sh: $1 must be an integer in $3..$4 (got '$2')" >&2; exit 2; }; }
+BENCH_NAME=sio_idle.sh
+# shellcheck source=benches/lib.sh
+. "$HERE/lib.sh"
 int_in COUNT "$COUNT" 1 100000
 int_in ROUNDS "$ROUNDS" 1 10
 int_in SETTLE_S "$SETTLE_S" 0 120
@@ -72,32 +72,12 @@ RUNS="$OUT_DIR/sio_idle-runs.jsonl"
 SUMMARY="$OUT_DIR/sio_idle.json"
 : >"$RUNS"
 
-# ---------------------------------------------------------------- cleanup
-STARTED_PIDS=()
-cleanup() {
-  local p
-  for p in "${STARTED_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${STARTED_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; done
-  return 0
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
 
 # ---------------------------------------------------------------- file limits
 # COUNT descriptors in the server and in the opener (both inherit this limit).
 NEED_FDS=$((COUNT + 1024))
-HARD_FDS="$(ulimit -Hn)"
-if [ "$HARD_FDS" != unlimited ] && [ "$HARD_FDS" -lt "$NEED_FDS" ]; then
-  ulimit -Hn "$NEED_FDS" 2>/dev/null || true
-  HARD_FDS="$(ulimit -Hn)"
-fi
-if [ "$HARD_FDS" = unlimited ]; then ulimit -n "$NEED_FDS" 2>/dev/null || true
-else ulimit -n "$HARD_FDS" 2>/dev/null || true; fi
-SOFT_FDS="$(ulimit -n)"
-if [ "$SOFT_FDS" != unlimited ] && [ "$SOFT_FDS" -lt "$NEED_FDS" ]; then
-  log "warning: open-file limit is $SOFT_FDS (hard $HARD_FDS), below the $NEED_FDS needed; connections will fail"
-fi
+raise_nofile "$NEED_FDS" \
+  || log "warning: open-file limit is $SOFT_FDS (hard $HARD_FDS), below the $NEED_FDS needed; connections will fail"
 
 # ---------------------------------------------------------------- servers
 NODE_DIR="$HERE/peers/node"
@@ -129,21 +109,6 @@ for s in "${WANT[@]}"; do available "$s" && SERVER_LIST+=("$s"); done
 [ "${#SERVER_LIST[@]}" -gt 0 ] || die "no server available"
 
 # ---------------------------------------------------------------- helpers
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null; }
-hwm_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null; }
-stop_pid() {
-  local pid="$1"
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
 
 # record KEY=VALUE... -> one JSON line in RUNS (numbers stay numbers when they look like one)
 record() {

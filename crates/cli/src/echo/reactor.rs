@@ -253,34 +253,8 @@ impl<'a> Worker<'a> {
     }
 
     fn on_time(&mut self, now: Instant) {
-        // Only the connection the deadline was queued for, still in the
-        // phase it was queued for, is ended.
-        while let Some(&(at, key, serial)) = self.handshakes.front() {
-            if at > now {
-                break;
-            }
-            self.handshakes.pop_front();
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.serial == serial && c.is_handshaking())
-            {
-                self.apply(key, Step::Close);
-            }
-        }
-        while let Some(&(at, key, serial)) = self.drains.front() {
-            if at > now {
-                break;
-            }
-            self.drains.pop_front();
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.serial == serial && c.is_draining())
-            {
-                self.apply(key, Step::Close);
-            }
-        }
+        self.expire(Deadline::Handshake, now);
+        self.expire(Deadline::Drain, now);
         if self.accept_retry.is_some_and(|at| at <= now) {
             self.accept_retry = None;
             self.accept();
@@ -308,4 +282,42 @@ impl<'a> Worker<'a> {
             }
         }
     }
+
+    /// Ends the connections whose `kind` deadline has passed: only the
+    /// connection the deadline was queued for (same serial), and only while
+    /// it is still in the phase the deadline was for.
+    fn expire(&mut self, kind: Deadline, now: Instant) {
+        loop {
+            let queue = match kind {
+                Deadline::Handshake => &mut self.handshakes,
+                Deadline::Drain => &mut self.drains,
+            };
+            let Some(&(at, key, serial)) = queue.front() else {
+                return;
+            };
+            if at > now {
+                return;
+            }
+            queue.pop_front();
+            let due = self.conns.get(key).is_some_and(|c| {
+                c.serial == serial
+                    && match kind {
+                        Deadline::Handshake => c.is_handshaking(),
+                        Deadline::Drain => c.is_draining(),
+                    }
+            });
+            if due {
+                self.apply(key, Step::Close);
+            }
+        }
+    }
+}
+
+/// The two per-worker deadline queues.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// The request head must arrive in time.
+    Handshake,
+    /// The peer must close in time after our side finished.
+    Drain,
 }
