@@ -16,6 +16,8 @@ use switchboard_wire::handshake::HeadLimits;
 use switchboard_wire::handshake::server::{ServerOptions, accept, parse_request};
 use switchboard_wire::{Config, Connection, Event, Role};
 
+use super::sio::{SioSettings, SioState};
+
 /// Reading pauses while more than this much output waits for a slow peer.
 const WRITE_HIGH_WATER: usize = 1 << 20;
 
@@ -37,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) options: ServerOptions,
     pub(crate) config: Config,
     pub(crate) head: HeadLimits,
+    /// Serve Socket.IO instead of echoing WebSocket messages.
+    pub(crate) socketio: Option<SioSettings>,
 }
 
 /// What the reactor does with a connection after it was driven.
@@ -50,16 +54,22 @@ pub(crate) enum Step {
     Drain,
     /// Done: deregister and drop.
     Close,
+    /// Not ours to serve: deregister and pass the socket, with the bytes
+    /// read from it, to the handoff server ([`EchoConn::take_handoff`]).
+    Handoff,
 }
 
 #[derive(Debug)]
 enum Phase {
     /// Reading the request head; holds a partial head between reads.
     Handshake(Vec<u8>),
-    /// Upgraded: every message is echoed.
-    Open(Connection),
+    /// Upgraded: every message is echoed (or, with a Socket.IO session,
+    /// handled by it).
+    Open(Connection, Option<SioState>),
     /// Our side is finished; reading until the peer closes.
     Draining,
+    /// To be handed off, with what was read so far.
+    Handoff(Vec<u8>),
 }
 
 /// One connection's state.
@@ -97,21 +107,41 @@ impl EchoConn {
         matches!(self.phase, Phase::Draining)
     }
 
+    /// The bytes read before [`Step::Handoff`] (empty otherwise).
+    pub(crate) fn take_handoff(&mut self) -> Vec<u8> {
+        match &mut self.phase {
+            Phase::Handoff(read) => std::mem::take(read),
+            _ => Vec::new(),
+        }
+    }
+
     /// Reads, echoes and writes as far as the socket allows.
     pub(crate) fn drive(&mut self, settings: &Settings, scratch: &mut [MaybeUninit<u8>]) -> Step {
         let step = match &mut self.phase {
             Phase::Handshake(head) => match handshake(&mut self.stream, head, settings, scratch) {
                 Ok(Handshake::Pending) => return Step::Wait { writable: false },
                 Ok(Handshake::Refused) => Step::Drain,
-                Ok(Handshake::Upgraded(ws)) => {
+                Ok(Handshake::Upgraded(ws, sio)) => {
                     self.active = true;
-                    self.phase = Phase::Open(ws);
+                    self.phase = Phase::Open(ws, sio);
                     return self.drive(settings, scratch);
+                }
+                Ok(Handshake::Handoff(read)) => {
+                    self.phase = Phase::Handoff(read);
+                    return Step::Handoff;
                 }
                 Err(_) => Step::Close,
             },
-            Phase::Open(ws) => drive_open(&mut self.stream, ws, &mut self.active, scratch),
+            Phase::Open(ws, sio) => drive_open(
+                &mut self.stream,
+                ws,
+                sio.as_mut(),
+                settings,
+                &mut self.active,
+                scratch,
+            ),
             Phase::Draining => drain(&mut self.stream, scratch),
+            Phase::Handoff(_) => Step::Handoff,
         };
         if step == Step::Drain {
             self.phase = Phase::Draining;
@@ -122,30 +152,45 @@ impl EchoConn {
     /// The heartbeat: called once per ping interval. A connection silent for
     /// a whole interval is pinged; one still silent an interval after its
     /// ping is dead. Returns what the reactor must do.
+    ///
+    /// A Socket.IO session is pinged at every sweep instead (Engine.IO's
+    /// clients expect a ping each interval) and closed when it left the
+    /// last one unanswered ([`SioState::heartbeat`]).
     pub(crate) fn heartbeat(&mut self) -> Step {
-        let Phase::Open(ws) = &mut self.phase else {
+        let Phase::Open(ws, sio) = &mut self.phase else {
             return Step::Wait {
                 writable: self.write_interest,
             };
         };
-        if std::mem::take(&mut self.active) {
-            self.pinged = false;
-            return Step::Wait {
-                writable: self.write_interest,
-            };
+        let active = std::mem::take(&mut self.active);
+        if !active {
+            // Silent for an interval: it no longer needs buffers kept for speed.
+            ws.release_idle_buffers();
         }
-        // Silent for an interval: it no longer needs buffers kept for speed.
-        ws.release_idle_buffers();
-        if self.pinged || ws.is_done_reading() {
-            return Step::Close;
-        }
-        self.pinged = true;
-        if ws.send_ping(Bytes::new()).is_err() {
-            return Step::Close;
+        if let Some(sio) = sio {
+            if ws.is_done_reading() || sio.heartbeat(ws).is_err() {
+                return Step::Close;
+            }
+        } else {
+            if active {
+                self.pinged = false;
+                return Step::Wait {
+                    writable: self.write_interest,
+                };
+            }
+            if self.pinged || ws.is_done_reading() {
+                return Step::Close;
+            }
+            self.pinged = true;
+            if ws.send_ping(Bytes::new()).is_err() {
+                return Step::Close;
+            }
         }
         match flush(&mut self.stream, ws) {
             Ok(done) => {
-                ws.release_idle_buffers();
+                if !active {
+                    ws.release_idle_buffers();
+                }
                 Step::Wait { writable: !done }
             }
             Err(_) => Step::Close,
@@ -156,7 +201,9 @@ impl EchoConn {
 enum Handshake {
     Pending,
     Refused,
-    Upgraded(Connection),
+    Upgraded(Connection, Option<SioState>),
+    /// For the handoff server, with every byte read so far.
+    Handoff(Vec<u8>),
 }
 
 fn handshake(
@@ -194,8 +241,18 @@ fn handshake(
             }
             Err(e) => return refuse(stream, &e.to_response_bytes()),
         };
+        // With Socket.IO, only a WebSocket opened directly is served here;
+        // the Engine.IO server answers everything else, errors included.
+        let direct = settings
+            .socketio
+            .as_ref()
+            .map(|_| SioSettings::is_direct_websocket(&req.path));
+        if direct == Some(false) {
+            return Ok(Handshake::Handoff(data.to_vec()));
+        }
         let accepted = match accept(&req.method, req.version, &req.headers, &settings.options) {
             Ok(a) => a,
+            Err(_) if direct.is_some() => return Ok(Handshake::Handoff(data.to_vec())),
             Err(e) => return refuse(stream, &e.to_response_bytes()),
         };
         let mut ws = Connection::new(
@@ -205,9 +262,13 @@ fn handshake(
         );
         ws.send_encoded(Bytes::from(accepted.response_bytes()))
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        let sio = settings
+            .socketio
+            .as_ref()
+            .map(|sio| SioState::open(&mut ws, sio));
         ws.feed(&data[len..]);
         *head = Vec::new();
-        return Ok(Handshake::Upgraded(ws));
+        return Ok(Handshake::Upgraded(ws, sio));
     }
 }
 
@@ -223,6 +284,8 @@ fn refuse(stream: &mut TcpStream, response: &[u8]) -> io::Result<Handshake> {
 fn drive_open(
     stream: &mut TcpStream,
     ws: &mut Connection,
+    mut sio: Option<&mut SioState>,
+    settings: &Settings,
     active: &mut bool,
     scratch: &mut [MaybeUninit<u8>],
 ) -> Step {
@@ -235,7 +298,18 @@ fn drive_open(
         while let Ok(Some(event)) = ws.next_event() {
             if let Event::Message(m) = event {
                 echoed = true;
-                let _ = ws.send(m);
+                match (sio.as_deref_mut(), &settings.socketio) {
+                    (Some(session), Some(sio_settings)) => {
+                        if session.on_message(ws, m, sio_settings).is_err() {
+                            // Engine.IO drops a session that broke the
+                            // protocol at once.
+                            return Step::Close;
+                        }
+                    }
+                    _ => {
+                        let _ = ws.send(m);
+                    }
+                }
             }
         }
         let flushed = match flush(stream, ws) {

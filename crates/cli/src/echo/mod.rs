@@ -6,9 +6,15 @@
 //! every message is echoed. Plain `ws://` runs on the thread-per-core
 //! [`reactor`]; `wss://` (`--tls-cert`) goes through rustls and hyper
 //! ([`tls`]).
+//!
+//! With `--socketio`, the reactor serves Socket.IO sessions whose WebSocket
+//! is opened directly ([`sio`]) and hands every other request (long-polling,
+//! the upgrade from it) to the Engine.IO server of `switchboard_socketio` on
+//! a tokio runtime (through [`switchboard_wire::io::Replayed`]).
 
 mod conn;
 mod reactor;
+mod sio;
 mod tls;
 
 use std::net::SocketAddr;
@@ -54,7 +60,8 @@ pub(crate) struct EchoArgs {
     socketio: bool,
     /// Heartbeat of plain ws:// connections, in seconds: a connection
     /// silent for this long is pinged, and dropped if still silent one
-    /// interval later. 0 sends no pings.
+    /// interval later. 0 sends no pings. With --socketio, Engine.IO's
+    /// `pingInterval` (every session is pinged this often; at least 1).
     #[arg(long, default_value_t = 25)]
     ping_interval: u64,
 }
@@ -90,37 +97,82 @@ pub(crate) fn run(args: EchoArgs) -> anyhow::Result<()> {
                 options,
                 config,
                 head: HeadLimits::default(),
+                socketio: None,
             },
             ping_interval: (args.ping_interval > 0)
                 .then(|| Duration::from_secs(args.ping_interval)),
+            handoff: None,
         },
     )
 }
 
+/// Engine.IO's default `pingTimeout`.
+const SIO_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 fn socketio(args: &EchoArgs) -> anyhow::Result<()> {
     use switchboard_socketio::server::{NamespaceBuilder, SocketIo};
 
+    anyhow::ensure!(
+        args.ping_interval > 0,
+        "--ping-interval must be at least 1 with --socketio (Engine.IO pings every session)"
+    );
+    let ping_interval = Duration::from_secs(args.ping_interval);
     let workers = args.workers.unwrap_or_else(listen::default_workers);
+    // The runtime serves what the reactor hands off: long-polling sessions
+    // and their upgrades.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+        .worker_threads(1)
         .enable_all()
         .build()?;
-    let max_payload = args.max_message;
-    let addr = args.listen;
-    rt.block_on(async move {
-        let ns = NamespaceBuilder::new().on("echo", |socket, ev| match ev.ack {
-            Some(ack) => ack.send(ev.args),
-            None => {
-                let _ = socket.emit("echo", ev.args);
+    let ns = NamespaceBuilder::new().on("echo", |socket, ev| match ev.ack {
+        Some(ack) => ack.send(ev.args),
+        None => {
+            let _ = socket.emit("echo", ev.args);
+        }
+    });
+    let io = {
+        let _runtime = rt.enter();
+        SocketIo::builder()
+            .max_payload(args.max_message)
+            .ping_interval(ping_interval)
+            .ping_timeout(SIO_PING_TIMEOUT)
+            .ns("/", ns)
+            .build()
+    };
+    let handle = rt.handle().clone();
+    let handoff: reactor::Handoff = Box::new(move |tcp, read| {
+        let io = io.clone();
+        handle.spawn(async move {
+            match switchboard_wire::io::Replayed::new(tcp, read) {
+                Ok(stream) => io.serve_connection(stream).await,
+                Err(e) => tracing::warn!(error = %e, "handing a connection over failed"),
             }
         });
-        let io = SocketIo::builder()
-            .max_payload(max_payload)
-            .ns("/", ns)
-            .build();
-        let listener = tokio::net::TcpListener::from_std(listen::bind(addr)?)?;
-        eprintln!("switchboard echo (Socket.IO) on http://{addr}/socket.io/");
-        io.serve(listener).await?;
-        Ok(())
-    })
+    });
+    let config = Config::default()
+        .max_message_size(args.max_message)
+        .max_frame_size(args.max_message.min(16 << 20));
+    eprintln!(
+        "switchboard echo (Socket.IO) on http://{}/socket.io/",
+        args.listen
+    );
+    reactor::serve(
+        args.listen,
+        workers,
+        reactor::ReactorConfig {
+            settings: conn::Settings {
+                // As Engine.IO's default: no permessage-deflate.
+                options: ServerOptions::default().with_deflate(None),
+                config,
+                head: HeadLimits::default(),
+                socketio: Some(sio::SioSettings::new(
+                    ping_interval.as_millis() as u64,
+                    SIO_PING_TIMEOUT.as_millis() as u64,
+                    args.max_message,
+                )),
+            },
+            ping_interval: Some(ping_interval),
+            handoff: Some(handoff),
+        },
+    )
 }

@@ -39,12 +39,17 @@ const READ_SCRATCH: usize = 64 * 1024;
 /// After `accept` fails (out of descriptors), wait this long before retrying.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Takes over a connection the reactor does not serve, with the bytes
+/// already read from it.
+pub(crate) type Handoff = Box<dyn Fn(std::net::TcpStream, Vec<u8>) + Send + Sync>;
+
 /// How the reactor runs.
-#[derive(Debug)]
 pub(crate) struct ReactorConfig {
     pub(crate) settings: Settings,
     /// Heartbeat period; `None` sends no pings.
     pub(crate) ping_interval: Option<Duration>,
+    /// Where [`Step::Handoff`] connections go (without one they are closed).
+    pub(crate) handoff: Option<Handoff>,
 }
 
 /// Runs `workers` reactor threads on `addr` until Ctrl-C or SIGTERM.
@@ -230,6 +235,15 @@ impl<'a> Worker<'a> {
             Step::Close => {
                 let mut conn = self.conns.remove(key);
                 let _ = self.poll.registry().deregister(&mut conn.stream);
+                return;
+            }
+            Step::Handoff => {
+                let mut conn = self.conns.remove(key);
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+                let read = conn.take_handoff();
+                if let Some(handoff) = &self.config.handoff {
+                    handoff(conn.stream.into(), read);
+                }
                 return;
             }
         };

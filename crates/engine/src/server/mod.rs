@@ -353,24 +353,32 @@ pub async fn serve<H: Handler>(
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let engine = engine.clone();
-                async move {
-                    if engine.matches(req.uri().path()) {
-                        Ok::<_, Infallible>(engine.handle(req).await)
-                    } else {
-                        let mut res = Response::new(Body::from("Not found"));
-                        *res.status_mut() = StatusCode::NOT_FOUND;
-                        Ok(res)
-                    }
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
+        tokio::spawn(serve_connection(engine.clone(), stream));
     }
+}
+
+/// Serves one accepted connection (HTTP/1.1 with upgrades) until it closes:
+/// `engine` answers its paths, anything else gets a 404. For servers that
+/// accept connections themselves.
+pub async fn serve_connection<H, I>(engine: Engine<H>, io: I)
+where
+    H: Handler,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let engine = engine.clone();
+        async move {
+            if engine.matches(req.uri().path()) {
+                Ok::<_, Infallible>(engine.handle(req).await)
+            } else {
+                let mut res = Response::new(Body::from("Not found"));
+                *res.status_mut() = StatusCode::NOT_FOUND;
+                Ok(res)
+            }
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
 }

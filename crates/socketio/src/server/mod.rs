@@ -184,6 +184,14 @@ impl SocketIo {
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         switchboard_engine::server::serve(self.engine, listener).await
     }
+
+    /// Serves one accepted connection until it closes (other paths get 404).
+    pub async fn serve_connection<I>(&self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        switchboard_engine::server::serve_connection(self.engine.clone(), io).await;
+    }
 }
 
 /// Builds a [`SocketIo`].

@@ -1,11 +1,13 @@
 //! Thin tokio drivers over the sans-IO core.
 
 pub mod client;
+pub mod replayed;
 pub mod server;
 pub mod stream;
 pub mod tls;
 pub mod websocket;
 
 pub use client::{ConnectOptions, Target, connect};
+pub use replayed::Replayed;
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;

@@ -6,6 +6,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::replayed::Replayed;
 use super::stream::MaybeTlsStream;
 use super::websocket::WebSocket;
 use crate::error::Error;
@@ -105,6 +106,18 @@ impl PendingUpgrade {
             Ok(parts) => {
                 let stream = MaybeTlsStream::Plain(parts.io.into_inner());
                 let mut ws = WebSocket::from_parts(stream, conn, &parts.read_buf);
+                ws.guard = guard;
+                return Ok(ws);
+            }
+            Err(u) => u,
+        };
+        let upgraded = match upgraded.downcast::<TokioIo<Replayed>>() {
+            Ok(parts) => {
+                // hyper's buffer was read before what it left of the replay.
+                let (tcp, rest) = parts.io.into_inner().into_parts();
+                let mut read = parts.read_buf.to_vec();
+                read.extend_from_slice(&rest);
+                let mut ws = WebSocket::from_parts(MaybeTlsStream::Plain(tcp), conn, &read);
                 ws.guard = guard;
                 return Ok(ws);
             }

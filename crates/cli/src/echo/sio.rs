@@ -1,0 +1,276 @@
+//! The Socket.IO echo on the reactor: Engine.IO v4 over a WebSocket opened
+//! directly (`GET /socket.io/?EIO=4&transport=websocket`, what clients with
+//! `transports: ["websocket"]` do), Socket.IO v5 on top, in a few bytes of
+//! state per connection.
+//!
+//! Only that one shape of request is served here. Every other request to the
+//! port (long-polling, the polling → WebSocket upgrade that carries a `sid`,
+//! other paths, malformed requests) is handed whole to the Engine.IO server
+//! of `switchboard_socketio` on a tokio runtime ([`super::handoff`]), so
+//! both transports and every error answer behave as on `switchboard serve`.
+//!
+//! The namespace `/` acks an `echo` event with its arguments (binary
+//! attachments included) and emits one without an ack back as `echo`; other
+//! events are ignored and other namespaces refused, as
+//! `switchboard_socketio` does for a server with only `/` and one handler.
+//!
+//! Heartbeat: the reactor's sweep runs every `pingInterval`; each sweep pings
+//! every open session (`2`) and closes one that did not answer the previous
+//! ping (`3`), or that has not joined a namespace by its second sweep (the
+//! connect timeout).
+
+use bytes::Bytes;
+use serde_json::Value;
+use switchboard_engine::packet::{Handshake, Packet as EioPacket};
+use switchboard_socketio::packet::{self, Decoded, Limits, Packet, PacketKind, Reassembly};
+use switchboard_wire::{Connection, Message};
+
+/// The Engine.IO path, as Socket.IO clients use by default.
+const PATH: &str = "/socket.io/";
+
+/// The event this server echoes.
+const ECHO: &str = "echo";
+
+/// What every Socket.IO connection of the server shares.
+#[derive(Debug)]
+pub(crate) struct SioSettings {
+    /// The Engine.IO `open` packet without its session id: the JSON after
+    /// `{"sid":"…"`.
+    open_rest: String,
+    limits: Limits,
+}
+
+impl SioSettings {
+    pub(crate) fn new(ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: usize) -> Self {
+        let open = Handshake {
+            sid: String::new(),
+            upgrades: Vec::new(),
+            ping_interval: ping_interval_ms,
+            ping_timeout: ping_timeout_ms,
+            max_payload: max_payload as u64,
+        };
+        let json = serde_json::to_string(&open).unwrap_or_default();
+        // `{"sid":"",…}` → `,…}`: the sid is spliced in per connection.
+        let open_rest = json
+            .strip_prefix(r#"{"sid":"""#)
+            .unwrap_or(&json)
+            .to_owned();
+        let mut limits = Limits::default();
+        limits.max_attachment_bytes = max_payload;
+        Self { open_rest, limits }
+    }
+
+    /// Whether a request for `target` (path and query) is an Engine.IO v4
+    /// WebSocket opened directly, which the reactor serves itself.
+    pub(crate) fn is_direct_websocket(target: &str) -> bool {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if path != PATH && path != PATH.trim_end_matches('/') {
+            return false;
+        }
+        let (mut eio4, mut websocket) = (false, false);
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "EIO" => eio4 = v == "4",
+                "transport" => websocket = v == "websocket",
+                // A session id means an upgrade of a polling session, which
+                // lives on the tokio server.
+                "sid" => return false,
+                _ => {}
+            }
+        }
+        eio4 && websocket
+    }
+}
+
+/// A protocol violation: the session is dropped at once (Engine.IO's
+/// transport error).
+#[derive(Debug)]
+pub(crate) struct Violation;
+
+/// One session's state.
+#[derive(Debug, Default)]
+pub(crate) struct SioState {
+    /// Joined the namespace `/`.
+    connected: bool,
+    /// A ping is out and no pong has come back.
+    pinged: bool,
+    /// Seen by a heartbeat sweep (the connect timeout is two sweeps).
+    swept: bool,
+    /// A binary packet waiting for its attachments.
+    pending: Option<Box<Reassembly>>,
+}
+
+impl SioState {
+    /// Queues the Engine.IO `open` packet; called once after the upgrade.
+    pub(crate) fn open(ws: &mut Connection, settings: &SioSettings) -> Self {
+        let mut open = String::with_capacity(32 + settings.open_rest.len());
+        open.push_str(r#"0{"sid":""#);
+        open.push_str(&new_id());
+        open.push('"');
+        open.push_str(&settings.open_rest);
+        let _ = ws.send(Message::text(open));
+        Self::default()
+    }
+
+    /// Handles one WebSocket message, queuing the answers on `ws`.
+    pub(crate) fn on_message(
+        &mut self,
+        ws: &mut Connection,
+        message: Message,
+        settings: &SioSettings,
+    ) -> Result<(), Violation> {
+        let text = match message {
+            Message::Binary(b) => return self.on_attachment(ws, b),
+            Message::Text(t) => t,
+        };
+        if self.pending.is_some() {
+            return Err(Violation);
+        }
+        let text = text.as_str();
+        // The hot path: a Socket.IO packet in an Engine.IO message.
+        if let Some(sio) = text.strip_prefix('4') {
+            return match packet::decode(sio, &settings.limits) {
+                Ok(Decoded::Packet(p)) => self.dispatch(ws, p),
+                Ok(Decoded::Binary(r)) => {
+                    self.pending = Some(Box::new(r));
+                    Ok(())
+                }
+                Err(_) => Err(Violation),
+            };
+        }
+        match EioPacket::decode_text(text) {
+            Ok(EioPacket::Pong(data)) if data.is_empty() => {
+                self.pinged = false;
+                Ok(())
+            }
+            Ok(EioPacket::Close) => {
+                ws.close(None);
+                Ok(())
+            }
+            // open, ping, a non-empty pong, upgrade or noop on a WebSocket
+            // opened directly: as the Engine.IO session rules.
+            _ => Err(Violation),
+        }
+    }
+
+    fn on_attachment(&mut self, ws: &mut Connection, bytes: Bytes) -> Result<(), Violation> {
+        let Some(pending) = self.pending.as_mut() else {
+            return Err(Violation);
+        };
+        match pending.push(bytes) {
+            Ok(None) => Ok(()),
+            Ok(Some(p)) => {
+                self.pending = None;
+                self.dispatch(ws, p)
+            }
+            Err(_) => Err(Violation),
+        }
+    }
+
+    fn dispatch(&mut self, ws: &mut Connection, p: Packet) -> Result<(), Violation> {
+        let root = p.nsp == "/";
+        match p.kind {
+            PacketKind::Connect if root => {
+                if !self.connected {
+                    self.connected = true;
+                    let id = new_id();
+                    let _ = ws.send(Message::text(format!(r#"40{{"sid":"{id}"}}"#)));
+                }
+            }
+            PacketKind::Connect => {
+                let refusal = Packet {
+                    kind: PacketKind::ConnectError,
+                    nsp: p.nsp,
+                    id: None,
+                    data: Some(serde_json::json!({ "message": "Invalid namespace" })),
+                    attachments: Vec::new(),
+                };
+                send(ws, &refusal);
+            }
+            PacketKind::Disconnect => {
+                if root {
+                    self.connected = false;
+                }
+            }
+            PacketKind::Event => {
+                if root && self.connected && p.event_name() == Some(ECHO) {
+                    echo(ws, p);
+                }
+            }
+            // Acks answer the server's emits, and this server asks for none.
+            PacketKind::Ack => {}
+            // Only a server may refuse a namespace.
+            PacketKind::ConnectError => return Err(Violation),
+        }
+        Ok(())
+    }
+
+    /// The heartbeat sweep: `Err` when the session is dead (the last ping
+    /// unanswered, or no namespace joined in time); otherwise pings it.
+    pub(crate) fn heartbeat(&mut self, ws: &mut Connection) -> Result<(), Violation> {
+        if self.pinged || (self.swept && !self.connected) {
+            return Err(Violation);
+        }
+        self.swept = true;
+        self.pinged = true;
+        ws.send(Message::Text("2".into())).map_err(|_| Violation)
+    }
+}
+
+/// Acks an `echo` event with its arguments, or emits it back without one.
+fn echo(ws: &mut Connection, mut p: Packet) {
+    if let Some(id) = p.id {
+        if let Some(Value::Array(values)) = &mut p.data {
+            values.remove(0);
+        }
+        p.kind = PacketKind::Ack;
+        p.id = Some(id);
+    }
+    send(ws, &p);
+}
+
+/// Queues a packet: its text in an Engine.IO message, then its attachments
+/// as binary frames.
+fn send(ws: &mut Connection, p: &Packet) {
+    let mut text = String::with_capacity(64);
+    text.push('4');
+    text.push_str(&p.encode());
+    let _ = ws.send(Message::text(text));
+    for a in &p.attachments {
+        let _ = ws.send(Message::Binary(a.clone()));
+    }
+}
+
+/// A 20-character URL-safe random id (120 bits), as Engine.IO session ids.
+fn new_id() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 15] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_direct_engine_io_4_websocket_stays_on_the_reactor() {
+        let direct = SioSettings::is_direct_websocket;
+        assert!(direct("/socket.io/?EIO=4&transport=websocket"));
+        assert!(direct("/socket.io/?transport=websocket&EIO=4&t=x"));
+        assert!(direct("/socket.io?EIO=4&transport=websocket"));
+        assert!(!direct("/socket.io/?EIO=4&transport=polling"));
+        assert!(!direct("/socket.io/?EIO=4&transport=websocket&sid=abc"));
+        assert!(!direct("/socket.io/?EIO=3&transport=websocket"));
+        assert!(!direct("/other/?EIO=4&transport=websocket"));
+        assert!(!direct("/socket.io/"));
+    }
+
+    #[test]
+    fn the_open_packet_carries_the_settings() {
+        let s = SioSettings::new(25_000, 20_000, 1_000_000);
+        assert_eq!(
+            s.open_rest,
+            r#","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
+        );
+    }
+}
