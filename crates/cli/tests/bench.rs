@@ -66,6 +66,38 @@ fn sio_echo_round_trips_against_echo_socketio() {
     ordered_percentiles(&v);
 }
 
+/// Several emits in flight per client, across the server's heartbeats (the
+/// load generator answers pings between acks).
+#[test]
+fn sio_echo_keeps_several_emits_in_flight_across_heartbeats() {
+    let (_s, port) = start(&[
+        "echo",
+        "--socketio",
+        "--workers",
+        "1",
+        "--ping-interval",
+        "1",
+    ]);
+    let v = bench(&[
+        "sio-echo",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--connections",
+        "4",
+        "--in-flight",
+        "8",
+        "--size",
+        "100",
+        "--duration",
+        "2.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_eq!(v["in_flight"], 8, "{v}");
+    assert!(v["messages"].as_u64().unwrap() > 32, "{v}");
+    ordered_percentiles(&v);
+}
+
 #[test]
 fn fanout_delivers_every_message_to_every_subscriber() {
     let (_s, port) = start(&["serve", "--api-key", "k"]);

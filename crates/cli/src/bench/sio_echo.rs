@@ -1,15 +1,18 @@
 //! `switchboard bench sio-echo`: Socket.IO emit-with-ack round trips. N
 //! clients (WebSocket transport), each emitting `echo` with a payload and
-//! waiting for the ack before the next; any Socket.IO server that acks
-//! `echo` with its arguments (`switchboard echo --socketio`, the peers in
-//! benches/peers).
+//! waiting for the ack before the next (or keeping `--in-flight` such loops
+//! going at once); any Socket.IO server that acks `echo` with its arguments
+//! (`switchboard echo --socketio`, the peers in benches/peers).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures_util::FutureExt as _;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use switchboard_client::socketio::{Args, Event, SioClient, SioConfig, State};
+use switchboard_client::socketio::{Event, SioClient, SioConfig, State};
+use switchboard_wire::io::{ConnectOptions, MaybeTlsStream, WebSocket, connect};
+use switchboard_wire::{Config, Message};
 
 use super::report::{histogram, percentile_line, percentiles};
 
@@ -18,9 +21,13 @@ pub(crate) struct SioEchoBenchArgs {
     /// Server URL (`http://host:port`).
     #[arg(long)]
     url: String,
-    /// Concurrent clients, each with one emit in flight.
+    /// Concurrent clients.
     #[arg(long, default_value_t = 100)]
     connections: usize,
+    /// Emits each client keeps in flight (each waits for its ack before the
+    /// next); above 1, a server can read and answer several in one go.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    in_flight: u32,
     /// Payload size in bytes (a string argument).
     #[arg(long, default_value_t = 20)]
     size: usize,
@@ -61,44 +68,26 @@ pub(super) async fn open(url: &str) -> anyhow::Result<SioClient> {
 }
 
 async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
-    let mut clients = Vec::with_capacity(args.connections);
+    let url = engine_url(&args.url)?;
+    let mut conns = Vec::with_capacity(args.connections);
     for chunk in (0..args.connections).collect::<Vec<_>>().chunks(100) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|_| open(&args.url))).await;
+        let opened = futures_util::future::join_all(chunk.iter().map(|_| handshake(&url))).await;
         for (i, c) in opened.into_iter().enumerate() {
-            clients
-                .push(c.with_context(|| format!("client {} to {}", clients.len() + i, args.url))?);
+            conns.push(c.with_context(|| format!("client {} to {}", conns.len() + i, args.url))?);
         }
     }
-    let payload = Value::String("a".repeat(args.size));
+    let payload = serde_json::to_string(&"a".repeat(args.size))?;
     let start = Instant::now();
-    let measure_from = start + Duration::from_secs_f64(args.warmup);
-    let until = measure_from + Duration::from_secs_f64(args.duration);
-    let mut tasks = Vec::with_capacity(clients.len());
-    for client in clients {
+    let window = Window {
+        measure_from: start + Duration::from_secs_f64(args.warmup),
+        until: start + Duration::from_secs_f64(args.warmup + args.duration),
+    };
+    let mut tasks = Vec::with_capacity(conns.len());
+    for ws in conns {
         let payload = payload.clone();
+        let in_flight = args.in_flight as usize;
         tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut h: Histogram<u64> = histogram();
-            loop {
-                let t0 = Instant::now();
-                if t0 >= until {
-                    break;
-                }
-                let ack = client
-                    .emit_with_ack("echo", Args::json(vec![payload.clone()]))
-                    .await
-                    .context("emit")?;
-                anyhow::ensure!(
-                    ack.values.first() == Some(&payload),
-                    "the ack is not the echo"
-                );
-                if t0 >= measure_from {
-                    n += 1;
-                    let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
-                }
-            }
-            client.close();
-            Ok::<_, anyhow::Error>((n, h))
+            round_trips(ws, &payload, in_flight, window).await
         }));
     }
     let mut total = 0u64;
@@ -114,6 +103,7 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
             "scenario": "sio-echo",
             "url": args.url,
             "connections": args.connections,
+            "in_flight": args.in_flight,
             "size": args.size,
             "duration_s": args.duration,
             "messages": total,
@@ -125,9 +115,10 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
         println!("{out}");
     } else {
         println!(
-            "sio-echo {} — {} clients × {} B for {} s: {} round trips, {:.0}/s\n  {}",
+            "sio-echo {} — {} clients × {} in flight × {} B for {} s: {} round trips, {:.0}/s\n  {}",
             args.url,
             args.connections,
+            args.in_flight,
             args.size,
             args.duration,
             total,
@@ -136,4 +127,125 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The measured interval.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    until: Instant,
+}
+
+/// `http://host:port` → the Engine.IO WebSocket URL.
+fn engine_url(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .map(|r| ("ws://", r))
+        .or_else(|| url.strip_prefix("https://").map(|r| ("wss://", r)))
+        .context("--url must start with http:// or https://")?;
+    Ok(format!(
+        "{}{}/socket.io/?EIO=4&transport=websocket",
+        rest.0,
+        rest.1.trim_end_matches('/')
+    ))
+}
+
+/// Opens a WebSocket straight to Engine.IO and joins the namespace `/`,
+/// answering pings on the way.
+async fn handshake(url: &str) -> anyhow::Result<WebSocket<MaybeTlsStream>> {
+    let options = ConnectOptions::new(Config::default());
+    let (mut ws, _) = connect(url, &options).await.context("connect")?;
+    let mut joined = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !joined {
+        let m = tokio::time::timeout_at(deadline.into(), ws.recv())
+            .await
+            .context("no Socket.IO handshake within 10 s")?
+            .context("closed during the handshake")?
+            .context("handshake")?;
+        let Message::Text(t) = m else {
+            anyhow::bail!("binary frame during the handshake");
+        };
+        match t.as_str() {
+            s if s.starts_with("0{") => ws.send(Message::text("40")).await?,
+            s if s.starts_with("40") => joined = true,
+            "2" => ws.send(Message::text("3")).await?,
+            s if s.starts_with("44") => anyhow::bail!("namespace refused: {s}"),
+            s => anyhow::bail!("unexpected packet during the handshake: {s:?}"),
+        }
+    }
+    Ok(ws)
+}
+
+/// One connection's load: `in_flight` emits outstanding, each replaced as its
+/// ack comes back, until the window ends. Acks read in one go are answered
+/// with one write. Returns the round trips begun in the measured interval
+/// and their latencies.
+async fn round_trips(
+    mut ws: WebSocket<MaybeTlsStream>,
+    payload: &str,
+    in_flight: usize,
+    window: Window,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let mut sent_at: Vec<Option<Instant>> = vec![None; in_flight];
+    let mut outstanding = 0usize;
+    let mut n = 0u64;
+    let mut h: Histogram<u64> = histogram();
+    let expected = format!("[{payload}]");
+    let emit = |ws: &mut WebSocket<MaybeTlsStream>, id: u64| {
+        ws.queue(Message::text(format!(r#"42{id}["echo",{payload}]"#)))
+    };
+    for (id, slot) in sent_at.iter_mut().enumerate() {
+        emit(&mut ws, id as u64)?;
+        *slot = Some(Instant::now());
+        outstanding += 1;
+    }
+    ws.flush().await.context("send")?;
+    while outstanding > 0 {
+        let first = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+            .await
+            .context("no ack within 10 s")?;
+        let mut next = Some(first);
+        while let Some(m) = next {
+            let m = m
+                .context("server closed the connection")?
+                .context("receive")?;
+            let Message::Text(t) = m else {
+                anyhow::bail!("unexpected binary frame");
+            };
+            let t = t.as_str();
+            if t == "2" {
+                ws.queue(Message::text("3"))?;
+            } else {
+                let (id, rest) = parse_ack(t).with_context(|| format!("not an ack: {t:?}"))?;
+                anyhow::ensure!(rest == expected, "the ack is not the echo: {t:?}");
+                let slot = (id % in_flight as u64) as usize;
+                let t0 = sent_at[slot].take().context("an ack for no emit")?;
+                outstanding -= 1;
+                let now = Instant::now();
+                if t0 >= window.measure_from && t0 < window.until {
+                    n += 1;
+                    let _ = h.record(now.duration_since(t0).as_micros().max(1) as u64);
+                }
+                if now < window.until {
+                    // Slot `slot` carries the ids slot, slot + in_flight, …
+                    emit(&mut ws, id + in_flight as u64)?;
+                    sent_at[slot] = Some(now);
+                    outstanding += 1;
+                }
+            }
+            // Whatever else has already arrived, without waiting.
+            next = ws.recv().now_or_never().flatten().map(Some);
+        }
+        ws.flush().await.context("send")?;
+    }
+    let _ = ws.close(None).await;
+    Ok((n, h))
+}
+
+/// `43<id>[…]` → the id and the argument array.
+fn parse_ack(t: &str) -> Option<(u64, &str)> {
+    let rest = t.strip_prefix("43")?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    Some((rest[..digits].parse().ok()?, &rest[digits..]))
 }
