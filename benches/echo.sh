@@ -17,7 +17,8 @@
 #                 (default: all; uws is skipped unless built, see UWS_DIR)
 #   UWS_DIR       a local uWebSockets checkout (with uSockets), outside this repo:
 #                 benches/peers/uws/build.sh builds the uws-echo peer from it
-#   ROWS          comma list of CONNSxBYTES            (default: 100x20,10x1024,1x65536)
+#   ROWS          comma list of CONNSxBYTES[xIN_FLIGHT] (default: 100x20,10x1024,1x65536);
+#                 IN_FLIGHT > 1 passes --in-flight (messages each connection keeps out)
 #   IDLE_CONNS    idle connections for the memory row  (default: 10000)
 #   IDLE_ROUNDS   rounds of the idle row               (default: 1)
 #   OUT_DIR       results directory                    (default: out/echo-<timestamp>)
@@ -226,12 +227,15 @@ stop_server() {
 # ---------------------------------------------------------------- load rows
 IFS=',' read -ra ROW_LIST <<<"$ROWS"
 for row in "${ROW_LIST[@]}"; do
-  [[ "$row" =~ ^[0-9]+x[0-9]+$ ]] || die "bad row '$row' (want CONNSxBYTES)"
+  [[ "$row" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] || die "bad row '$row' (want CONNSxBYTES[xIN_FLIGHT])"
 done
 
 run_load() {
   local round="$1" row="$2" name="$3"
-  local conns="${row%x*}" size="${row#*x}" port logf t0 t1 c0 c1 out rc err="" alive=1 genlog
+  local conns size in_flight port logf t0 t1 c0 c1 out rc err="" alive=1 genlog
+  IFS=x read -r conns size in_flight <<<"$row"
+  local pipelined=()
+  [ "${in_flight:-1}" -gt 1 ] && pipelined=(--in-flight "$in_flight")
   next_port; port="$NEXT_PORT"
   logf="$OUT_DIR/logs/server-$name-$row-r$round.log"
   genlog="$OUT_DIR/logs/loadgen-$name-$row-r$round.log"
@@ -244,12 +248,12 @@ run_load() {
   local url="ws://127.0.0.1:$port"
   if [ "$WARMUP" -gt 0 ]; then
     timeout $((WARMUP + 30)) taskset -c "$CLIENT_CPU" "${LOADGEN_CMD[@]}" --url "$url" \
-      --connections "$conns" --size "$size" --duration "$WARMUP" "${LOADGEN_EXTRA[@]}" --json >/dev/null 2>>"$genlog"
+      --connections "$conns" --size "$size" --duration "$WARMUP" "${pipelined[@]}" "${LOADGEN_EXTRA[@]}" --json >/dev/null 2>>"$genlog"
   fi
   c0="$(cpu_ticks "$SERVER_PID")"
   t0="$(date +%s.%N)"
   out="$(timeout $((DURATION + 60)) taskset -c "$CLIENT_CPU" "${LOADGEN_CMD[@]}" --url "$url" \
-      --connections "$conns" --size "$size" --duration "$DURATION" "${LOADGEN_EXTRA[@]}" --json 2>>"$genlog")"
+      --connections "$conns" --size "$size" --duration "$DURATION" "${pipelined[@]}" "${LOADGEN_EXTRA[@]}" --json 2>>"$genlog")"
   rc=$?
   t1="$(date +%s.%N)"
   c1="$(cpu_ticks "$SERVER_PID")"

@@ -173,10 +173,10 @@ def ratio(v, base):
 
 
 def row_label(row):
-    c, s = row.split("x")
-    c, s = int(c), int(s)
+    c, s, *k = (int(x) for x in row.split("x"))
     size = f"{s // 1024} KiB" if s >= 1024 and s % 1024 == 0 else f"{s} B"
-    return f"{c} conn{'s' if c != 1 else ''} × {size}"
+    label = f"{c} conn{'s' if c != 1 else ''} × {size}"
+    return label + (f" × {k[0]} in flight" if k and k[0] != 1 else "")
 
 
 def run(cmd):

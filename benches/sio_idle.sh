@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Idle Socket.IO memory: server RSS per idle Socket.IO connection (WebSocket
-# transport), switchboard's relay against the official Node `socket.io` server.
+# transport): switchboard's relay against the official Node `socket.io`
+# server doing the same job, and the echo servers of benches/sio_echo.sh.
 #
 #   benches/sio_idle.sh [COUNT]          COUNT idle connections (default 10000)
 #
 # Servers:
-#   switchboard  $SWITCHBOARD serve --listen 127.0.0.1:PORT --api-key x --max-connections-per-ip 0 $SB_SERVE_ARGS
-#   node         node benches/peers/node/sio-relay.js 127.0.0.1:PORT  (socket.io, pinned
-#                in benches/peers/node/package-lock.json; default options)
+#   switchboard       $SWITCHBOARD serve --listen 127.0.0.1:PORT --api-key x --max-connections-per-ip 0 $SB_SERVE_ARGS
+#   node              node benches/peers/node/sio-relay.js 127.0.0.1:PORT  (socket.io, pinned
+#                     in benches/peers/node/package-lock.json; default options)
+#   switchboard-echo  $SWITCHBOARD echo --socketio --workers 1 --listen 127.0.0.1:PORT
+#   socketioxide      benches/peers/rust socketioxide-echo (built into $PEERS_TARGET)
+#   node-echo         node benches/peers/node/sio-echo.js 127.0.0.1:PORT
 # A server that is not available (binary missing, node_modules missing and
 # npm ci failing) is skipped with a message; a server that does not start is
 # recorded as an error and the run goes on.
@@ -16,7 +20,9 @@
 #   SB_BIN_DIR     default ${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release
 #   SWITCHBOARD    default $SB_BIN_DIR/switchboard
 #   SB_SERVE_ARGS  extra arguments for `switchboard serve` (split on spaces)
-#   SERVERS        comma list from switchboard,node (default both)
+#   SERVERS        comma list of the servers above (default switchboard,node)
+#   PEERS_TARGET   cargo target directory of benches/peers/rust
+#                  (default ~/.cache/switchboard-peers-target)
 #   ROUNDS         rounds, server order alternating each round (default 2)
 #   SETTLE_S       seconds between the last handshake and the RSS reading (default 5)
 #   SIO_AUTH       JSON object sent as the CONNECT payload (40<json>), default none
@@ -31,7 +37,8 @@
 # open + Socket.IO CONNECT to "/" and then idling (answering Engine.IO pings);
 # SETTLE_S after the last handshake read VmRSS again; bytes per connection =
 # (rss - baseline) / connections opened. Then the opener closes everything and
-# the server is stopped. Medians over rounds; ratio = node / switchboard.
+# the server is stopped. Medians over rounds; ratio = node / switchboard, and
+# each server's median against the smallest.
 # Traffic goes to 127.0.0.x only; every wait is bounded.
 
 set -uo pipefail
@@ -46,6 +53,7 @@ SB_BIN_DIR="${SB_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/r
 SWITCHBOARD="${SWITCHBOARD:-$SB_BIN_DIR/switchboard}"
 SB_SERVE_ARGS="${SB_SERVE_ARGS:-}"
 SERVERS="${SERVERS:-switchboard,node}"
+PEERS_TARGET="${PEERS_TARGET:-$HOME/.cache/switchboard-peers-target}"
 ROUNDS="${ROUNDS:-2}"
 SETTLE_S="${SETTLE_S:-5}"
 SIO_AUTH="${SIO_AUTH:-}"
@@ -83,16 +91,20 @@ raise_nofile "$NEED_FDS" \
 NODE_DIR="$HERE/peers/node"
 available() {
   case "$1" in
-    switchboard)
+    switchboard|switchboard-echo)
       [ -x "$SWITCHBOARD" ] || { log "switchboard binary '$SWITCHBOARD' not found: skipping it (build it, or set SB_BIN_DIR / SWITCHBOARD)"; return 1; } ;;
-    node)
+    socketioxide)
+      (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin socketioxide-echo) \
+        >"$LOGS/peers-build.log" 2>&1 \
+        || { log "building socketioxide-echo failed (see $LOGS/peers-build.log): skipping it"; return 1; } ;;
+    node|node-echo)
       command -v node >/dev/null || { log "node not found: skipping the Node peer"; return 1; }
       if [ ! -f "$NODE_DIR/node_modules/socket.io/package.json" ]; then
         log "installing the Node peer's dependencies (npm ci in benches/peers/node)"
         (cd "$NODE_DIR" && npm ci --no-audit --no-fund) >"$LOGS/npm-ci.log" 2>&1 \
           || { log "npm ci failed (see $LOGS/npm-ci.log): skipping the Node peer"; return 1; }
       fi ;;
-    *) log "unknown server '$1' (switchboard or node)"; return 1 ;;
+    *) log "unknown server '$1' (switchboard, node, switchboard-echo, socketioxide, node-echo)"; return 1 ;;
   esac
 }
 server_cmd() {  # NAME PORT -> one word per line
@@ -100,6 +112,9 @@ server_cmd() {  # NAME PORT -> one word per line
     switchboard) local extra=(); read -ra extra <<<"$SB_SERVE_ARGS"
                  printf '%s\n' "$SWITCHBOARD" serve --listen "127.0.0.1:$2" --api-key x --max-connections-per-ip 0 "${extra[@]}" ;;
     node) printf '%s\n' node "$NODE_DIR/sio-relay.js" "127.0.0.1:$2" ;;
+    switchboard-echo) printf '%s\n' "$SWITCHBOARD" echo --socketio --workers 1 --listen "127.0.0.1:$2" ;;
+    socketioxide) printf '%s\n' "$PEERS_TARGET/release/socketioxide-echo" "127.0.0.1:$2" ;;
+    node-echo) printf '%s\n' node "$NODE_DIR/sio-echo.js" "127.0.0.1:$2" ;;
   esac
 }
 
@@ -243,13 +258,17 @@ with open(sys.argv[2], "w") as f:
     f.write("\n")
 print()
 print(f"idle Socket.IO memory, {count} connections, {rounds} round(s)")
-print(f"{'server':<12} {'median B/conn':>14}  runs")
+print(f"{'server':<17} {'median B/conn':>14}  runs")
 for name, s in servers.items():
     m = s["median_bytes_per_conn"]
-    print(f"{name:<12} {('%.0f' % m) if m is not None else 'n/a':>14}  {s['bytes_per_conn']}")
+    print(f"{name:<17} {('%.0f' % m) if m is not None else 'n/a':>14}  {s['bytes_per_conn']}")
     for e in s["errors"]:
         print(f"  error: {e}")
 print(f"ratio node/switchboard: {ratio if ratio is not None else 'n/a'}")
+medians = {n: s["median_bytes_per_conn"] for n, s in servers.items() if s["median_bytes_per_conn"]}
+if len(medians) > 2:
+    least = min(medians.values())
+    print("against the smallest: " + ", ".join(f"{n} {m / least:.2f}x" for n, m in sorted(medians.items(), key=lambda kv: kv[1])))
 print(f"summary: {sys.argv[2]}")
 sys.exit(0 if any(s["bytes_per_conn"] for s in servers.values()) else 1)
 EOF

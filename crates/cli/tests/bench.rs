@@ -98,6 +98,31 @@ fn sio_echo_keeps_several_emits_in_flight_across_heartbeats() {
     ordered_percentiles(&v);
 }
 
+/// Raw echo with several messages in flight per connection: every one is
+/// echoed and counted.
+#[test]
+fn echo_keeps_several_messages_in_flight() {
+    let (_s, port) = start(&["echo", "--workers", "1", "--no-deflate"]);
+    let v = bench(&[
+        "echo",
+        "--url",
+        &format!("ws://127.0.0.1:{port}/"),
+        "--connections",
+        "3",
+        "--in-flight",
+        "16",
+        "--size",
+        "300",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_eq!(v["in_flight"], 16, "{v}");
+    assert!(v["messages"].as_u64().unwrap() > 48, "{v}");
+    ordered_percentiles(&v);
+}
+
 #[test]
 fn fanout_delivers_every_message_to_every_subscriber() {
     let (_s, port) = start(&["serve", "--api-key", "k"]);

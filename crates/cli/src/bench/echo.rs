@@ -1,12 +1,14 @@
 //! `switchboard bench echo`.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use hdrhistogram::Histogram;
 use serde_json::json;
-use switchboard_wire::io::{ConnectOptions, connect};
+use switchboard_wire::io::{ConnectOptions, MaybeTlsStream, WebSocket, connect};
 use switchboard_wire::{Config, DeflateConfig, Message};
 
 use super::report::{histogram, percentile_line, percentiles};
@@ -16,9 +18,13 @@ pub(crate) struct EchoBenchArgs {
     /// Server URL (ws:// or wss://).
     #[arg(long)]
     url: String,
-    /// Concurrent connections, each with one message in flight.
+    /// Concurrent connections.
     #[arg(long, default_value_t = 100)]
     connections: usize,
+    /// Messages each connection keeps in flight (1: send one, wait for its
+    /// echo); above 1, what arrives together is answered with one write.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    in_flight: u32,
     /// Message size in bytes.
     #[arg(long, default_value_t = 20)]
     size: usize,
@@ -71,35 +77,11 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let until = measure_from + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::with_capacity(sockets.len());
-    for mut ws in sockets {
+    let in_flight = args.in_flight as usize;
+    for ws in sockets {
         let message = message.clone();
         tasks.push(tokio::spawn(async move {
-            let mut r = ConnResult {
-                messages: 0,
-                latency: histogram(),
-            };
-            loop {
-                let t0 = Instant::now();
-                if t0 >= until {
-                    break;
-                }
-                ws.send(message.clone()).await.context("send")?;
-                match ws.recv().await {
-                    Some(Ok(m)) if m.len() == message.len() => {}
-                    Some(Ok(m)) => {
-                        anyhow::bail!("echo of {} bytes, sent {}", m.len(), message.len())
-                    }
-                    Some(Err(e)) => return Err(e).context("receive"),
-                    None => anyhow::bail!("server closed the connection"),
-                }
-                if t0 >= measure_from {
-                    r.messages += 1;
-                    let us = t0.elapsed().as_micros().max(1) as u64;
-                    let _ = r.latency.record(us);
-                }
-            }
-            let _ = ws.close(None).await;
-            Ok::<_, anyhow::Error>(r)
+            echo_loop(ws, message, in_flight, measure_from, until).await
         }));
     }
     let mut total = ConnResult {
@@ -117,6 +99,7 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
             "scenario": "echo",
             "url": args.url,
             "connections": args.connections,
+            "in_flight": args.in_flight,
             "size": args.size,
             "duration_s": args.duration,
             "messages": total.messages,
@@ -141,4 +124,59 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One connection's load: `in_flight` messages out, each replaced as its
+/// echo comes back (echoes come in order), until `until`. Returns the round
+/// trips begun in `measure_from..until` and their latencies.
+async fn echo_loop(
+    mut ws: WebSocket<MaybeTlsStream>,
+    message: Message,
+    in_flight: usize,
+    measure_from: Instant,
+    until: Instant,
+) -> anyhow::Result<ConnResult> {
+    let mut r = ConnResult {
+        messages: 0,
+        latency: histogram(),
+    };
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(in_flight);
+    for _ in 0..in_flight {
+        ws.queue(message.clone())?;
+        sent.push_back(Instant::now());
+    }
+    ws.flush().await.context("send")?;
+    while let Some(&t0) = sent.front() {
+        let mut next = Some(ws.recv().await);
+        while let Some(got) = next {
+            match got {
+                Some(Ok(m)) if m.len() == message.len() => {}
+                Some(Ok(m)) => {
+                    anyhow::bail!("echo of {} bytes, sent {}", m.len(), message.len())
+                }
+                Some(Err(e)) => return Err(e).context("receive"),
+                None => anyhow::bail!("server closed the connection"),
+            }
+            let t0 = sent.pop_front().unwrap_or(t0);
+            let now = Instant::now();
+            if t0 >= measure_from && t0 < until {
+                r.messages += 1;
+                let _ = r
+                    .latency
+                    .record(now.duration_since(t0).as_micros().max(1) as u64);
+            }
+            if now < until {
+                ws.queue(message.clone())?;
+                sent.push_back(now);
+            }
+            if sent.is_empty() {
+                break;
+            }
+            // Whatever else has already arrived, without waiting.
+            next = ws.recv().now_or_never();
+        }
+        ws.flush().await.context("send")?;
+    }
+    let _ = ws.close(None).await;
+    Ok(r)
 }
