@@ -214,15 +214,6 @@ start_server() {
   done
   return 1
 }
-stop_server() {
-  local pid="$1" i
-  [ -n "$pid" ] || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
 
 # ---------------------------------------------------------------- load rows
 IFS=',' read -ra ROW_LIST <<<"$ROWS"
@@ -240,7 +231,7 @@ run_load() {
   logf="$OUT_DIR/logs/server-$name-$row-r$round.log"
   genlog="$OUT_DIR/logs/loadgen-$name-$row-r$round.log"
   if ! start_server "$name" "$port" "$logf"; then
-    stop_server "$SERVER_PID"
+    stop_pid "$SERVER_PID"
     "${REPORT[@]}" record-load --round "$round" --row "$row" --server "$name" --error="server did not start (see $logf)" >>"$RUNS"
     log "  $name: server did not start"
     return
@@ -259,7 +250,7 @@ run_load() {
   c1="$(cpu_ticks "$SERVER_PID")"
   kill -0 "$SERVER_PID" 2>/dev/null || { alive=0; err="server exited during the run"; }
   local rss; rss="$(rss_kb "$SERVER_PID")"
-  stop_server "$SERVER_PID"
+  stop_pid "$SERVER_PID"
   [ "$rc" = 0 ] || err="${err:+$err; }load generator exit status $rc (see $genlog)"
   printf '%s\n' "$out" >>"$genlog"
   "${REPORT[@]}" record-load --round "$round" --row "$row" --server "$name" \
@@ -293,7 +284,7 @@ run_idle() {
   ologf="$OUT_DIR/logs/idle-opener-$name-r$round.log"
   ofile="$OUT_DIR/logs/idle-opener-$name-r$round.out"
   if ! start_server "$name" "$port" "$logf"; then
-    stop_server "$SERVER_PID"
+    stop_pid "$SERVER_PID"
     "${REPORT[@]}" record-idle --round "$round" --server "$name" --error="server did not start (see $logf)" >>"$RUNS"
     return
   fi
@@ -322,7 +313,7 @@ run_idle() {
   kill -KILL "$opid" 2>/dev/null
   wait "$opid" 2>/dev/null
   final="$(grep -m1 '^FINAL' "$ofile" 2>/dev/null)"
-  stop_server "$SERVER_PID"
+  stop_pid "$SERVER_PID"
   "${REPORT[@]}" record-idle --round "$round" --server "$name" --target "$IDLE_CONNS" \
     --rss-before-kb "${before:-}" --rss-after-kb "${after:-}" --hwm-kb "${hwm:-}" \
     --ready="$ready" --final="$final" --error="$err" >>"$RUNS"
