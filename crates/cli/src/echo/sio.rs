@@ -19,8 +19,11 @@
 //! ping (`3`), or that has not joined a namespace by its second sweep (the
 //! connect timeout).
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use switchboard_engine::packet::{Handshake, Packet as EioPacket};
 use switchboard_socketio::packet::{self, Decoded, Limits, Packet, PacketKind, Reassembly};
 use switchboard_wire::{Connection, Message};
@@ -119,16 +122,30 @@ impl SioState {
         message: Message,
         settings: &SioSettings,
     ) -> Result<(), Violation> {
-        let text = match message {
+        let message = match message {
             Message::Binary(b) => return self.on_attachment(ws, b),
             Message::Text(t) => t,
         };
         if self.pending.is_some() {
             return Err(Violation);
         }
-        let text = text.as_str();
+        let text = message.as_str();
         // The hot path: a Socket.IO packet in an Engine.IO message.
         if let Some(sio) = text.strip_prefix('4') {
+            if self.connected {
+                match fast_echo(sio) {
+                    Some(FastEcho::Ack(reply)) => {
+                        let _ = ws.send(Message::text(reply));
+                        return Ok(());
+                    }
+                    Some(FastEcho::Emit) => {
+                        // The same packet goes back as it came.
+                        let _ = ws.send(Message::Text(message));
+                        return Ok(());
+                    }
+                    None => {}
+                }
+            }
             return match packet::decode(sio, &settings.limits) {
                 Ok(Decoded::Packet(p)) => self.dispatch(ws, p),
                 Ok(Decoded::Binary(r)) => {
@@ -217,6 +234,53 @@ impl SioState {
     }
 }
 
+/// What [`fast_echo`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum FastEcho {
+    /// An `echo` with an ack id: the ack packet to send.
+    Ack(String),
+    /// An `echo` without one: the packet itself goes back.
+    Emit,
+}
+
+/// The common case without building a JSON tree: an `echo` event without
+/// attachments in the namespace `/`, `2[<id>]["echo",…]`. The array is
+/// validated and each argument is passed back as it came. `None` leaves the
+/// packet to the full decoder (other events and namespaces, binary packets,
+/// an escaped event name, anything malformed).
+fn fast_echo(sio: &str) -> Option<FastEcho> {
+    let rest = sio.strip_prefix('2')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (id, json) = rest.split_at(digits);
+    // Also rules out a namespace (`/nsp,`) and a missing payload.
+    if !json.starts_with('[') {
+        return None;
+    }
+    let id: Option<u64> = if digits > 0 {
+        Some(id.parse().ok()?)
+    } else {
+        None
+    };
+    let args: Vec<&RawValue> = serde_json::from_str(json).ok()?;
+    let (name, args) = args.split_first()?;
+    if name.get() != r#""echo""# {
+        return None;
+    }
+    let Some(id) = id else {
+        return Some(FastEcho::Emit);
+    };
+    let mut ack = String::with_capacity(json.len() + 24);
+    let _ = write!(ack, "43{id}[");
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            ack.push(',');
+        }
+        ack.push_str(a.get());
+    }
+    ack.push(']');
+    Some(FastEcho::Ack(ack))
+}
+
 /// Acks an `echo` event with its arguments, or emits it back without one.
 fn echo(ws: &mut Connection, mut p: Packet) {
     if let Some(id) = p.id {
@@ -263,6 +327,34 @@ mod tests {
         assert!(!direct("/socket.io/?EIO=3&transport=websocket"));
         assert!(!direct("/other/?EIO=4&transport=websocket"));
         assert!(!direct("/socket.io/"));
+    }
+
+    #[test]
+    fn the_fast_path_answers_echo_only() {
+        let ack = |s: &str| match fast_echo(s) {
+            Some(FastEcho::Ack(a)) => Some(a),
+            _ => None,
+        };
+        assert_eq!(
+            ack(r#"27["echo",1,"two",{"a":[3]}]"#).as_deref(),
+            Some(r#"437[1,"two",{"a":[3]}]"#)
+        );
+        assert_eq!(ack(r#"20["echo"]"#).as_deref(), Some("430[]"));
+        assert_eq!(fast_echo(r#"2["echo","x"]"#), Some(FastEcho::Emit));
+        // Left to the full decoder:
+        for other in [
+            r#"2["other",1]"#,
+            r#"2/nsp,["echo",1]"#,
+            r#"51-["echo",{"_placeholder":true,"num":0}]"#,
+            r#"2["\u0065cho",1]"#,
+            r#"2["echo",1"#,
+            r#"299999999999999999999["echo"]"#,
+            r#"2{"echo":1}"#,
+            "2",
+            "0",
+        ] {
+            assert_eq!(fast_echo(other), None, "{other}");
+        }
     }
 
     #[test]
