@@ -43,17 +43,11 @@ impl Dialer {
         source_ips: u8,
     ) -> anyhow::Result<Self> {
         let url = match protocol {
-            Protocol::Socketio if !url.contains("/socket.io/") => {
-                format!(
-                    "{}/socket.io/?EIO=4&transport=websocket",
-                    url.trim_end_matches('/')
-                )
-            }
-            _ => url.to_owned(),
+            Protocol::Socketio => socketio_ws_url(url),
+            _ => url
+                .replacen("http://", "ws://", 1)
+                .replacen("https://", "wss://", 1),
         };
-        let url = url
-            .replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1);
         let target = Target::parse(&url).with_context(|| format!("URL {url}"))?;
         anyhow::ensure!(!target.tls, "bench connections are plain ws://");
         Ok(Self {
@@ -153,4 +147,20 @@ pub(crate) fn progress(len: u64, what: &str, quiet: bool) -> indicatif::Progress
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+/// A Socket.IO server URL (`http://host:port`) → the WebSocket URL of its
+/// Engine.IO endpoint (a URL that already names `/socket.io/` keeps its
+/// path and query).
+pub(super) fn socketio_ws_url(url: &str) -> String {
+    let url = if url.contains("/socket.io/") {
+        url.to_owned()
+    } else {
+        format!(
+            "{}/socket.io/?EIO=4&transport=websocket",
+            url.trim_end_matches('/')
+        )
+    };
+    url.replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1)
 }

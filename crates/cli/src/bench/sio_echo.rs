@@ -68,7 +68,7 @@ pub(super) async fn open(url: &str) -> anyhow::Result<SioClient> {
 }
 
 async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
-    let url = engine_url(&args.url)?;
+    let url = super::conns::socketio_ws_url(&args.url);
     let mut conns = Vec::with_capacity(args.connections);
     for chunk in (0..args.connections).collect::<Vec<_>>().chunks(100) {
         let opened = futures_util::future::join_all(chunk.iter().map(|_| handshake(&url))).await;
@@ -134,20 +134,6 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
 struct Window {
     measure_from: Instant,
     until: Instant,
-}
-
-/// `http://host:port` → the Engine.IO WebSocket URL.
-fn engine_url(url: &str) -> anyhow::Result<String> {
-    let rest = url
-        .strip_prefix("http://")
-        .map(|r| ("ws://", r))
-        .or_else(|| url.strip_prefix("https://").map(|r| ("wss://", r)))
-        .context("--url must start with http:// or https://")?;
-    Ok(format!(
-        "{}{}/socket.io/?EIO=4&transport=websocket",
-        rest.0,
-        rest.1.trim_end_matches('/')
-    ))
 }
 
 /// Opens a WebSocket straight to Engine.IO and joins the namespace `/`,

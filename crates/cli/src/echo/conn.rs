@@ -135,8 +135,7 @@ impl EchoConn {
             Phase::Open(ws, sio) => drive_open(
                 &mut self.stream,
                 ws,
-                sio.as_mut(),
-                settings,
+                sio.as_mut().zip(settings.socketio.as_ref()),
                 &mut self.active,
                 scratch,
             ),
@@ -284,8 +283,7 @@ fn refuse(stream: &mut TcpStream, response: &[u8]) -> io::Result<Handshake> {
 fn drive_open(
     stream: &mut TcpStream,
     ws: &mut Connection,
-    mut sio: Option<&mut SioState>,
-    settings: &Settings,
+    mut sio: Option<(&mut SioState, &SioSettings)>,
     active: &mut bool,
     scratch: &mut [MaybeUninit<u8>],
 ) -> Step {
@@ -298,15 +296,15 @@ fn drive_open(
         while let Ok(Some(event)) = ws.next_event() {
             if let Event::Message(m) = event {
                 echoed = true;
-                match (sio.as_deref_mut(), &settings.socketio) {
-                    (Some(session), Some(sio_settings)) => {
+                match sio.as_mut() {
+                    Some((session, sio_settings)) => {
                         if session.on_message(ws, m, sio_settings).is_err() {
                             // Engine.IO drops a session that broke the
                             // protocol at once.
                             return Step::Close;
                         }
                     }
-                    _ => {
+                    None => {
                         let _ = ws.send(m);
                     }
                 }

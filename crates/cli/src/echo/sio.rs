@@ -25,6 +25,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_engine::packet::{Handshake, Packet as EioPacket};
+use switchboard_engine::server::new_sid;
 use switchboard_socketio::packet::{self, Decoded, Limits, Packet, PacketKind, Reassembly};
 use switchboard_wire::{Connection, Message};
 
@@ -37,30 +38,23 @@ const ECHO: &str = "echo";
 /// What every Socket.IO connection of the server shares.
 #[derive(Debug)]
 pub(crate) struct SioSettings {
-    /// The Engine.IO `open` packet without its session id: the JSON after
-    /// `{"sid":"…"`.
-    open_rest: String,
+    /// The Engine.IO handshake; each session gets it with its own sid.
+    handshake: Handshake,
     limits: Limits,
 }
 
 impl SioSettings {
     pub(crate) fn new(ping_interval_ms: u64, ping_timeout_ms: u64, max_payload: usize) -> Self {
-        let open = Handshake {
+        let handshake = Handshake {
             sid: String::new(),
             upgrades: Vec::new(),
             ping_interval: ping_interval_ms,
             ping_timeout: ping_timeout_ms,
             max_payload: max_payload as u64,
         };
-        let json = serde_json::to_string(&open).unwrap_or_default();
-        // `{"sid":"",…}` → `,…}`: the sid is spliced in per connection.
-        let open_rest = json
-            .strip_prefix(r#"{"sid":"""#)
-            .unwrap_or(&json)
-            .to_owned();
         let mut limits = Limits::default();
         limits.max_attachment_bytes = max_payload;
-        Self { open_rest, limits }
+        Self { handshake, limits }
     }
 
     /// Whether a request for `target` (path and query) is an Engine.IO v4
@@ -106,12 +100,11 @@ pub(crate) struct SioState {
 impl SioState {
     /// Queues the Engine.IO `open` packet; called once after the upgrade.
     pub(crate) fn open(ws: &mut Connection, settings: &SioSettings) -> Self {
-        let mut open = String::with_capacity(32 + settings.open_rest.len());
-        open.push_str(r#"0{"sid":""#);
-        open.push_str(&new_id());
-        open.push('"');
-        open.push_str(&settings.open_rest);
-        let _ = ws.send(Message::text(open));
+        let handshake = Handshake {
+            sid: new_sid().to_string(),
+            ..settings.handshake.clone()
+        };
+        let _ = ws.send(Message::text(handshake.to_packet().encode_text()));
         Self::default()
     }
 
@@ -190,7 +183,7 @@ impl SioState {
             PacketKind::Connect if root => {
                 if !self.connected {
                     self.connected = true;
-                    let id = new_id();
+                    let id = new_sid();
                     let _ = ws.send(Message::text(format!(r#"40{{"sid":"{id}"}}"#)));
                 }
             }
@@ -305,13 +298,6 @@ fn send(ws: &mut Connection, p: &Packet) {
     }
 }
 
-/// A 20-character URL-safe random id (120 bits), as Engine.IO session ids.
-fn new_id() -> String {
-    use base64::Engine as _;
-    let bytes: [u8; 15] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,11 +344,32 @@ mod tests {
     }
 
     #[test]
-    fn the_open_packet_carries_the_settings() {
+    fn the_open_packet_carries_the_settings_and_a_fresh_sid() {
         let s = SioSettings::new(25_000, 20_000, 1_000_000);
+        let mut ws = Connection::new(
+            switchboard_wire::Role::Server,
+            switchboard_wire::Config::default(),
+            None,
+        );
+        let _ = SioState::open(&mut ws, &s);
+        let mut out = Vec::new();
+        while ws.has_output() {
+            let chunk = ws.output_chunk().to_vec();
+            ws.consume_output(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        // One unmasked text frame of < 126 bytes: 0x81, the length, the text.
+        assert_eq!(out[0], 0x81);
+        let text = std::str::from_utf8(&out[2..]).unwrap();
+        let rest = text.strip_prefix(r#"0{"sid":""#).unwrap();
+        let (sid, tail) = rest.split_at(20);
+        assert!(
+            sid.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
         assert_eq!(
-            s.open_rest,
-            r#","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
+            tail,
+            r#"","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#
         );
     }
 }

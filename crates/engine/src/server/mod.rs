@@ -327,8 +327,9 @@ impl Query {
     }
 }
 
-/// A 20-character URL-safe random session id (120 bits).
-fn new_sid() -> Arc<str> {
+/// A 20-character URL-safe random session id (120 bits), as Engine.IO and
+/// Socket.IO ids look.
+pub fn new_sid() -> Arc<str> {
     use base64::Engine as _;
     let bytes: [u8; 15] = rand::random();
     Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
