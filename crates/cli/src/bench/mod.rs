@@ -12,14 +12,16 @@ mod storm;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
     /// Raw WebSocket echo round trips: N connections, each sending a message
-    /// and waiting for its echo before sending the next.
+    /// and waiting for its echo before sending the next (or keeping
+    /// `--in-flight` messages out).
     Echo(echo::EchoBenchArgs),
     /// Room fan-out over the native protocol or the Socket.IO relay: N
     /// subscribers (spread over one or several nodes), a publisher at rate
     /// R; deliveries per second, end-to-end latency, losses and duplicates.
     Fanout(fanout::FanoutBenchArgs),
     /// Socket.IO emit-with-ack round trips: N clients, each emitting `echo`
-    /// and waiting for its ack before the next.
+    /// and waiting for its ack before the next (or keeping `--in-flight`
+    /// emits out).
     SioEcho(sio_echo::SioEchoBenchArgs),
     /// Idle connections: opens N (heartbeats answered) and reports the
     /// server's resident memory per connection, given its pid.
