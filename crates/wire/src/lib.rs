@@ -41,6 +41,7 @@ pub mod io;
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use error::{Error, ProtocolError};
 pub use proto::close::{CloseCode, CloseFrame};
-pub use proto::connection::{Config, Connection, Role, SendError};
+pub use proto::connection::{Config, Connection, Next, Role, SendError};
 pub use proto::frame::OpCode;
 pub use proto::message::{Event, Message, Utf8Bytes};
+pub use proto::replies::{MessageRef, Replies};

@@ -3,10 +3,11 @@
 //! byte, and every limit and close path is exercised.
 
 use std::io::IoSlice;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use switchboard_wire::{
-    CloseCode, CloseFrame, Config, Connection, DeflateParams, Event, Message, OpCode,
+    CloseCode, CloseFrame, Config, Connection, DeflateParams, Event, Message, Next, OpCode,
     ProtocolError, Role, SendError,
 };
 
@@ -424,4 +425,159 @@ fn idle_connections_release_their_buffers() {
         "{}",
         std::mem::size_of::<Connection>()
     );
+}
+
+/// Echoes every message of `input` (fed in chunks of `step` bytes) through
+/// [`Connection::next_event_with`]: what is lent in place is answered with
+/// `Replies::send_slice`, other messages with `Connection::send`. Returns the
+/// events (lent messages copied out), the error if any, how many messages
+/// were lent, and the output.
+fn echo_in_place(
+    input: &[u8],
+    step: usize,
+    deflate: Option<DeflateParams>,
+) -> (Vec<Event>, Option<ProtocolError>, usize, Vec<u8>) {
+    let mut c = Connection::new(Role::Server, Config::default(), deflate);
+    let (mut events, mut lent) = (Vec::new(), 0);
+    for chunk in input.chunks(step.max(1)) {
+        c.feed(chunk);
+        loop {
+            let next = c.next_event_with(|m, replies| {
+                lent += 1;
+                let owned = match m.as_text() {
+                    Some(t) => Message::text(t.to_owned()),
+                    None => Message::binary(m.payload().to_vec()),
+                };
+                assert_eq!(owned.as_message_ref().payload(), m.payload());
+                replies.send_slice(m.opcode(), m.payload()).unwrap();
+                events.push(Event::Message(owned));
+                ControlFlow::<()>::Continue(())
+            });
+            match next {
+                Ok(Next::Event(Event::Message(m))) => {
+                    c.send(m.clone()).unwrap();
+                    events.push(Event::Message(m));
+                }
+                Ok(Next::Event(ev)) => events.push(ev),
+                Ok(Next::Stopped(())) => unreachable!("the callback never breaks"),
+                Ok(Next::NeedInput) => break,
+                Err(e) => return (events, Some(e), lent, take_output(&mut c)),
+            }
+        }
+    }
+    (events, None, lent, take_output(&mut c))
+}
+
+/// The same echo through [`Connection::next_event`].
+fn echo_by_event(
+    input: &[u8],
+    step: usize,
+    deflate: Option<DeflateParams>,
+) -> (Vec<Event>, Option<ProtocolError>, Vec<u8>) {
+    let mut c = Connection::new(Role::Server, Config::default(), deflate);
+    let mut events = Vec::new();
+    for chunk in input.chunks(step.max(1)) {
+        c.feed(chunk);
+        loop {
+            match c.next_event() {
+                Ok(Some(Event::Message(m))) => {
+                    c.send(m.clone()).unwrap();
+                    events.push(Event::Message(m));
+                }
+                Ok(Some(ev)) => events.push(ev),
+                Ok(None) => break,
+                Err(e) => return (events, Some(e), take_output(&mut c)),
+            }
+        }
+    }
+    (events, None, take_output(&mut c))
+}
+
+#[test]
+fn messages_lent_in_place_decode_and_answer_like_owned_events() {
+    // Whole frames, a fragmented text with a ping inside, a large binary, a
+    // close, then data after the close (ignored).
+    let mut input = Vec::new();
+    input.extend(client_frame(0x81, b"hello"));
+    input.extend(client_frame(0x82, &[]));
+    input.extend(client_frame(0x01, "κόσ".as_bytes()));
+    input.extend(client_frame(0x89, b"p"));
+    input.extend(client_frame(0x80, "με".as_bytes()));
+    input.extend(client_frame(
+        0x82,
+        &(0..3000u32).map(|i| i as u8).collect::<Vec<_>>(),
+    ));
+    input.extend(client_frame(0x81, &"𝄞".repeat(40).into_bytes()));
+    input.extend(client_frame(0x88, &1000u16.to_be_bytes()));
+    input.extend(client_frame(0x81, b"after the close"));
+    for step in [1, 2, 3, 7, 64, 1000, usize::MAX] {
+        let (events, err, lent, out) = echo_in_place(&input, step, None);
+        let (want, want_err, want_out) = echo_by_event(&input, step, None);
+        assert_eq!((&events, &err), (&want, &want_err), "step {step}");
+        assert_eq!(out, want_out, "step {step}");
+        assert_eq!(events.len(), 7, "5 messages, a ping and the close");
+        if step == usize::MAX {
+            // Everything arrived at once: the single-frame messages are lent.
+            assert_eq!(lent, 4);
+        }
+    }
+    // With permessage-deflate a compressed message is decoded as an event, an
+    // uncompressed one is lent, and a large answer is compressed either way.
+    let (mut client, _) = pair(Config::default(), Some(DeflateParams::default()));
+    client.send(Message::text("z".repeat(500))).unwrap();
+    client
+        .send_data(OpCode::Binary, Bytes::from_static(b"hi"))
+        .unwrap();
+    let input = take_output(&mut client);
+    let deflate = Some(DeflateParams::default());
+    let (events, err, lent, out) = echo_in_place(&input, usize::MAX, deflate);
+    let (want, want_err, want_out) = echo_by_event(&input, usize::MAX, deflate);
+    assert_eq!((events, err, out), (want, want_err, want_out));
+    assert_eq!(lent, 1);
+}
+
+#[test]
+fn a_message_lent_in_place_is_checked_and_a_break_stops_after_it() {
+    // Invalid UTF-8 in a whole text frame fails the connection with 1007.
+    let mut server = Connection::new(Role::Server, Config::default(), None);
+    server.feed(&client_frame(0x81, &[0xff, 0xfe]));
+    let err = server
+        .next_event_with(|_, _| ControlFlow::<()>::Continue(()))
+        .expect_err("invalid UTF-8");
+    assert_eq!(err, ProtocolError::InvalidUtf8);
+    assert_eq!(
+        close_sent_by(&mut server).map(|f| f.code),
+        Some(CloseCode::INVALID_DATA)
+    );
+    // An unmasked frame from a client is refused before anything is lent.
+    let mut server = Connection::new(Role::Server, Config::default(), None);
+    server.feed(&[0x81, 0x02, b'h', b'i']);
+    let mut called = false;
+    let err = server.next_event_with(|_, _| {
+        called = true;
+        ControlFlow::<()>::Continue(())
+    });
+    assert_eq!(err.unwrap_err(), ProtocolError::BadMasking);
+    assert!(!called);
+    // A break returns its value; the message it broke on is consumed and the
+    // next one is decoded by the following call.
+    let mut server = Connection::new(Role::Server, Config::default(), None);
+    server.feed(&client_frame(0x81, b"one"));
+    server.feed(&client_frame(0x81, b"two"));
+    let first = server.next_event_with(|m, _| ControlFlow::Break(m.payload().to_vec()));
+    assert!(matches!(first, Ok(Next::Stopped(ref p)) if p == b"one"));
+    let second = server.next_event_with(|m, _| ControlFlow::Break(m.payload().to_vec()));
+    assert!(matches!(second, Ok(Next::Stopped(ref p)) if p == b"two"));
+    assert!(matches!(
+        server.next_event_with(|_, _| ControlFlow::<()>::Continue(())),
+        Ok(Next::NeedInput)
+    ));
+    // Replies refuse data once our close is queued.
+    let mut server = Connection::new(Role::Server, Config::default(), None);
+    server.close(None);
+    server.feed(&client_frame(0x81, b"late"));
+    let refused = server.next_event_with(|m, replies| {
+        ControlFlow::Break(replies.send_slice(m.opcode(), m.payload()))
+    });
+    assert!(matches!(refused, Ok(Next::Stopped(Err(SendError::Closed)))));
 }

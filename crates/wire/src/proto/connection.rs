@@ -12,16 +12,23 @@
 //! their own buffer. Limits are checked on the declared frame length, before any
 //! payload is buffered. [`Connection::release_idle_buffers`] frees both buffers
 //! when they are empty, so an idle connection holds no buffer at all.
+//!
+//! A driver that answers messages as they come can use
+//! [`Connection::next_event_with`] instead: a message that arrived whole is
+//! lent to it as a slice of the read buffer, with the [`Replies`] to answer
+//! it, and no `Bytes` is split off for it at all.
 
 use std::io::IoSlice;
+use std::ops::ControlFlow;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::close::{BadClose, CloseFrame};
-use super::frame::{FrameHead, MAX_HEAD_LEN, OpCode};
+use super::frame::{FrameHead, OpCode};
 use super::mask::apply_mask;
 use super::message::{Event, Message, Utf8Bytes};
 use super::output::Output;
+use super::replies::{MessageRef, Replies};
 use super::utf8::Utf8Validator;
 use crate::deflate::codec::{DeflateCodec, InflateError};
 use crate::deflate::{DeflateConfig, DeflateParams};
@@ -136,6 +143,18 @@ enum Progress {
     Done(Option<Event>),
 }
 
+/// What [`Connection::next_event_with`] stopped at.
+#[derive(Debug)]
+pub enum Next<B> {
+    /// An event that was not lent in place (a fragmented or compressed
+    /// message, a control frame, a close).
+    Event(Event),
+    /// The callback broke off with this value.
+    Stopped(B),
+    /// Everything buffered is decoded: more input is needed.
+    NeedInput,
+}
+
 /// One WebSocket connection's protocol state. See the module docs.
 #[derive(Debug)]
 pub struct Connection {
@@ -224,8 +243,11 @@ impl Connection {
     /// close the transport.
     pub fn next_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         while self.is_reading() {
+            // A frame that arrives whole is decoded on the stack; only one
+            // left waiting for more input is boxed (an idle connection
+            // holds a pointer, not the frame state).
             let mut fp = match self.frame.take() {
-                Some(fp) => fp,
+                Some(fp) => *fp,
                 None => match self.read_head() {
                     Ok(Some(fp)) => fp,
                     Ok(None) => return Ok(None),
@@ -234,7 +256,7 @@ impl Connection {
             };
             match self.advance_frame(&mut fp) {
                 Ok(Progress::Pending) => {
-                    self.frame = Some(fp);
+                    self.frame = Some(Box::new(fp));
                     return Ok(None);
                 }
                 Ok(Progress::Done(None)) => {}
@@ -245,7 +267,74 @@ impl Connection {
         Ok(None)
     }
 
-    fn read_head(&mut self) -> Result<Option<Box<FrameInProgress>>, ProtocolError> {
+    /// [`Connection::next_event`] for drivers that answer in place. Every
+    /// message that arrived whole (one frame, uncompressed, complete in the
+    /// read buffer) is lent to `on_message` as a [`MessageRef`], together
+    /// with the [`Replies`] to answer it, and released when it returns; no
+    /// `Bytes` is split off and nothing is allocated for it. Returns at the
+    /// first other event, when `on_message` breaks, or when more input is
+    /// needed. Errors are those of [`Connection::next_event`].
+    pub fn next_event_with<B>(
+        &mut self,
+        mut on_message: impl FnMut(MessageRef<'_>, &mut Replies<'_>) -> ControlFlow<B>,
+    ) -> Result<Next<B>, ProtocolError> {
+        while self.is_reading() && self.frame.is_none() {
+            let (head, n) = match FrameHead::parse(&self.rbuf) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => return Ok(Next::NeedInput),
+                Err(e) => return Err(self.fail(e)),
+            };
+            let whole = !head.opcode.is_control()
+                && head.fin
+                && head.opcode != OpCode::Continuation
+                && !head.rsv1
+                && (n as u64).saturating_add(head.len) <= self.rbuf.len() as u64;
+            if !whole {
+                break;
+            }
+            if let Err(e) = self.check_head(&head) {
+                return Err(self.fail(e));
+            }
+            let end = n + head.len as usize;
+            let text = head.opcode == OpCode::Text;
+            let payload = &mut self.rbuf[n..end];
+            if let Some(key) = head.mask {
+                apply_mask(payload, key, 0);
+            }
+            if text && super::utf8::validate(payload).is_err() {
+                return Err(self.fail(ProtocolError::InvalidUtf8));
+            }
+            // SAFETY: a text payload was validated just above.
+            let message = unsafe { MessageRef::new_unchecked(text, &self.rbuf[n..end]) };
+            let mut replies = Replies::new(
+                &mut self.out,
+                self.role,
+                self.deflate.as_deref_mut(),
+                &mut self.close_sent,
+            );
+            let flow = on_message(message, &mut replies);
+            self.rbuf.advance(end);
+            if let ControlFlow::Break(b) = flow {
+                return Ok(Next::Stopped(b));
+            }
+        }
+        Ok(match self.next_event()? {
+            Some(event) => Next::Event(event),
+            None => Next::NeedInput,
+        })
+    }
+
+    /// The send side on its own (see [`Replies`]).
+    pub fn replies(&mut self) -> Replies<'_> {
+        Replies::new(
+            &mut self.out,
+            self.role,
+            self.deflate.as_deref_mut(),
+            &mut self.close_sent,
+        )
+    }
+
+    fn read_head(&mut self) -> Result<Option<FrameInProgress>, ProtocolError> {
         let Some((head, n)) = FrameHead::parse(&self.rbuf)? else {
             return Ok(None);
         };
@@ -261,13 +350,13 @@ impl Connection {
             self.rbuf
                 .reserve((len - self.rbuf.len()).min(MAX_RESERVE_AHEAD));
         }
-        Ok(Some(Box::new(FrameInProgress {
+        Ok(Some(FrameInProgress {
             head,
             done: 0,
             whole,
             incremental: false,
             utf8: Utf8Validator::default(),
-        })))
+        }))
     }
 
     fn check_head(&self, head: &FrameHead) -> Result<(), ProtocolError> {
@@ -460,9 +549,7 @@ impl Connection {
     ) -> Result<Option<Event>, ProtocolError> {
         Ok(Some(match opcode {
             OpCode::Ping => {
-                if !self.close_sent {
-                    self.encode(true, false, OpCode::Pong, payload.clone());
-                }
+                self.replies().pong(payload.clone());
                 Event::Ping(payload)
             }
             OpCode::Pong => Event::Pong(payload),
@@ -473,22 +560,19 @@ impl Connection {
                 })?;
                 self.close_received = true;
                 self.rbuf = BytesMut::new();
-                if !self.close_sent {
-                    let reply = frame.as_ref().map(|f| CloseFrame {
-                        code: f.code,
-                        reason: String::new(),
-                    });
-                    self.queue_close(reply);
-                }
+                let reply = frame.as_ref().map(|f| CloseFrame {
+                    code: f.code,
+                    reason: String::new(),
+                });
+                self.replies().close(reply);
                 Event::Close(frame)
             }
         }))
     }
 
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        if !self.close_sent {
-            self.queue_close(Some(CloseFrame::new(e.close_code(), &e.to_string())));
-        }
+        self.replies()
+            .close(Some(CloseFrame::new(e.close_code(), &e.to_string())));
         self.failed = true;
         self.rbuf = BytesMut::new();
         self.frame = None;
@@ -501,27 +585,12 @@ impl Connection {
     /// Queues a message, compressing it when permessage-deflate is on and the
     /// message is over the threshold.
     pub fn send(&mut self, message: Message) -> Result<(), SendError> {
-        match message {
-            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
-            Message::Binary(b) => self.send_data(OpCode::Binary, b),
-        }
+        self.replies().send(message)
     }
 
     /// Queues a text or binary message from its payload.
     pub fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::Closed);
-        }
-        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
-        if let Some(codec) = self.deflate.as_mut()
-            && payload.len() >= codec.threshold
-        {
-            let compressed = codec.compress_shared(&payload);
-            self.encode(true, true, opcode, compressed);
-        } else {
-            self.encode(true, false, opcode, payload);
-        }
-        Ok(())
+        self.replies().send_data(opcode, payload)
     }
 
     /// Queues one raw frame of a fragmented message (never compressed): the
@@ -533,81 +602,28 @@ impl Connection {
         fin: bool,
         payload: Bytes,
     ) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::Closed);
-        }
-        self.encode(fin, false, opcode, payload);
-        Ok(())
+        self.replies().fragment(opcode, fin, payload)
     }
 
     /// Queues a ping.
     pub fn send_ping(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.send_control(OpCode::Ping, payload)
+        self.replies().control(OpCode::Ping, payload)
     }
 
     /// Queues a pong (unsolicited pongs are allowed as a heartbeat).
     pub fn send_pong(&mut self, payload: Bytes) -> Result<(), SendError> {
-        self.send_control(OpCode::Pong, payload)
-    }
-
-    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::Closed);
-        }
-        if payload.len() > 125 {
-            return Err(SendError::ControlTooLong);
-        }
-        self.encode(true, false, opcode, payload);
-        Ok(())
+        self.replies().control(OpCode::Pong, payload)
     }
 
     /// Starts the close handshake (or answers one). Idempotent.
     pub fn close(&mut self, frame: Option<CloseFrame>) {
-        if !self.close_sent {
-            self.queue_close(frame);
-        }
-    }
-
-    fn queue_close(&mut self, frame: Option<CloseFrame>) {
-        let payload = frame.map_or_else(Bytes::new, |f| f.to_payload());
-        self.encode(true, false, OpCode::Close, payload);
-        self.close_sent = true;
+        self.replies().close(frame);
     }
 
     /// Queues an already-encoded server frame (for fan-out: frame once, share
     /// the bytes). Only valid for the server role and uncompressed frames.
     pub fn send_encoded(&mut self, frame: Bytes) -> Result<(), SendError> {
-        if self.close_sent {
-            return Err(SendError::Closed);
-        }
-        debug_assert_eq!(self.role, Role::Server);
-        self.out.push_bytes(frame);
-        Ok(())
-    }
-
-    fn encode(&mut self, fin: bool, rsv1: bool, opcode: OpCode, payload: Bytes) {
-        let mask = (self.role == Role::Client).then(rand::random::<[u8; 4]>);
-        let head = FrameHead {
-            fin,
-            rsv1,
-            rsv23: false,
-            opcode,
-            mask,
-            len: payload.len() as u64,
-        };
-        let mut hbuf = [0u8; MAX_HEAD_LEN];
-        let n = head.encode(&mut hbuf);
-        self.out.push_slice(&hbuf[..n]);
-        match mask {
-            None => self.out.push_bytes(payload),
-            Some(key) => {
-                let tail = self.out.tail_mut();
-                let start = tail.len();
-                tail.extend_from_slice(&payload);
-                apply_mask(&mut tail[start..], key, 0);
-                self.out.added(payload.len());
-            }
-        }
+        self.replies().encoded(frame)
     }
 
     // ---- output for the driver ----

@@ -16,8 +16,18 @@ pub fn apply_mask(data: &mut [u8], key: [u8; 4], offset: usize) {
             *b ^= k;
         }
     }
-    // 32 is a multiple of 4, so the tail starts at key position 0 again.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+    // 32 and 8 are multiples of 4, so each tail starts at key position 0
+    // again. Short payloads (most messages) go eight bytes at a time.
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut words = chunks.into_remainder().chunks_exact_mut(8);
+    for w in &mut words {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(w);
+        w.copy_from_slice(&(u64::from_ne_bytes(v) ^ word).to_ne_bytes());
+    }
+    for (i, b) in words.into_remainder().iter_mut().enumerate() {
         *b ^= key[i % 4];
     }
 }

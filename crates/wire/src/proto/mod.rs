@@ -7,4 +7,5 @@ pub mod frame;
 pub mod mask;
 pub mod message;
 pub(crate) mod output;
+pub mod replies;
 pub mod utf8;
