@@ -86,8 +86,16 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
     for ws in conns {
         let payload = payload.clone();
         let in_flight = args.in_flight as usize;
+        // One deadline for the whole loop rather than a timer per receive:
+        // a server that stops answering fails the run 10 s after the window.
+        let deadline = window.until + Duration::from_secs(10);
         tasks.push(tokio::spawn(async move {
-            round_trips(ws, &payload, in_flight, window).await
+            tokio::time::timeout_at(
+                deadline.into(),
+                round_trips(ws, &payload, in_flight, window),
+            )
+            .await
+            .context("acks still outstanding 10 s after the measured window")?
         }));
     }
     let mut total = 0u64;
@@ -188,10 +196,7 @@ async fn round_trips(
     }
     ws.flush().await.context("send")?;
     while outstanding > 0 {
-        let first = tokio::time::timeout(Duration::from_secs(10), ws.recv())
-            .await
-            .context("no ack within 10 s")?;
-        let mut next = Some(first);
+        let mut next = Some(ws.recv().await);
         while let Some(m) = next {
             let m = m
                 .context("server closed the connection")?

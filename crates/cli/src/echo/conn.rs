@@ -12,9 +12,11 @@ use std::net::Shutdown;
 
 use bytes::Bytes;
 use mio::net::TcpStream;
+use std::ops::ControlFlow;
 use switchboard_wire::handshake::HeadLimits;
 use switchboard_wire::handshake::server::{ServerOptions, accept, parse_request};
-use switchboard_wire::{Config, Connection, Event, Role};
+
+use switchboard_wire::{Config, Connection, Event, MessageRef, Next, Replies, Role};
 
 use super::sio::{SioSettings, SioState};
 
@@ -167,7 +169,7 @@ impl EchoConn {
             ws.release_idle_buffers();
         }
         if let Some(sio) = sio {
-            if ws.is_done_reading() || sio.heartbeat(ws).is_err() {
+            if ws.is_done_reading() || sio.heartbeat(&mut ws.replies()).is_err() {
                 return Step::Close;
             }
         } else {
@@ -264,7 +266,7 @@ fn handshake(
         let sio = settings
             .socketio
             .as_ref()
-            .map(|sio| SioState::open(&mut ws, sio));
+            .map(|sio| SioState::open(&mut ws.replies(), sio));
         ws.feed(&data[len..]);
         *head = Vec::new();
         return Ok(Handshake::Upgraded(ws, sio));
@@ -291,23 +293,34 @@ fn drive_open(
     let mut drained = false;
     let mut echoed = false;
     loop {
-        // Echo what has been decoded. A protocol error or a close queues the
-        // close frame and stops the decoder; both end below.
-        while let Ok(Some(event)) = ws.next_event() {
-            if let Event::Message(m) = event {
+        // Echo what has been decoded: a message that arrived whole is
+        // answered in place, from the read buffer. A protocol error or a
+        // close queues the close frame and stops the decoder; both end below.
+        loop {
+            let next = ws.next_event_with(|m, out| {
                 echoed = true;
-                match sio.as_mut() {
-                    Some((session, sio_settings)) => {
-                        if session.on_message(ws, m, sio_settings).is_err() {
-                            // Engine.IO drops a session that broke the
-                            // protocol at once.
-                            return Step::Close;
+                answer(out, m, sio.as_mut())
+            });
+            match next {
+                Ok(Next::Event(Event::Message(m))) => {
+                    echoed = true;
+                    let flow = match sio.as_mut() {
+                        Some(_) => answer(&mut ws.replies(), m.as_message_ref(), sio.as_mut()),
+                        // A reassembled message goes back as it is (a large
+                        // one by reference).
+                        None => {
+                            let _ = ws.send(m);
+                            ControlFlow::Continue(())
                         }
-                    }
-                    None => {
-                        let _ = ws.send(m);
+                    };
+                    if flow.is_break() {
+                        return Step::Close;
                     }
                 }
+                Ok(Next::Event(_)) => {}
+                // Engine.IO drops a session that broke the protocol at once.
+                Ok(Next::Stopped(())) => return Step::Close,
+                Ok(Next::NeedInput) | Err(_) => break,
             }
         }
         let flushed = match flush(stream, ws) {
@@ -355,6 +368,25 @@ fn drive_open(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => drained = true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return Step::Close,
+        }
+    }
+}
+
+/// Answers one message: the echo, or the Socket.IO session's handling (a
+/// protocol violation breaks: the session is dropped).
+fn answer(
+    out: &mut Replies<'_>,
+    m: MessageRef<'_>,
+    sio: Option<&mut (&mut SioState, &SioSettings)>,
+) -> ControlFlow<()> {
+    match sio {
+        Some((session, settings)) => match session.on_message(out, m, settings) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        },
+        None => {
+            let _ = out.send_slice(m.opcode(), m.payload());
+            ControlFlow::Continue(())
         }
     }
 }
@@ -428,10 +460,11 @@ fn flush(stream: &mut TcpStream, ws: &mut Connection) -> io::Result<bool> {
         // One contiguous chunk: `send` is cheaper than `writev`, which goes
         // through the VFS layer on Linux.
         let written = if k == 1 {
-            stream.write(&slices[0])
+            rustix::net::send(&*stream, &slices[0], rustix::net::SendFlags::NOSIGNAL)
         } else {
-            stream.write_vectored(&slices[..k])
-        };
+            rustix::io::writev(&*stream, &slices[..k])
+        }
+        .map_err(io::Error::from);
         match written {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => ws.consume_output(n),
@@ -443,8 +476,10 @@ fn flush(stream: &mut TcpStream, ws: &mut Connection) -> io::Result<bool> {
     Ok(true)
 }
 
+/// One `recv(2)`, made directly (see the `rustix` note in Cargo.toml).
 fn recv(stream: &TcpStream, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
-    socket2::SockRef::from(stream).recv(buf)
+    let ((got, _), _) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::empty())?;
+    Ok(got.len())
 }
 
 /// # Safety

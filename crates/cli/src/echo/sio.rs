@@ -19,15 +19,14 @@
 //! ping (`3`), or that has not joined a namespace by its second sweep (the
 //! connect timeout).
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
+use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_engine::packet::{Handshake, Packet as EioPacket};
 use switchboard_engine::server::new_sid;
 use switchboard_socketio::packet::{self, Decoded, Limits, Packet, PacketKind, Reassembly};
-use switchboard_wire::{Connection, Message};
+use switchboard_wire::{Message, MessageRef, OpCode, Replies};
 
 /// The Engine.IO path, as Socket.IO clients use by default.
 const PATH: &str = "/socket.io/";
@@ -99,48 +98,55 @@ pub(crate) struct SioState {
 
 impl SioState {
     /// Queues the Engine.IO `open` packet; called once after the upgrade.
-    pub(crate) fn open(ws: &mut Connection, settings: &SioSettings) -> Self {
+    pub(crate) fn open(out: &mut Replies<'_>, settings: &SioSettings) -> Self {
         let handshake = Handshake {
             sid: new_sid().to_string(),
             ..settings.handshake.clone()
         };
-        let _ = ws.send(Message::text(handshake.to_packet().encode_text()));
+        let _ = out.send(Message::text(handshake.to_packet().encode_text()));
         Self::default()
     }
 
-    /// Handles one WebSocket message, queuing the answers on `ws`.
+    /// Handles one WebSocket message (lent in place, or a view of an owned
+    /// one), queuing the answers on `out`.
     pub(crate) fn on_message(
         &mut self,
-        ws: &mut Connection,
-        message: Message,
+        out: &mut Replies<'_>,
+        message: MessageRef<'_>,
         settings: &SioSettings,
     ) -> Result<(), Violation> {
-        let message = match message {
-            Message::Binary(b) => return self.on_attachment(ws, b),
-            Message::Text(t) => t,
+        let Some(text) = message.as_text() else {
+            let attachment = Bytes::copy_from_slice(message.payload());
+            return self.on_attachment(out, attachment);
         };
         if self.pending.is_some() {
             return Err(Violation);
         }
-        let text = message.as_str();
         // The hot path: a Socket.IO packet in an Engine.IO message.
         if let Some(sio) = text.strip_prefix('4') {
             if self.connected {
                 match fast_echo(sio) {
-                    Some(FastEcho::Ack(reply)) => {
-                        let _ = ws.send(Message::text(reply));
+                    Some(FastEcho::Ack { id, args }) => {
+                        let mut digits = itoa::Buffer::new();
+                        let parts = [
+                            &b"43"[..],
+                            digits.format(id).as_bytes(),
+                            b"[",
+                            args.as_bytes(),
+                        ];
+                        let _ = out.send_parts(OpCode::Text, &parts);
                         return Ok(());
                     }
                     Some(FastEcho::Emit) => {
                         // The same packet goes back as it came.
-                        let _ = ws.send(Message::Text(message));
+                        let _ = out.send_slice(OpCode::Text, text.as_bytes());
                         return Ok(());
                     }
                     None => {}
                 }
             }
             return match packet::decode(sio, &settings.limits) {
-                Ok(Decoded::Packet(p)) => self.dispatch(ws, p),
+                Ok(Decoded::Packet(p)) => self.dispatch(out, p),
                 Ok(Decoded::Binary(r)) => {
                     self.pending = Some(Box::new(r));
                     Ok(())
@@ -154,7 +160,7 @@ impl SioState {
                 Ok(())
             }
             Ok(EioPacket::Close) => {
-                ws.close(None);
+                out.close(None);
                 Ok(())
             }
             // open, ping, a non-empty pong, upgrade or noop on a WebSocket
@@ -163,7 +169,7 @@ impl SioState {
         }
     }
 
-    fn on_attachment(&mut self, ws: &mut Connection, bytes: Bytes) -> Result<(), Violation> {
+    fn on_attachment(&mut self, out: &mut Replies<'_>, bytes: Bytes) -> Result<(), Violation> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(Violation);
         };
@@ -171,20 +177,20 @@ impl SioState {
             Ok(None) => Ok(()),
             Ok(Some(p)) => {
                 self.pending = None;
-                self.dispatch(ws, p)
+                self.dispatch(out, p)
             }
             Err(_) => Err(Violation),
         }
     }
 
-    fn dispatch(&mut self, ws: &mut Connection, p: Packet) -> Result<(), Violation> {
+    fn dispatch(&mut self, out: &mut Replies<'_>, p: Packet) -> Result<(), Violation> {
         let root = p.nsp == "/";
         match p.kind {
             PacketKind::Connect if root => {
                 if !self.connected {
                     self.connected = true;
                     let id = new_sid();
-                    let _ = ws.send(Message::text(format!(r#"40{{"sid":"{id}"}}"#)));
+                    let _ = out.send(Message::text(format!(r#"40{{"sid":"{id}"}}"#)));
                 }
             }
             PacketKind::Connect => {
@@ -195,7 +201,7 @@ impl SioState {
                     data: Some(serde_json::json!({ "message": "Invalid namespace" })),
                     attachments: Vec::new(),
                 };
-                send(ws, &refusal);
+                send(out, &refusal);
             }
             PacketKind::Disconnect => {
                 if root {
@@ -204,7 +210,7 @@ impl SioState {
             }
             PacketKind::Event => {
                 if root && self.connected && p.event_name() == Some(ECHO) {
-                    echo(ws, p);
+                    echo(out, p);
                 }
             }
             // Acks answer the server's emits, and this server asks for none.
@@ -217,31 +223,33 @@ impl SioState {
 
     /// The heartbeat sweep: `Err` when the session is dead (the last ping
     /// unanswered, or no namespace joined in time); otherwise pings it.
-    pub(crate) fn heartbeat(&mut self, ws: &mut Connection) -> Result<(), Violation> {
+    pub(crate) fn heartbeat(&mut self, out: &mut Replies<'_>) -> Result<(), Violation> {
         if self.pinged || (self.swept && !self.connected) {
             return Err(Violation);
         }
         self.swept = true;
         self.pinged = true;
-        ws.send(Message::Text("2".into())).map_err(|_| Violation)
+        out.send_slice(OpCode::Text, b"2").map_err(|_| Violation)
     }
 }
 
 /// What [`fast_echo`] found.
 #[derive(Debug, PartialEq, Eq)]
-enum FastEcho {
-    /// An `echo` with an ack id: the ack packet to send.
-    Ack(String),
+enum FastEcho<'a> {
+    /// An `echo` with an ack id: the ack is `43<id>[` followed by `args`
+    /// (the arguments after the event name as they came, and the closing
+    /// bracket).
+    Ack { id: u64, args: &'a str },
     /// An `echo` without one: the packet itself goes back.
     Emit,
 }
 
-/// The common case without building a JSON tree: an `echo` event without
-/// attachments in the namespace `/`, `2[<id>]["echo",…]`. The array is
-/// validated and each argument is passed back as it came. `None` leaves the
-/// packet to the full decoder (other events and namespaces, binary packets,
-/// an escaped event name, anything malformed).
-fn fast_echo(sio: &str) -> Option<FastEcho> {
+/// The common case without building a JSON tree or allocating: an `echo`
+/// event without attachments in the namespace `/`, `2[<id>]["echo",…]`. The
+/// array is validated; the arguments go back as they came, a slice of the
+/// input. `None` leaves the packet to the full decoder (other events and
+/// namespaces, binary packets, an escaped event name, anything malformed).
+fn fast_echo(sio: &str) -> Option<FastEcho<'_>> {
     let rest = sio.strip_prefix('2')?;
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     let (id, json) = rest.split_at(digits);
@@ -254,28 +262,45 @@ fn fast_echo(sio: &str) -> Option<FastEcho> {
     } else {
         None
     };
-    let args: Vec<&RawValue> = serde_json::from_str(json).ok()?;
-    let (name, args) = args.split_first()?;
-    if name.get() != r#""echo""# {
+    let name = first_of_array(json)?.get();
+    if name != r#""echo""# {
         return None;
     }
     let Some(id) = id else {
         return Some(FastEcho::Emit);
     };
-    let mut ack = String::with_capacity(json.len() + 24);
-    let _ = write!(ack, "43{id}[");
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            ack.push(',');
+    // The name is borrowed from `json`: the arguments start after it and
+    // its comma, and run to the closing bracket.
+    let after_name = name.as_ptr() as usize - json.as_ptr() as usize + name.len();
+    let tail = json.get(after_name..)?.trim_start();
+    let args = tail.strip_prefix(',').unwrap_or(tail);
+    Some(FastEcho::Ack { id, args })
+}
+
+/// The first element of the JSON array `json`, borrowed from it, after the
+/// whole array is validated (no element is kept). `None` if `json` is not an
+/// array of at least one element.
+fn first_of_array(json: &str) -> Option<&RawValue> {
+    struct First;
+    impl<'de> Visitor<'de> for First {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array")
         }
-        ack.push_str(a.get());
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<&RawValue>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
     }
-    ack.push(']');
-    Some(FastEcho::Ack(ack))
+    let mut de = serde_json::Deserializer::from_str(json);
+    let first = de.deserialize_seq(First).ok()?;
+    de.end().ok()?;
+    first
 }
 
 /// Acks an `echo` event with its arguments, or emits it back without one.
-fn echo(ws: &mut Connection, mut p: Packet) {
+fn echo(out: &mut Replies<'_>, mut p: Packet) {
     if let Some(id) = p.id {
         if let Some(Value::Array(values)) = &mut p.data {
             values.remove(0);
@@ -283,18 +308,18 @@ fn echo(ws: &mut Connection, mut p: Packet) {
         p.kind = PacketKind::Ack;
         p.id = Some(id);
     }
-    send(ws, &p);
+    send(out, &p);
 }
 
 /// Queues a packet: its text in an Engine.IO message, then its attachments
 /// as binary frames.
-fn send(ws: &mut Connection, p: &Packet) {
+fn send(out: &mut Replies<'_>, p: &Packet) {
     let mut text = String::with_capacity(64);
     text.push('4');
     text.push_str(&p.encode());
-    let _ = ws.send(Message::text(text));
+    let _ = out.send(Message::text(text));
     for a in &p.attachments {
-        let _ = ws.send(Message::Binary(a.clone()));
+        let _ = out.send(Message::Binary(a.clone()));
     }
 }
 
@@ -318,12 +343,16 @@ mod tests {
     #[test]
     fn the_fast_path_answers_echo_only() {
         let ack = |s: &str| match fast_echo(s) {
-            Some(FastEcho::Ack(a)) => Some(a),
+            Some(FastEcho::Ack { id, args }) => Some(format!("43{id}[{args}")),
             _ => None,
         };
         assert_eq!(
             ack(r#"27["echo",1,"two",{"a":[3]}]"#).as_deref(),
             Some(r#"437[1,"two",{"a":[3]}]"#)
+        );
+        assert_eq!(
+            ack(r#"212[ "echo" , [1] ,"x" ] "#).as_deref(),
+            Some(r#"4312[ [1] ,"x" ] "#)
         );
         assert_eq!(ack(r#"20["echo"]"#).as_deref(), Some("430[]"));
         assert_eq!(fast_echo(r#"2["echo","x"]"#), Some(FastEcho::Emit));
@@ -336,6 +365,9 @@ mod tests {
             r#"2["echo",1"#,
             r#"299999999999999999999["echo"]"#,
             r#"2{"echo":1}"#,
+            r#"2["echo",1]x"#,
+            r#"2["echo",1,]"#,
+            r#"2[]"#,
             "2",
             "0",
         ] {
@@ -346,12 +378,12 @@ mod tests {
     #[test]
     fn the_open_packet_carries_the_settings_and_a_fresh_sid() {
         let s = SioSettings::new(25_000, 20_000, 1_000_000);
-        let mut ws = Connection::new(
+        let mut ws = switchboard_wire::Connection::new(
             switchboard_wire::Role::Server,
             switchboard_wire::Config::default(),
             None,
         );
-        let _ = SioState::open(&mut ws, &s);
+        let _ = SioState::open(&mut ws.replies(), &s);
         let mut out = Vec::new();
         while ws.has_output() {
             let chunk = ws.output_chunk().to_vec();
