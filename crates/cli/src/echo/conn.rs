@@ -18,6 +18,7 @@ use switchboard_wire::handshake::server::{ServerOptions, accept, parse_request};
 
 use switchboard_wire::{Config, Connection, Event, MessageRef, Next, Replies, Role};
 
+use super::lend::Lend;
 use super::sio::{SioSettings, SioState};
 
 /// Reading pauses while more than this much output waits for a slow peer.
@@ -118,7 +119,12 @@ impl EchoConn {
     }
 
     /// Reads, echoes and writes as far as the socket allows.
-    pub(crate) fn drive(&mut self, settings: &Settings, scratch: &mut [MaybeUninit<u8>]) -> Step {
+    pub(crate) fn drive(
+        &mut self,
+        settings: &Settings,
+        scratch: &mut [MaybeUninit<u8>],
+        lend: &mut Lend,
+    ) -> Step {
         let step = match &mut self.phase {
             Phase::Handshake(head) => match handshake(&mut self.stream, head, settings, scratch) {
                 Ok(Handshake::Pending) => return Step::Wait { writable: false },
@@ -126,7 +132,7 @@ impl EchoConn {
                 Ok(Handshake::Upgraded(ws, sio)) => {
                     self.active = true;
                     self.phase = Phase::Open(ws, sio);
-                    return self.drive(settings, scratch);
+                    return self.drive(settings, scratch, lend);
                 }
                 Ok(Handshake::Handoff(read)) => {
                     self.phase = Phase::Handoff(read);
@@ -134,13 +140,18 @@ impl EchoConn {
                 }
                 Err(_) => Step::Close,
             },
-            Phase::Open(ws, sio) => drive_open(
-                &mut self.stream,
-                ws,
-                sio.as_mut().zip(settings.socketio.as_ref()),
-                &mut self.active,
-                scratch,
-            ),
+            Phase::Open(ws, sio) => {
+                let step = drive_open(
+                    &mut self.stream,
+                    ws,
+                    sio.as_mut().zip(settings.socketio.as_ref()),
+                    &mut self.active,
+                    scratch,
+                    lend,
+                );
+                lend.take_back(ws);
+                step
+            }
             Phase::Draining => drain(&mut self.stream, scratch),
             Phase::Handoff(_) => Step::Handoff,
         };
@@ -288,6 +299,7 @@ fn drive_open(
     mut sio: Option<(&mut SioState, &SioSettings)>,
     active: &mut bool,
     scratch: &mut [MaybeUninit<u8>],
+    lend: &mut Lend,
 ) -> Step {
     let mut budget = READ_BUDGET;
     let mut drained = false;
@@ -341,6 +353,7 @@ fn drive_open(
             return Step::Wait { writable: true };
         }
         if drained {
+            lend.take_back(ws);
             // `try_reclaim` succeeds only if the read buffer's allocation is
             // larger than what may be kept (once no message shares it).
             if !echoed
@@ -355,7 +368,7 @@ fn drive_open(
             return Step::Again;
         }
         budget -= 1;
-        match read_some(stream, ws, scratch) {
+        match read_some(stream, ws, scratch, lend) {
             Ok(Read::Eof) => return Step::Close,
             Ok(Read::Full) => *active = true,
             Ok(Read::Short) => {
@@ -417,13 +430,15 @@ fn drain(stream: &mut TcpStream, scratch: &mut [MaybeUninit<u8>]) -> Step {
     }
 }
 
-/// One read: straight into the connection's buffer when a partial frame left
-/// room there (a large frame is not copied twice), else through the worker's
-/// scratch buffer, so an idle connection holds no read buffer.
+/// One read: straight into the connection's buffer when it has room (its
+/// own, kept for a large frame, or the worker's, lent while it has nothing
+/// buffered: see [`Lend`]), else through the worker's scratch buffer, so an
+/// idle connection holds no read buffer.
 fn read_some(
     stream: &mut TcpStream,
     ws: &mut Connection,
     scratch: &mut [MaybeUninit<u8>],
+    lend: &mut Lend,
 ) -> io::Result<Read> {
     let rbuf = ws.read_buffer();
     if rbuf.is_empty() {
@@ -431,6 +446,8 @@ fn read_some(
         // with room enough, the next frame is read straight into it.
         let _ = rbuf.try_reclaim(scratch.len() / 4);
     }
+    lend.lend_to(ws, scratch.len() / 4);
+    let rbuf = ws.read_buffer();
     let spare = rbuf.capacity() - rbuf.len();
     let (n, room) = if spare >= scratch.len() / 4 {
         let n = recv(stream, rbuf.spare_capacity_mut())?;

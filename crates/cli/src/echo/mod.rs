@@ -13,6 +13,7 @@
 //! a tokio runtime (through [`switchboard_wire::io::Replayed`]).
 
 mod conn;
+mod lend;
 mod reactor;
 mod sio;
 mod tls;

@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{EchoConn, Settings, Step};
+use super::lend::Lend;
 use crate::listen;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -92,6 +93,8 @@ struct Worker<'a> {
     config: &'a ReactorConfig,
     accepted: &'a AtomicU64,
     scratch: Box<[MaybeUninit<u8>]>,
+    /// The read buffer lent to the connection being driven.
+    lend: Lend,
     /// Connections still in their handshake, by deadline (with their serial:
     /// a slab key is reused once its connection is gone).
     handshakes: VecDeque<(Instant, usize, u32)>,
@@ -122,6 +125,7 @@ impl<'a> Worker<'a> {
             config,
             accepted,
             scratch: Box::new_uninit_slice(READ_SCRATCH),
+            lend: Lend::default(),
             handshakes: VecDeque::new(),
             drains: VecDeque::new(),
             serial: 0,
@@ -213,7 +217,7 @@ impl<'a> Worker<'a> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let step = conn.drive(&self.config.settings, &mut self.scratch);
+        let step = conn.drive(&self.config.settings, &mut self.scratch, &mut self.lend);
         self.apply(key, step);
     }
 
