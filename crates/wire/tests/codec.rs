@@ -581,3 +581,44 @@ fn a_message_lent_in_place_is_checked_and_a_break_stops_after_it() {
     });
     assert!(matches!(refused, Ok(Next::Stopped(Err(SendError::Closed)))));
 }
+
+#[test]
+fn parts_are_sent_as_their_concatenation() {
+    let big = vec![b'x'; 3000];
+    for parts in [
+        vec![&b"43"[..], b"7", b"[", b"\"a\"]"],
+        vec![&b"43"[..], b"12", b"[", &big[..], b"]"],
+        vec![],
+    ] {
+        let joined = parts.concat();
+        for (role, deflate) in [
+            (Role::Server, None),
+            (Role::Server, Some(DeflateParams::default())),
+            (Role::Client, None),
+        ] {
+            let mut by_parts = Connection::new(role, Config::default(), deflate);
+            let mut whole = Connection::new(role, Config::default(), deflate);
+            by_parts.replies().send_parts(OpCode::Text, &parts).unwrap();
+            whole.replies().send_slice(OpCode::Text, &joined).unwrap();
+            // Read back by the other side: the same message either way.
+            let peer = match role {
+                Role::Server => Role::Client,
+                Role::Client => Role::Server,
+            };
+            let read = |c: &mut Connection| {
+                let bytes = take_output(c);
+                let mut reader = Connection::new(peer, Config::default(), deflate);
+                feed_in_steps(&mut reader, &bytes, bytes.len())
+            };
+            let (got, err) = read(&mut by_parts);
+            assert_eq!(err, None);
+            assert_eq!(got, read(&mut whole).0);
+            assert_eq!(
+                got,
+                vec![Event::Message(Message::text(
+                    String::from_utf8(joined.clone()).unwrap()
+                ))]
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 /// Payloads up to this size are copied next to their header; larger ones are
 /// queued by reference (no copy, shared with other recipients).
-const COALESCE_MAX: usize = 1024;
+pub(crate) const COALESCE_MAX: usize = 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct Output {
@@ -34,6 +34,18 @@ impl Output {
         self.seal_tail();
         self.len += b.len();
         self.queue.get_or_insert_default().push_back(b);
+    }
+
+    /// A borrowed payload: a small one is copied next to its header, a
+    /// large one into its own buffer, queued like a shared one (written with
+    /// the header by one vectored write, which the kernel takes faster than
+    /// one contiguous copy of it).
+    pub(crate) fn push_borrowed(&mut self, s: &[u8]) {
+        if s.len() <= COALESCE_MAX {
+            self.push_slice(s);
+        } else {
+            self.push_bytes(Bytes::copy_from_slice(s));
+        }
     }
 
     /// Gives mutable room at the end of the coalescing buffer (for masking in place).

@@ -8,14 +8,14 @@
 //! message can be answered before it is released: no `Bytes` split, no
 //! reference count, no allocation per message.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::close::CloseFrame;
 use super::connection::{Role, SendError};
 use super::frame::{FrameHead, MAX_HEAD_LEN, OpCode};
 use super::mask::apply_mask;
 use super::message::Message;
-use super::output::Output;
+use super::output::{COALESCE_MAX, Output};
 use crate::deflate::codec::DeflateCodec;
 
 /// A complete data message lent in place: a slice of the read buffer,
@@ -139,14 +139,21 @@ impl<'a> Replies<'a> {
         self.data(opcode, Payload::Borrowed(payload))
     }
 
-    /// Queues a text or binary message whose payload is `parts` joined,
-    /// copied into the output queue without being joined first (unless it is
-    /// to be compressed). A `Text` payload must be valid UTF-8.
+    /// Queues a text or binary message whose payload is `parts` joined: a
+    /// small one is copied into the output queue part by part, without being
+    /// joined first; a large or compressed one is joined once. A `Text`
+    /// payload must be valid UTF-8.
     pub fn send_parts(&mut self, opcode: OpCode, parts: &[&[u8]]) -> Result<(), SendError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let compress = self.deflate.as_deref().is_some_and(|c| len >= c.threshold);
-        if compress || self.role == Role::Client || *self.close_sent {
-            return self.send_slice(opcode, &parts.concat());
+        if compress || self.role == Role::Client || *self.close_sent || len > COALESCE_MAX {
+            // Joined once into a buffer of its own (queued by reference when
+            // large, see `Output::push_borrowed`).
+            let mut joined = BytesMut::with_capacity(len);
+            for part in parts {
+                joined.extend_from_slice(part);
+            }
+            return self.send_data(opcode, joined.freeze());
         }
         debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
         let head = FrameHead {
@@ -257,7 +264,7 @@ impl<'a> Replies<'a> {
         self.out.push_slice(&hbuf[..n]);
         match (mask, payload) {
             (None, Payload::Shared(b)) => self.out.push_bytes(b),
-            (None, Payload::Borrowed(s)) => self.out.push_slice(s),
+            (None, Payload::Borrowed(s)) => self.out.push_borrowed(s),
             (Some(key), payload) => {
                 let data = payload.as_slice();
                 let tail = self.out.tail_mut();
