@@ -12,6 +12,12 @@
 //! (including input that arrives one byte at a time). [`handshake`] validates
 //! and produces the opening handshake on both sides in the same style.
 //!
+//! A driver that answers messages as they come can take them in place
+//! instead: [`Connection::next_event_with`] lends each message that arrived
+//! whole as a [`MessageRef`] (a slice of the read buffer) with [`Replies`]
+//! (the send side) to answer it, so nothing is split off, counted or
+//! allocated per message. `switchboard echo` works this way.
+//!
 //! The `tokio` feature (default) adds thin drivers in [`io`]: a
 //! [`io::WebSocket`] over any `AsyncRead + AsyncWrite` stream, client
 //! connection for `ws://` and `wss://` (rustls), and server TLS from PEM files.
