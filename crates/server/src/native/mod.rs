@@ -12,7 +12,7 @@ pub mod request;
 
 pub(crate) use accept::PeerAddr;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ use crate::auth::Auth;
 use crate::context::Context;
 use crate::wire;
 use conn::{Conn, Ending};
+
+/// The connections in one room, by id.
+type Members = HashMap<ConnId, Arc<Conn>>;
 
 /// Heartbeat settings of the native protocol.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +49,8 @@ pub(crate) struct Native {
     heartbeat: Heartbeat,
     max_message: usize,
     conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
-    rooms: RwLock<HashMap<Arc<str>, HashSet<ConnId>>>,
+    /// Members of each room, held directly: a publish walks one map.
+    rooms: RwLock<HashMap<Arc<str>, Members>>,
     epoch: Instant,
     sweeper: OnceLock<()>,
 }
@@ -150,11 +154,11 @@ impl Native {
                 .collect(),
             Some(room) => {
                 let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+                drop(conns);
                 rooms
                     .get(room)
                     .into_iter()
-                    .flatten()
-                    .filter_map(|id| conns.get(id))
+                    .flat_map(|m| m.values())
                     .map(|c| (c.id.clone(), c.user.clone()))
                     .collect()
             }
@@ -186,23 +190,26 @@ impl Native {
         true
     }
 
-    fn join_room(&self, conn: &Conn, room: &str) {
+    fn join_room(&self, conn: &Arc<Conn>, room: &str) {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         match rooms.get_mut(room) {
-            Some(set) => {
-                set.insert(conn.id.clone());
+            Some(members) => {
+                members.insert(conn.id.clone(), conn.clone());
             }
             None => {
-                rooms.insert(Arc::from(room), HashSet::from([conn.id.clone()]));
+                rooms.insert(
+                    Arc::from(room),
+                    HashMap::from([(conn.id.clone(), conn.clone())]),
+                );
             }
         }
     }
 
     fn leave_room(&self, conn: &Conn, room: &str) {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = rooms.get_mut(room) {
-            set.remove(&conn.id);
-            if set.is_empty() {
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(&conn.id);
+            if members.is_empty() {
                 rooms.remove(room);
             }
         }
@@ -287,17 +294,13 @@ async fn expire_files(files: Weak<crate::files::Files>) {
 
 impl Sink for Native {
     fn publish(&self, p: &Arc<Publication>) {
-        let members: Vec<Arc<Conn>> = {
-            let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
-            let Some(set) = rooms.get(p.room.as_str()) else {
-                return;
-            };
-            let conns = self.conns();
-            set.iter().filter_map(|id| conns.get(id).cloned()).collect()
-        };
-        if members.is_empty() {
+        // Members are walked under the read lock (a join or leave waits for
+        // the walk): no list is copied and no count raised per member. A
+        // member's own lock is never held while this one is taken.
+        let rooms = self.rooms.read().unwrap_or_else(|e| e.into_inner());
+        let Some(members) = rooms.get(p.room.as_str()) else {
             return;
-        }
+        };
         // Encoded once, shared by every member.
         let mut m = wire::message(&p.entry);
         m["op"] = json!("message");
@@ -306,7 +309,7 @@ impl Sink for Native {
         let frame = text(m.to_string());
         let metrics = &self.ctx.metrics;
         metrics.deliveries.inc_by(members.len() as u64);
-        for c in members {
+        for c in members.values() {
             if p.volatile {
                 if !c.push_volatile(frame.clone()) {
                     metrics.native.queue_drops.inc();

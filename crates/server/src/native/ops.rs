@@ -1,6 +1,8 @@
 //! Requests of the native protocol: `join`, `leave`, `publish`, `presence`,
 //! `history`, `refresh`, `rpc`, and the text `ping`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::{Value, json};
 use switchboard_wire::Message;
@@ -21,7 +23,7 @@ impl From<switchboard_hub::StoreError> for Refusal {
     }
 }
 
-pub(super) fn on_message(native: &Native, conn: &Conn, m: Message) {
+pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
     let traffic = &native.ctx.metrics.native;
     traffic.messages_in.inc();
     traffic.bytes_in.inc_by(m.len() as u64);
@@ -148,7 +150,7 @@ fn rpc(native: &Native, conn: &Conn, id: Option<Value>, event: Option<String>, d
 
 fn join(
     native: &Native,
-    conn: &Conn,
+    conn: &Arc<Conn>,
     room: &str,
     presence: bool,
     since: Option<Position>,
@@ -169,7 +171,7 @@ fn join(
                     format!("at most {max} rooms per connection"),
                 ));
             }
-            None => st.rooms.push((std::sync::Arc::from(room), presence)),
+            None => st.rooms.push((Arc::from(room), presence)),
         }
     }
     // Delivery first, then the position: nothing after it is missed.
