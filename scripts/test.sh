@@ -75,6 +75,9 @@ step "clients/js: unit tests and tests against switchboard serve"
 step "browser: the demo chat in chromium (playwright-core)"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" node --test --test-concurrency=1 tests/browser/
 
+step "benches: the comparison report (benches/compare_report.py)"
+python3 -m pytest -q -p no:cacheprovider benches/tests
+
 step "serve: Python websockets integration tests"
 SB_BIN_DIR="$CARGO_TARGET_DIR/release" python3 -m pytest -q -p no:cacheprovider tests/native-py
 
