@@ -317,7 +317,7 @@ fn drive_open(
                 Ok(Next::Event(Event::Message(m))) => {
                     echoed = true;
                     let flow = match sio.as_mut() {
-                        Some(_) => answer(&mut ws.replies(), m.as_message_ref(), sio.as_mut()),
+                        Some(s) => answer(&mut ws.replies(), m.as_message_ref(), Some(s)),
                         // A reassembled message goes back as it is (a large
                         // one by reference).
                         None => {

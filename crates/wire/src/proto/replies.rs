@@ -232,7 +232,7 @@ impl<'a> Replies<'a> {
         }
     }
 
-    pub(crate) fn queue_close(&mut self, frame: Option<CloseFrame>) {
+    fn queue_close(&mut self, frame: Option<CloseFrame>) {
         let payload = frame.map_or_else(Bytes::new, |f| f.to_payload());
         self.encode(true, false, OpCode::Close, Payload::Shared(payload));
         *self.close_sent = true;
