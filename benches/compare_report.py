@@ -100,11 +100,11 @@ def echo_targets(echo):
         lean = min((c for c in cells.values() if c.get("server_cpu_us_per_msg")),
                    key=lambda c: c["server_cpu_us_per_msg"], default=None)
         speed = sb["msgs_per_sec"] / best["msgs_per_sec"]
-        text = f"{sb['msgs_per_sec']:,.0f} msgs/s = {speed:.2f}× {best['server']} (the fastest peer)"
+        text = f"{sb['msgs_per_sec']:,.0f} msgs/s = {speed:.3f}× {best['server']} (the fastest peer)"
         ok = speed >= 1.0
         if lean and sb.get("server_cpu_us_per_msg"):
             cpu = sb["server_cpu_us_per_msg"] / lean["server_cpu_us_per_msg"]
-            text += f"; CPU {sb['server_cpu_us_per_msg']:.2f} µs/msg = {cpu:.2f}× {lean['server']} (the leanest peer)"
+            text += f"; CPU {sb['server_cpu_us_per_msg']:.3f} µs/msg = {cpu:.3f}× {lean['server']} (the leanest peer)"
             ok = ok and cpu <= 1.0
         out.append((f"raw echo, {row_label(row)}", text, ok))
     idle = {c["server"]: c for c in echo["json"]["summary"].get("idle", []) if c.get("bytes_per_conn")}
@@ -136,7 +136,7 @@ def sio_targets(sio):
         if not sb or not node or not sx:
             out.append((label, "switchboard, Node or socketioxide missing", None))
             continue
-        text = f"{sb:,.0f} round trips/s = {sb / node:.2f}× Node, {sb / sx:.2f}× socketioxide"
+        text = f"{sb:,.0f} round trips/s = {sb / node:.3f}× Node, {sb / sx:.3f}× socketioxide"
         out.append((label, text, sb / node >= SIO_VS_NODE and sb / sx >= SIO_VS_SOCKETIOXIDE))
     return out
 
