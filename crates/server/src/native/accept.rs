@@ -214,7 +214,8 @@ impl Native {
             self.join_room(&conn, room);
             let _ = self.hub.join(&conn.id, &conn.user, room, false, None);
         }
-        tokio::spawn(driver::Driver::new(self, conn, ws));
+        *conn.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ws);
+        tokio::spawn(driver::Driver::new(self, conn));
     }
 }
 

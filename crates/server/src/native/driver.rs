@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use switchboard_wire::io::{MaybeTlsStream, WebSocket};
-use switchboard_wire::{CloseCode, CloseFrame};
+use switchboard_wire::{CloseCode, CloseFrame, Message};
 
 use super::Native;
-use super::conn::{Conn, Ending};
+use super::conn::{Conn, Ending, Socket};
 
 /// Bytes handed to the socket's write buffer before the connection's queue
 /// holds the rest.
@@ -26,21 +25,25 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 pub(super) struct Driver {
     native: Arc<Native>,
     conn: Arc<Conn>,
-    ws: Option<WebSocket<MaybeTlsStream>>,
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl Driver {
-    pub(super) fn new(native: Arc<Native>, conn: Arc<Conn>, ws: WebSocket<MaybeTlsStream>) -> Self {
+    /// Drives `conn`, whose socket is in `conn.socket`.
+    pub(super) fn new(native: Arc<Native>, conn: Arc<Conn>) -> Self {
         Self {
             native,
             conn,
-            ws: Some(ws),
             closing: None,
         }
     }
 
-    fn finish(&mut self, ending: Option<Ending>, cx: &mut Context<'_>) -> Poll<()> {
+    fn finish(
+        &mut self,
+        ending: Option<Ending>,
+        ws: Option<Socket>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
         self.native.gone(&self.conn);
         let close = match ending {
             Some(Ending::Kicked(code)) => Some((code, "")),
@@ -49,10 +52,10 @@ impl Driver {
         };
         let recorder = &self.native.ctx.recorder;
         if recorder.socket(&self.conn.id).is_some() {
-            let peer = self.ws.as_ref().and_then(|ws| ws.peer_close());
+            let peer = ws.as_ref().and_then(|ws| ws.peer_close());
             recorder.socket_ended(&self.conn.id, close, peer);
         }
-        match (close, self.ws.take()) {
+        match (close, ws) {
             (Some((code, reason)), Some(mut ws)) => {
                 // Bounded: a peer that does not read cannot hold the task.
                 self.closing = Some(Box::pin(async move {
@@ -67,6 +70,77 @@ impl Driver {
     }
 }
 
+/// Moves queued frames into the socket's output, at most about `budget`
+/// bytes; returns whether a frame could not be queued (the connection is
+/// over). Counted and captured here, whoever writes.
+fn move_queued(native: &Native, conn: &Conn, ws: &mut Socket, budget: usize) -> bool {
+    let mut failed = false;
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    // Captured (rarely): what goes to the client is "in".
+    let captures = native.ctx.recorder.socket(&conn.id);
+    conn.drain(budget, |m| {
+        sent += 1;
+        bytes += m.len() as u64;
+        for c in captures.iter().flat_map(|c| c.iter()) {
+            c.message(crate::capture::Dir::In, &m);
+        }
+        failed |= ws.queue(m).is_err();
+    });
+    if sent > 0 {
+        let traffic = &native.ctx.metrics.native;
+        traffic.messages_out.inc_by(sent);
+        traffic.bytes_out.inc_by(bytes);
+    }
+    failed
+}
+
+/// Writes what `conn` has queued straight to its socket, from the caller's
+/// thread, when nothing else is in the way: the task is not driving it, no
+/// earlier output waits and the connection is not closing. Returns whether
+/// everything went out; otherwise the caller wakes the task, which carries
+/// on from where this stopped (frames stay in order: both move them from
+/// the same queue into the same output, under the socket's lock).
+///
+/// A room's publish reaches thousands of connections: this spares each an
+/// enqueue-wake-poll round through the scheduler.
+pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
+    let Ok(mut socket) = conn.socket.try_lock() else {
+        return false;
+    };
+    let Some(ws) = socket.as_mut() else {
+        return false;
+    };
+    if ws.connection().has_output() || ws.connection().close_sent() || conn.lock().ending.is_some()
+    {
+        return false;
+    }
+    if move_queued(native, conn, ws, WRITE_BUDGET) {
+        return false;
+    }
+    // No task waits on this write: a socket that cannot take it all leaves
+    // the rest to the task, which registers for writability itself.
+    // Outside tokio's cooperative budget: a publish writes to thousands of
+    // sockets from one poll of its task, and the budget (128 operations per
+    // poll) would refuse all the rest.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(
+        |cx| ws.poll_write_out(cx)
+    )));
+    let done = matches!(write.poll(&mut cx), Poll::Ready(Ok(())));
+    if done {
+        ws.connection_mut().release_idle_buffers();
+    }
+    done && conn.lock().outbox.is_empty()
+}
+
+/// What one turn of the task decided, acted on once the socket is unlocked.
+enum Turn {
+    Message(Message),
+    Finish(Option<Ending>, Option<Socket>),
+    Again,
+    Pending,
+}
+
 impl Future for Driver {
     type Output = ();
 
@@ -78,58 +152,9 @@ impl Future for Driver {
             return Poll::Ready(());
         }
         loop {
-            let Some(ws) = this.ws.as_mut() else {
-                return Poll::Ready(());
-            };
-            this.conn.waker.register(cx.waker());
-            let (ending, ping) = {
-                let mut st = this.conn.lock();
-                (st.ending, std::mem::take(&mut st.ping_due))
-            };
-            if ping {
-                let _ = ws.connection_mut().send_ping(Bytes::new());
-            }
-            if let Some(e @ (Ending::Dead | Ending::Overflow)) = ending {
-                if e == Ending::Overflow {
-                    let metrics = &this.native.ctx.metrics;
-                    metrics.native.queue_drops.inc();
-                    metrics.reject(crate::metrics::Limit::SlowConsumer);
-                }
-                return this.finish(ending, cx);
-            }
-            // A kicked connection still gets what was queued (the `kick`).
-            let budget = if ending.is_some() {
-                usize::MAX
-            } else {
-                WRITE_BUDGET.saturating_sub(ws.connection().output_len())
-            };
-            let mut failed = false;
-            let (mut sent, mut bytes) = (0u64, 0u64);
-            // Captured (rarely): what goes to the client is "in".
-            let captures = this.native.ctx.recorder.socket(&this.conn.id);
-            this.conn.drain(budget, |m| {
-                sent += 1;
-                bytes += m.len() as u64;
-                for c in captures.iter().flat_map(|c| c.iter()) {
-                    c.message(crate::capture::Dir::In, &m);
-                }
-                failed |= ws.queue(m).is_err();
-            });
-            if sent > 0 {
-                let traffic = &this.native.ctx.metrics.native;
-                traffic.messages_out.inc_by(sent);
-                traffic.bytes_out.inc_by(bytes);
-            }
-            if failed || ending.is_some() {
-                return this.finish(ending, cx);
-            }
-            let unsent = ws.connection().output_len();
-            let r = ws.poll_recv(cx);
-            if ws.take_activity() {
-                this.conn.touch(this.native.now_ms());
-            }
-            match r {
-                Poll::Ready(Some(Ok(m))) => {
+            let turn = this.turn(cx);
+            match turn {
+                Turn::Message(m) => {
                     if let Some(captures) = this.native.ctx.recorder.socket(&this.conn.id) {
                         for c in captures.iter() {
                             c.message(crate::capture::Dir::Out, &m);
@@ -137,31 +162,82 @@ impl Future for Driver {
                     }
                     super::ops::on_message(&this.native, &this.conn, m);
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    if matches!(
-                        e,
-                        switchboard_wire::Error::Protocol(
-                            switchboard_wire::ProtocolError::MessageTooBig { .. }
-                                | switchboard_wire::ProtocolError::FrameTooBig { .. }
-                        )
-                    ) {
-                        this.native
-                            .ctx
-                            .metrics
-                            .reject(crate::metrics::Limit::Payload);
-                    }
-                    return this.finish(None, cx);
-                }
-                Poll::Ready(None) => return this.finish(None, cx),
-                // The socket took some of the output and has room for more
-                // while frames wait in the queue (its writability, which woke
-                // this task, will not fire again): move more. Each round
-                // needs written bytes, so this ends.
-                Poll::Pending
-                    if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
-                        && !this.conn.lock().outbox.is_empty() => {}
-                Poll::Pending => return Poll::Pending,
+                Turn::Finish(ending, ws) => return this.finish(ending, ws, cx),
+                Turn::Again => {}
+                Turn::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+impl Driver {
+    /// One turn with the socket locked: pings, queued frames out, the next
+    /// message in.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Turn {
+        let mut socket = self.conn.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ws) = socket.as_mut() else {
+            return Turn::Finish(None, None);
+        };
+        self.conn.waker.register(cx.waker());
+        let (ending, ping) = {
+            let mut st = self.conn.lock();
+            (st.ending, std::mem::take(&mut st.ping_due))
+        };
+        if ping {
+            let _ = ws.connection_mut().send_ping(Bytes::new());
+        }
+        if let Some(e @ (Ending::Dead | Ending::Overflow)) = ending {
+            if e == Ending::Overflow {
+                let metrics = &self.native.ctx.metrics;
+                metrics.native.queue_drops.inc();
+                metrics.reject(crate::metrics::Limit::SlowConsumer);
+            }
+            return Turn::Finish(ending, socket.take());
+        }
+        // A kicked connection still gets what was queued (the `kick`).
+        let budget = if ending.is_some() {
+            usize::MAX
+        } else {
+            WRITE_BUDGET.saturating_sub(ws.connection().output_len())
+        };
+        let failed = move_queued(&self.native, &self.conn, ws, budget);
+        if failed || ending.is_some() {
+            return Turn::Finish(ending, socket.take());
+        }
+        let unsent = ws.connection().output_len();
+        let r = ws.poll_recv(cx);
+        if ws.take_activity() {
+            self.conn.touch(self.native.now_ms());
+        }
+        match r {
+            Poll::Ready(Some(Ok(m))) => Turn::Message(m),
+            Poll::Ready(Some(Err(e))) => {
+                if matches!(
+                    e,
+                    switchboard_wire::Error::Protocol(
+                        switchboard_wire::ProtocolError::MessageTooBig { .. }
+                            | switchboard_wire::ProtocolError::FrameTooBig { .. }
+                    )
+                ) {
+                    self.native
+                        .ctx
+                        .metrics
+                        .reject(crate::metrics::Limit::Payload);
+                }
+                Turn::Finish(None, socket.take())
+            }
+            Poll::Ready(None) => Turn::Finish(None, socket.take()),
+            // The socket took some of the output and has room for more
+            // while frames wait in the queue (its writability, which woke
+            // this task, will not fire again): move more. Each round
+            // needs written bytes, so this ends.
+            Poll::Pending
+                if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
+                    && !self.conn.lock().outbox.is_empty() =>
+            {
+                Turn::Again
+            }
+            Poll::Pending => Turn::Pending,
         }
     }
 }

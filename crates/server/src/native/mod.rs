@@ -309,13 +309,26 @@ impl Sink for Native {
         let frame = text(m.to_string());
         let metrics = &self.ctx.metrics;
         metrics.deliveries.inc_by(members.len() as u64);
-        for c in members.values() {
-            if p.volatile {
-                if !c.push_volatile(frame.clone()) {
+        let mut walk = members.values().peekable();
+        while let Some(c) = walk.next() {
+            // The next member's lock and socket are cold (each is touched
+            // once per message): ask for them while this one is written.
+            if let Some(next) = walk.peek() {
+                next.prefetch();
+            }
+            let queued = if p.volatile {
+                let queued = c.enqueue_volatile(frame.clone());
+                if !queued {
                     metrics.native.queue_drops.inc();
                 }
+                queued
             } else {
-                c.push(frame.clone());
+                c.enqueue(frame.clone())
+            };
+            // Written from here when the connection is idle; its task is
+            // woken only for what this could not finish.
+            if queued && !driver::write_now(self, c) {
+                c.waker.wake();
             }
         }
     }

@@ -1,0 +1,70 @@
+"""A room's publish is written straight to the socket of every idle member
+and left to the connection's own task when the socket cannot take it: each
+member gets every message once, in offset order, interleaved correctly with
+the replies to its own requests, whether it reads at once or late."""
+
+import asyncio
+import json
+
+from sb_client import Admin, unique
+from test_limits_more import slow_reader
+
+N = 300
+
+
+async def test_members_get_every_message_in_order_between_their_own_replies(server_factory, clients):
+    srv = server_factory("--rate", "100000", "--rate-burst", "100000")
+    room = unique("order")
+    subs = [await clients.native(srv.ws) for _ in range(3)]
+    for s in subs:
+        await s.ok("join", room=room)
+    pub = await clients.native(srv.ws)
+
+
+    async def publish_all():
+        for n in range(1, N + 1):
+            await pub.send({"id": 1000 + n, "op": "publish", "room": room, "event": "n", "data": n})
+
+    async def ask(s):
+        for _ in range(5):
+            await s.roundtrip()
+            await asyncio.sleep(0.01)
+
+    # The members' own requests and their replies cross the burst.
+    await asyncio.gather(publish_all(), *(ask(s) for s in subs))
+    for s in subs:
+        got = await s.next_count(lambda m: m.get("op") == "message" and m.get("room") == room, N)
+        assert [m["data"] for m in got] == list(range(1, N + 1))
+        assert [m["offset"] for m in got] == list(range(1, N + 1))
+
+
+async def test_a_member_that_reads_late_gets_everything_in_order(server_factory, clients):
+    # A send queue large enough that the late reader is not a slow consumer.
+    srv = server_factory("--send-queue", str(8 << 20), "--rate", "100000", "--rate-burst", "100000")
+    room = unique("late")
+    raw = await asyncio.to_thread(slow_reader, srv, "/ws")
+    try:
+        raw.send_text(json.dumps({"id": 1, "op": "join", "room": room}))
+        await asyncio.sleep(0.3)
+        admin = Admin(srv.http)
+        pad = "p" * 8000
+        # ~2.4 MB: more than the socket buffers hold, so most of it waits in
+        # the connection's queue and goes out through its task.
+        for n in range(1, N + 1):
+            await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
+
+        def read_all():
+            raw.sock.settimeout(5)
+            got = []
+            while len(got) < N:
+                op, data = raw.read_frame()
+                if op == 0x1:
+                    m = json.loads(data)
+                    if m.get("op") == "message":
+                        got.append((m["offset"], m["data"]["n"]))
+            return got
+
+        got = await asyncio.to_thread(read_all)
+        assert got == [(n, n) for n in range(1, N + 1)]
+    finally:
+        raw.close()
