@@ -1,5 +1,7 @@
-//! The task of one native connection: a hand-written future (an idle
-//! connection holds the stream and two pointers).
+//! The task of one native connection: a hand-written future (two pointers
+//! and the close in progress; the socket is in the shared [`Conn`], so a
+//! room's publish can write to an idle connection without waking this
+//! task, see [`write_now`]).
 
 use std::future::Future;
 use std::pin::Pin;
