@@ -489,3 +489,28 @@ class RawWs:
             self.sock.close()
         except OSError:
             pass
+
+
+def slow_reader(srv, path):
+    """A WebSocket that reads nothing once open: tiny receive buffer."""
+    raw = RawWs.__new__(RawWs)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((srv.host, srv.port))
+    sock.settimeout(5)
+    # RawWs's handshake, on a socket with a small receive buffer.
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {srv.host}:{srv.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(4096)
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert b" 101 " in head.split(b"\r\n")[0]
+    raw.sock, raw.buf = sock, rest
+    raw.opened_at = time.monotonic()
+    return raw

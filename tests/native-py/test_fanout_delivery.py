@@ -6,8 +6,7 @@ the replies to its own requests, whether it reads at once or late."""
 import asyncio
 import json
 
-from sb_client import Admin, unique
-from test_limits_more import slow_reader
+from sb_client import Admin, slow_reader, unique
 
 N = 300
 

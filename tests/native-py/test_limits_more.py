@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from sb_client import Admin, RawWs, token, unique
+from sb_client import Admin, slow_reader, token, unique
 
 
 def raw_http(host, port, request: bytes, timeout=5.0) -> tuple[int, dict, bytes]:
@@ -132,33 +132,6 @@ async def test_default_max_payload_is_64k(server_factory, clients):
 # -- slow consumers --------------------------------------------------------
 
 SEND_QUEUE = 64 * 1024
-
-
-def slow_reader(srv, path):
-    """A WebSocket that reads nothing once open: tiny receive buffer."""
-    raw = RawWs.__new__(RawWs)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect((srv.host, srv.port))
-    sock.settimeout(5)
-    # Reuse RawWs's handshake on an already connected socket.
-    import base64, os
-
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {srv.host}:{srv.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        buf += sock.recv(4096)
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    assert b" 101 " in head.split(b"\r\n")[0]
-    raw.sock, raw.buf = sock, rest
-    raw.opened_at = time.monotonic()
-    return raw
 
 
 async def test_slow_consumer_is_closed_4008(server_factory):

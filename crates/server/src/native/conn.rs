@@ -109,8 +109,9 @@ impl Conn {
     /// Queues a frame and wakes the connection's task; a client with more
     /// than 4× its send queue waiting is ended ([`Ending::Overflow`]).
     pub(crate) fn push(&self, m: Message) {
-        self.enqueue(m);
-        self.waker.wake();
+        if self.enqueue(m) {
+            self.waker.wake();
+        }
     }
 
     /// Queues a frame without waking the task (the caller writes it or

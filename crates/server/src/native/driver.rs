@@ -139,6 +139,8 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
 enum Turn {
     Message(Message),
     Finish(Option<Ending>, Option<Socket>),
+    /// The socket was taken by an earlier finish: nothing is left to do.
+    Done,
     Again,
     Pending,
 }
@@ -165,6 +167,7 @@ impl Future for Driver {
                     super::ops::on_message(&this.native, &this.conn, m);
                 }
                 Turn::Finish(ending, ws) => return this.finish(ending, ws, cx),
+                Turn::Done => return Poll::Ready(()),
                 Turn::Again => {}
                 Turn::Pending => return Poll::Pending,
             }
@@ -178,7 +181,7 @@ impl Driver {
     fn turn(&mut self, cx: &mut Context<'_>) -> Turn {
         let mut socket = self.conn.socket.lock().unwrap_or_else(|e| e.into_inner());
         let Some(ws) = socket.as_mut() else {
-            return Turn::Finish(None, None);
+            return Turn::Done;
         };
         self.conn.waker.register(cx.waker());
         let (ending, ping) = {
