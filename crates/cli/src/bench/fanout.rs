@@ -266,6 +266,10 @@ async fn subscribe(
     mut stop: watch::Receiver<bool>,
 ) -> Seen {
     let mut seen = Seen::default();
+    // Made once: a fresh `changed()` per message would join and leave the
+    // channel's waiter list each time, a cost the subscribers' one core pays
+    // 100,000 times a second.
+    let mut stopped = std::pin::pin!(stop.changed());
     loop {
         tokio::select! {
             m = ws.recv() => match m {
@@ -290,7 +294,7 @@ async fn subscribe(
                 Some(Ok(_)) => {}
                 _ => break,
             },
-            _ = stop.changed() => break,
+            _ = &mut stopped => break,
         }
     }
     seen

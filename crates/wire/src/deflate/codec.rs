@@ -1,12 +1,13 @@
 //! The compressor and inflater of one connection (RFC 7692 §7.2).
 //!
-//! Both are created on first use and dropped after each message when the
+//! Both are created on first use and given up after each message when the
 //! context is not kept, so a connection that negotiated the extension but is
 //! idle (or never compresses) holds no zlib state.
 //!
 //! Without context takeover a compressed message depends only on its bytes
-//! and the settings. Such compressors are therefore not per connection: each
-//! thread keeps one ready (reset between messages instead of rebuilt), and
+//! and the settings. Such compressors and inflaters are therefore not per
+//! connection: each thread keeps one of each ready (reset between messages
+//! instead of rebuilt, which allocates and clears a 32 KiB window), and
 //! its last few outputs with the payloads they came from
 //! ([`DeflateCodec::compress_shared`]),
 //! so a broadcast sent to thousands of connections (one shared `Bytes`) is
@@ -56,6 +57,11 @@ struct LastOutput {
 
 thread_local! {
     static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+    /// An inflater for peers that keep no context, reset and ready: a
+    /// connection takes it for one message and gives it back (building one
+    /// allocates and clears its window, which a client reading thousands of
+    /// such connections would otherwise do for every message).
+    static SPARE_INFLATER: RefCell<Option<Box<Decompress>>> = const { RefCell::new(None) };
     static LAST: RefCell<std::collections::VecDeque<LastOutput>> =
         const { RefCell::new(std::collections::VecDeque::new()) };
 }
@@ -221,6 +227,9 @@ impl DeflateCodec {
                 Err(InflateError::Corrupt)
             };
         }
+        if self.reset_decompress && self.decompress.is_none() {
+            self.decompress = SPARE_INFLATER.with(|spare| spare.borrow_mut().take());
+        }
         let d = self
             .decompress
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, 15)));
@@ -277,8 +286,14 @@ impl DeflateCodec {
             self.inflate(&TAIL, out, limit)
         };
         self.stream_ended = false;
-        if self.reset_decompress || r.is_err() {
+        if r.is_err() {
             self.decompress = None;
+        } else if self.reset_decompress
+            && let Some(mut d) = self.decompress.take()
+        {
+            // Ready for the next message of any connection on this thread.
+            d.reset(false);
+            SPARE_INFLATER.with(|spare| *spare.borrow_mut() = Some(d));
         }
         r
     }
@@ -380,6 +395,55 @@ mod tests {
         client.inflate(&second, &mut out, 1 << 20).unwrap();
         client.finish_message(&mut out, 1 << 20).unwrap();
         assert_eq!(out, &broadcast[..]);
+    }
+
+    #[test]
+    fn context_free_inflaters_are_reused_clean_across_connections() {
+        let free = DeflateParams {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        let (mut server, mut a) = pair(free);
+        let (_, mut b) = pair(free);
+        let one = server.compress(&b"first message, first message".repeat(4));
+        let two = server.compress(&b"second one, second one".repeat(4));
+        // A's message arrives in two reads; B reads a whole one in between
+        // (A holds its inflater meanwhile, B takes the thread's spare).
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        a.inflate(&one[..one.len() / 2], &mut out_a, 1 << 20)
+            .unwrap();
+        b.inflate(&two, &mut out_b, 1 << 20).unwrap();
+        b.finish_message(&mut out_b, 1 << 20).unwrap();
+        a.inflate(&one[one.len() / 2..], &mut out_a, 1 << 20)
+            .unwrap();
+        a.finish_message(&mut out_a, 1 << 20).unwrap();
+        assert_eq!(out_a, b"first message, first message".repeat(4));
+        assert_eq!(out_b, b"second one, second one".repeat(4));
+
+        // A peer that keeps context although it said it would not: its second
+        // message refers back into the first. A reused inflater starts with
+        // an empty window like a new one, so nothing another connection
+        // inflated before can be read through a back-reference.
+        let (mut keeper, _) = pair(DeflateParams::default());
+        let text = b"private payload of one connection ".repeat(3);
+        let first = keeper.compress(&text);
+        let refers_back = keeper.compress(&text);
+        let mut out = Vec::new();
+        a.inflate(&first, &mut out, 1 << 20).unwrap();
+        a.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, text);
+        let mut out = Vec::new();
+        let r = b
+            .inflate(&refers_back, &mut out, 1 << 20)
+            .and_then(|()| b.finish_message(&mut out, 1 << 20));
+        assert_eq!(r, Err(InflateError::Corrupt));
+        assert!(!out.windows(7).any(|w| w == b"private"), "{out:?}");
+        // A failed message drops its inflater; the next one is sound.
+        let mut out = Vec::new();
+        a.inflate(&two, &mut out, 1 << 20).unwrap();
+        a.finish_message(&mut out, 1 << 20).unwrap();
+        assert_eq!(out, b"second one, second one".repeat(4));
     }
 
     #[test]
