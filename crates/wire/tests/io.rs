@@ -201,3 +201,51 @@ async fn bad_handshakes_get_their_status() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `write_out_now` sends from outside any task; once the socket is full the
+/// rest stays queued for the owner's `poll_write_out`, and the peer gets
+/// every message once, in order.
+#[tokio::test]
+async fn written_now_from_outside_the_task_then_by_the_owner() -> anyhow::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await?;
+        // A small send buffer: the socket fills after a few messages.
+        socket2::SockRef::from(&tcp).set_send_buffer_size(4096)?;
+        let stream = MaybeTlsStream::Plain(tcp);
+        let options = ServerOptions::default();
+        let (ws, _) =
+            accept_raw(stream, &options, Config::default(), &HeadLimits::default()).await?;
+        anyhow::Ok(ws)
+    });
+    let url = format!("ws://{addr}/");
+    let (mut client, _) = connect(&url, &ConnectOptions::new(Config::default())).await?;
+    let mut ws = server.await??;
+    let message = |i: u32| Message::text(format!("{i:08}{}", "x".repeat(1000)));
+    // The client does not read yet: written now until the socket is full.
+    let mut sent = 0u32;
+    loop {
+        ws.queue(message(sent))?;
+        sent += 1;
+        match ws.write_out_now() {
+            Some(Ok(true)) => assert!(!ws.connection().has_output()),
+            Some(Ok(false)) => break,
+            other => panic!("message {sent}: {other:?}"),
+        }
+        assert!(sent < 100_000, "a socket nobody reads never filled");
+    }
+    assert!(ws.connection().has_output(), "the rest stays queued");
+    // The owner writes the rest (waiting for writability) while the client
+    // reads.
+    let owner = tokio::spawn(async move {
+        std::future::poll_fn(|cx| ws.poll_write_out(cx)).await?;
+        anyhow::Ok(ws)
+    });
+    for i in 0..sent {
+        assert_eq!(client.recv().await.unwrap()?, message(i));
+    }
+    let ws = owner.await??;
+    assert!(!ws.connection().has_output());
+    Ok(())
+}

@@ -121,14 +121,21 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
     }
     // No task waits on this write: a socket that cannot take it all leaves
     // the rest to the task, which registers for writability itself.
-    // Outside tokio's cooperative budget: a publish writes to thousands of
-    // sockets from one poll of its task, and the budget (128 operations per
-    // poll) would refuse all the rest.
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(
-        |cx| ws.poll_write_out(cx)
-    )));
-    let done = matches!(write.poll(&mut cx), Poll::Ready(Ok(())));
+    let done = match ws.write_out_now() {
+        // Plain TCP: a send to the socket, nothing more (the runtime's
+        // readiness bookkeeping is the task's business).
+        Some(r) => matches!(r, Ok(true)),
+        // TLS, through its stream. Outside tokio's cooperative budget: a
+        // publish writes to thousands of sockets from one poll of its task,
+        // and the budget (128 operations per poll) would refuse all the rest.
+        None => {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(
+                |cx| ws.poll_write_out(cx)
+            )));
+            matches!(write.poll(&mut cx), Poll::Ready(Ok(())))
+        }
+    };
     if done {
         ws.connection_mut().release_idle_buffers();
     }

@@ -7,6 +7,25 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+impl MaybeTlsStream {
+    /// Sends to a plain TCP socket at once, from whatever thread, without
+    /// the runtime: its readiness is neither consulted nor changed (a full
+    /// socket is seen by the owner's next write, which then waits for
+    /// writability as always). `None` over TLS, whose records only the TLS
+    /// stream can write.
+    pub(crate) fn send_now(&self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
+        let Self::Plain(tcp) = self else {
+            return None;
+        };
+        let socket = socket2::SockRef::from(tcp);
+        // No SIGPIPE for a peer that went away, like std's own writes.
+        Some(match bufs {
+            [one] => socket.send_with_flags(one, libc::MSG_NOSIGNAL),
+            _ => socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+        })
+    }
+}
+
 /// `ws://` (plain) or `wss://` (TLS) transport.
 #[derive(Debug)]
 pub enum MaybeTlsStream {

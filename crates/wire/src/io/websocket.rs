@@ -317,3 +317,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 }
+
+impl WebSocket<super::MaybeTlsStream> {
+    /// Writes the queued output straight to a plain TCP socket from the
+    /// caller's thread, outside any task and the runtime's budget: for a
+    /// broadcast that reaches thousands of idle connections from one place.
+    ///
+    /// `Some(Ok(true))`: everything went out. `Some(Ok(false))`: the socket
+    /// is full and the rest stays queued; the task that owns the WebSocket
+    /// writes it (its first write finds the socket full and waits for
+    /// writability). `Some(Err(_))`: the socket failed; the owner's next
+    /// write meets the same error. `None` over TLS: use
+    /// [`WebSocket::poll_write_out`].
+    pub fn write_out_now(&mut self) -> Option<Result<bool, Error>> {
+        while self.conn.has_output() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let k = self.conn.output_slices(&mut slices);
+            match self.io.send_now(&slices[..k])? {
+                Ok(0) => return Some(Err(Error::Io(io::ErrorKind::WriteZero.into()))),
+                Ok(n) => self.conn.consume_output(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Ok(false)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(Err(Error::Io(e))),
+            }
+        }
+        Some(Ok(true))
+    }
+}
