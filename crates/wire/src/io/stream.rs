@@ -7,6 +7,13 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// No SIGPIPE for a peer that went away, like std's own writes (elsewhere
+/// mio sets `SO_NOSIGPIPE` on the socket instead).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const SEND_FLAGS: libc::c_int = 0;
+
 impl MaybeTlsStream {
     /// Sends to a plain TCP socket at once, from whatever thread, without
     /// the runtime: its readiness is neither consulted nor changed (a full
@@ -18,10 +25,9 @@ impl MaybeTlsStream {
             return None;
         };
         let socket = socket2::SockRef::from(tcp);
-        // No SIGPIPE for a peer that went away, like std's own writes.
         Some(match bufs {
-            [one] => socket.send_with_flags(one, libc::MSG_NOSIGNAL),
-            _ => socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            [one] => socket.send_with_flags(one, SEND_FLAGS),
+            _ => socket.send_vectored_with_flags(bufs, SEND_FLAGS),
         })
     }
 }
