@@ -26,6 +26,8 @@
 #   SB_BIN_DIR     default ${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release
 #   SWITCHBOARD    default $SB_BIN_DIR/switchboard (the servers and the load generator)
 #   SB_SERVE_ARGS  extra arguments for `switchboard serve` (split on spaces)
+#   BENCH_ARGS     extra arguments for `switchboard bench fanout` (split on spaces),
+#                  e.g. --no-deflate: native subscribers do not offer compression
 #   NODE_ARGS      extra arguments for sio-relay.js (e.g. --recovery)
 #   SERVER_CPU / CLIENT_CPU  cores for the server and the load generator (default 0 / 1)
 #   OUT_DIR        results directory (default out/fanout-<timestamp> at the repository root)
@@ -65,6 +67,8 @@ SERVERS="${SERVERS:-switchboard-native,switchboard-socketio,node}"
 SB_BIN_DIR="${SB_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release}"
 SWITCHBOARD="${SWITCHBOARD:-$SB_BIN_DIR/switchboard}"
 SB_SERVE_ARGS="${SB_SERVE_ARGS:-}"
+BENCH_ARGS="${BENCH_ARGS:-}"
+read -ra bench_args <<<"$BENCH_ARGS"
 NODE_ARGS="${NODE_ARGS:-}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
@@ -187,7 +191,7 @@ run_one() {
   line="$(taskset -c "$CLIENT_CPU" timeout "$RUN_TIMEOUT" "$SWITCHBOARD" bench fanout \
     --protocol "$(protocol_of "$name")" --url "$(url_of "$name" "$port")" \
     --subscribers "$SUBSCRIBERS" --rate "$rate" --duration "$DURATION" --size "$SIZE" \
-    --pid "$pid" --json 2>"$glog")"
+    "${bench_args[@]}" --pid "$pid" --json 2>"$glog")"
   local rc=$?
   [ $rc -eq 0 ] || err="load generator failed (exit $rc, see $glog)"
   kill -0 "$pid" 2>/dev/null || err="${err:+$err; }server exited (see $slog)"
@@ -228,6 +232,7 @@ GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
 [ -n "$GIT_REV" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1)" ] && GIT_REV="$GIT_REV-dirty"
 SUBSCRIBERS="$SUBSCRIBERS" RATES="$RATES" DURATION="$DURATION" ROUNDS="$ROUNDS" P99_MS="$P99_MS" SIZE="$SIZE" \
 SWITCHBOARD="$SWITCHBOARD" SB_VERSION="$SB_VERSION" SB_SERVE_ARGS="$SB_SERVE_ARGS" NODE_ARGS="$NODE_ARGS" \
+BENCH_ARGS="$BENCH_ARGS" \
 NODE_VERSION="$NODE_VERSION" SIO_VERSION="$SIO_VERSION" GIT_REV="$GIT_REV" SERVER_CPU="$SERVER_CPU" \
 CLIENT_CPU="$CLIENT_CPU" SOFT_FDS="$SOFT_FDS" \
 python3 - "$RUNS" "$OUT_DIR/results.json" "$OUT_DIR/results.md" <<'EOF'
@@ -303,7 +308,7 @@ summary = {
         "switchboard": E["SWITCHBOARD"], "switchboard_version": E["SB_VERSION"],
         "switchboard_args": ("serve --listen 127.0.0.1:PORT --api-key x --max-connections-per-ip 0 "
                              "--rate 1000000 --rate-burst 1000000 " + E["SB_SERVE_ARGS"]).strip(),
-        "node_args": E["NODE_ARGS"], "node": E["NODE_VERSION"], "socket.io": E["SIO_VERSION"],
+        "bench_args": E["BENCH_ARGS"], "node_args": E["NODE_ARGS"], "node": E["NODE_VERSION"], "socket.io": E["SIO_VERSION"],
         "git_rev": E["GIT_REV"], "server_cpu": int(E["SERVER_CPU"]), "client_cpu": int(E["CLIENT_CPU"]),
         "nofile": E["SOFT_FDS"], "kernel": platform.release(), "cpus": os.cpu_count(),
     },

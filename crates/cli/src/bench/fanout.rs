@@ -76,6 +76,12 @@ pub(crate) struct FanoutBenchArgs {
     /// delivery is reported, per delivery.
     #[arg(long)]
     pid: Option<u32>,
+    /// Native subscribers do not offer permessage-deflate (browsers do):
+    /// the one core that reads for all of them then does not inflate every
+    /// delivery, which adds its own lag to the latencies measured.
+    /// Socket.IO subscribers never compress (nor does the reference server).
+    #[arg(long)]
+    no_deflate: bool,
     /// Load generator threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -143,8 +149,14 @@ pub(crate) fn run(args: FanoutBenchArgs) -> anyhow::Result<()> {
 type Ws = WebSocket<MaybeTlsStream>;
 
 /// A native subscriber: connected and joined.
-async fn join_native(url: &str, room: &str) -> anyhow::Result<Ws> {
-    let options = ConnectOptions::new(Config::default());
+async fn join_native(url: &str, room: &str, deflate: bool) -> anyhow::Result<Ws> {
+    let config = Config::default();
+    let config = if deflate {
+        config
+    } else {
+        config.deflate(None)
+    };
+    let options = ConnectOptions::new(config);
     let (mut ws, _) = connect(url, &options)
         .await
         .with_context(|| format!("connecting to {url}"))?;
@@ -363,11 +375,12 @@ async fn bench(args: FanoutBenchArgs) -> anyhow::Result<()> {
     for batch in indexes.chunks(args.connect_batch.max(1)) {
         let joins = batch.iter().map(|&i| {
             let (url, room, dialers) = (&args.urls[i % args.urls.len()], &args.room, &dialers);
+            let no_deflate = args.no_deflate;
             async move {
                 let ws = if socketio {
                     join_socketio(&dialers[i % dialers.len()], i, room).await
                 } else {
-                    join_native(url, room).await
+                    join_native(url, room, !no_deflate).await
                 };
                 ws.with_context(|| format!("subscriber {i} ({url})"))
             }
@@ -496,6 +509,7 @@ async fn bench(args: FanoutBenchArgs) -> anyhow::Result<()> {
         let mut out = json!({
             "scenario": "fanout",
             "protocol": args.protocol.name(),
+            "deflate_offered": !socketio && !args.no_deflate,
             "urls": args.urls,
             "subscribers": args.subscribers,
             "rate": args.rate,
