@@ -157,7 +157,9 @@ async def test_history_size_bounds_the_log_and_recovery(server_factory, clients)
 
 
 async def test_history_ttl_drops_old_messages(server_factory, clients):
-    srv = server_factory("--history-ttl", "1")
+    # 1 s (a bare number would be milliseconds: "new" would expire before
+    # the history request whenever its round trip took over 1 ms).
+    srv = server_factory("--history-ttl", "1s")
     c = await clients.native(srv.ws)
     room = unique("ttl")
     epoch = (await c.ok("join", room=room))["epoch"]
