@@ -1,7 +1,8 @@
 """A room's publish is written straight to the socket of every idle member
 and left to the connection's own task when the socket cannot take it: each
 member gets every message once, in offset order, interleaved correctly with
-the replies to its own requests, whether it reads at once or late."""
+the replies to its own requests, whether it reads at once or late. Native
+members and Socket.IO members (the relay's broadcast) alike."""
 
 import asyncio
 import json
@@ -61,6 +62,76 @@ async def test_a_member_that_reads_late_gets_everything_in_order(server_factory,
                     m = json.loads(data)
                     if m.get("op") == "message":
                         got.append((m["offset"], m["data"]["n"]))
+            return got
+
+        got = await asyncio.to_thread(read_all)
+        assert got == [(n, n) for n in range(1, N + 1)]
+    finally:
+        raw.close()
+
+
+async def test_socketio_members_get_every_message_in_order_between_their_own_acks(server_factory, clients):
+    srv = server_factory("--rate", "100000", "--rate-burst", "100000")
+    room = unique("sio-order")
+    subs = [await clients.sio(srv.http) for _ in range(3)]
+    for s in subs:
+        assert (await s.call("join", room))["ok"] is True
+    pub = await clients.native(srv.ws)
+
+    async def publish_all():
+        for n in range(1, N + 1):
+            await pub.send({"id": 1000 + n, "op": "publish", "room": room, "event": "n", "data": n})
+
+    async def ask(s):
+        for _ in range(5):
+            assert (await s.call("history", room, {"limit": 1}))["epoch"]
+            await asyncio.sleep(0.01)
+
+    # The members' own emits and their acks cross the burst.
+    await asyncio.gather(publish_all(), *(ask(s) for s in subs))
+    for s in subs:
+        await s.next("n", lambda a: a[1]["offset"] == N)
+        got = [a for e, a in s.events if e == "n"]
+        assert [a[0] for a in got] == list(range(1, N + 1))
+        assert [a[1]["offset"] for a in got] == list(range(1, N + 1))
+
+
+async def test_a_socketio_member_that_reads_late_gets_everything_in_order(server_factory, clients):
+    srv = server_factory("--rate", "100000", "--rate-burst", "100000")
+    room = unique("sio-late")
+    raw = await asyncio.to_thread(slow_reader, srv, "/socket.io/?EIO=4&transport=websocket")
+    try:
+
+        def text():
+            while True:
+                op, data = raw.read_frame()
+                if op == 0x1:
+                    return data.decode()
+
+        # Engine.IO open, Socket.IO CONNECT to "/", join with an ack.
+        assert text().startswith("0{")
+        raw.send_text("40")
+        assert text().startswith("40")
+        raw.send_text("420" + json.dumps(["join", room, {}]))
+        assert json.loads(text()[3:])[0]["ok"] is True
+        admin = Admin(srv.http)
+        pad = "p" * 8000
+        # ~2.4 MB: more than the socket buffers hold, so most of it waits in
+        # the session and goes out through the connection's task.
+        for n in range(1, N + 1):
+            await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
+
+        def read_all():
+            raw.sock.settimeout(5)
+            got = []
+            while len(got) < N:
+                t = text()
+                if t == "2":
+                    raw.send_text("3")
+                elif t.startswith("42"):
+                    args = json.loads(t[2:])
+                    assert args[0] == "n", t[:200]
+                    got.append((args[2]["offset"], args[1]["n"]))
             return got
 
         got = await asyncio.to_thread(read_all)

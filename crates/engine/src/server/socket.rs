@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
 use switchboard_wire::Message;
+use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use tokio::sync::Notify;
 
 use crate::packet::Packet;
@@ -13,12 +14,17 @@ use crate::session::{CloseReason, Session, Transport};
 /// A session: the sans-IO [`Session`] behind a lock, a wake-up for whichever
 /// transport drains it, and the upper layer's per-connection data `D`.
 ///
-/// Sending only queues and wakes: the WebSocket task or the waiting GET
-/// writes. Every method is cheap and never blocks on I/O.
+/// Sending queues, then either writes straight to an idle WebSocket or
+/// wakes whoever drains the session (the WebSocket task or a waiting GET).
+/// Every method is cheap and never blocks on I/O.
 #[derive(Debug)]
 pub struct EngineSocket<D> {
     sid: Arc<str>,
     state: Mutex<State>,
+    /// The session's WebSocket once its task runs. The task holds this lock
+    /// while it drives the socket; a sender that finds it free (and the
+    /// socket idle) writes straight to it instead of waking the task.
+    pub(crate) ws: Mutex<Option<WebSocket<MaybeTlsStream>>>,
     /// Wakes GETs waiting for output.
     pub(crate) notify: Notify,
     /// Wakes the WebSocket task.
@@ -55,6 +61,7 @@ impl<D> EngineSocket<D> {
                 reported: false,
                 timer: None,
             }),
+            ws: Mutex::new(None),
             notify: Notify::new(),
             ws_waker: AtomicWaker::new(),
             data,
@@ -89,7 +96,10 @@ impl<D> EngineSocket<D> {
         self.wake();
     }
 
-    /// Queues encoded frames (see [`Session::send_encoded`]) in one go.
+    /// Queues encoded frames (see [`Session::send_encoded`]) in one go, and
+    /// writes them at once when the session's WebSocket is idle (a
+    /// broadcast reaching thousands of sessions then costs each a `send`, not
+    /// a wake-up and a poll of its task).
     pub fn send_encoded(&self, frames: impl IntoIterator<Item = Message>) {
         {
             let mut st = self.lock();
@@ -97,7 +107,53 @@ impl<D> EngineSocket<D> {
                 st.session.send_encoded(f);
             }
         }
-        self.wake();
+        if !self.write_now() {
+            self.wake();
+        }
+    }
+
+    /// Writes what the session holds straight to its WebSocket from the
+    /// caller's thread when nothing is in the way: the task is not driving
+    /// the socket, no earlier output waits, the session is open on the
+    /// WebSocket transport and the socket is plain TCP. Returns whether
+    /// everything went out; otherwise the caller wakes the task, which
+    /// carries on from where this stopped (packets stay in order: both move
+    /// them from the session into the socket's output under its lock).
+    fn write_now(&self) -> bool {
+        let Ok(mut slot) = self.ws.try_lock() else {
+            return false;
+        };
+        let Some(ws) = slot.as_mut() else {
+            return false;
+        };
+        if ws.connection().has_output()
+            || ws.connection().close_sent()
+            || !matches!(ws.get_ref(), MaybeTlsStream::Plain(_))
+        {
+            return false;
+        }
+        {
+            let mut st = self.lock();
+            if st.session.closed().is_some() || st.session.transport() != Transport::WebSocket {
+                return false;
+            }
+            let mut failed = false;
+            st.session
+                .drain_ws_up_to(super::websocket::WRITE_BUDGET, |m| {
+                    failed |= ws.queue(m).is_err();
+                });
+            if failed {
+                // As the task does: the socket is closing under the session.
+                st.session.end(CloseReason::TransportClose);
+                return false;
+            }
+        }
+        // Full socket or error: the task meets it on its next write.
+        if !matches!(ws.write_out_now(), Some(Ok(true))) {
+            return false;
+        }
+        ws.connection_mut().release_idle_buffers();
+        self.lock().session.backlog() == 0
     }
 
     /// Shows every packet of the session from now on to `tap` (`None`:

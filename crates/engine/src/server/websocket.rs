@@ -102,19 +102,20 @@ pub(super) fn upgrade<H: Handler, B>(
 
 /// Bytes queued on a WebSocket's write buffer before the session's outbox
 /// holds the rest (the WebSocket stops reading above 1 MiB of output).
-const WRITE_BUDGET: usize = 512 << 10;
+pub(super) const WRITE_BUDGET: usize = 512 << 10;
 
 /// Reads and writes one WebSocket until the session or the socket ends.
 ///
 /// A hand-written future rather than an `async fn`: it is the state of every
-/// idle WebSocket connection, and as a struct it holds the stream and two
-/// pointers, nothing else (an `async fn` with a `select!` kept several
-/// hundred bytes of dormant state per connection). The layer above wakes it
-/// through the session's [`EngineSocket::ws_waker`].
+/// idle WebSocket connection, and as a struct it holds two pointers and
+/// nothing else (an `async fn` with a `select!` kept several hundred bytes of
+/// dormant state per connection). The WebSocket itself lives in the session
+/// ([`EngineSocket::ws`]), locked while this drives it, so that a sender can
+/// write to it while it is idle. The layer above wakes this task through the
+/// session's [`EngineSocket::ws_waker`].
 struct Driver<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
-    ws: Option<WebSocket<MaybeTlsStream>>,
     /// The closing handshake, boxed: it only exists while closing.
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
@@ -124,12 +125,20 @@ fn run<H: Handler>(
     socket: Arc<EngineSocket<H::Data>>,
     ws: WebSocket<MaybeTlsStream>,
 ) -> Driver<H> {
+    *lock_ws(&socket) = Some(ws);
     Driver {
         shared,
         socket,
-        ws: Some(ws),
         closing: None,
     }
+}
+
+type WsSlot<'a> = std::sync::MutexGuard<'a, Option<WebSocket<MaybeTlsStream>>>;
+
+fn lock_ws<D>(socket: &EngineSocket<D>) -> WsSlot<'_> {
+    // Poisoned only by a panic while driving: the socket's state is still
+    // the codec's own, consistent at every call boundary.
+    socket.ws.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<H: Handler> Future for Driver<H> {
@@ -143,7 +152,8 @@ impl<H: Handler> Future for Driver<H> {
             this.shared.reap(&this.socket);
             return Poll::Ready(());
         }
-        let Some(ws) = this.ws.as_mut() else {
+        let mut slot = lock_ws(&this.socket);
+        let Some(ws) = slot.as_mut() else {
             return Poll::Ready(());
         };
         loop {
@@ -170,14 +180,20 @@ impl<H: Handler> Future for Driver<H> {
                 st.session.closed()
             };
             if let Some(reason) = closed {
-                return this.finish(Some(reason), cx);
+                let ws = slot.take();
+                drop(slot);
+                return this.finish(Some(reason), ws, cx);
             }
             let unsent = ws.connection().output_len();
             match ws.poll_recv(cx) {
                 Poll::Ready(Some(Ok(m))) => on_frame(&this.shared, &this.socket, m),
                 // The socket ended: the session ends with it unless this was
                 // an upgrade that never completed.
-                Poll::Ready(Some(Err(_)) | None) => return this.finish(None, cx),
+                Poll::Ready(Some(Err(_)) | None) => {
+                    let ws = slot.take();
+                    drop(slot);
+                    return this.finish(None, ws, cx);
+                }
                 // The socket took some of the output and has room for more
                 // while packets wait in the session (its writability, which
                 // woke this task, will not fire again): move more. Each
@@ -192,8 +208,12 @@ impl<H: Handler> Future for Driver<H> {
 }
 
 impl<H: Handler> Driver<H> {
-    fn finish(&mut self, end: Option<CloseReason>, cx: &mut Context<'_>) -> Poll<()> {
-        let ws = self.ws.take();
+    fn finish(
+        &mut self,
+        end: Option<CloseReason>,
+        ws: Option<WebSocket<MaybeTlsStream>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
         match (end, ws) {
             (
                 Some(
