@@ -1,6 +1,8 @@
 //! The WebSocket transport: a fresh session opened on a WebSocket, or the
 //! upgrade of a polling session. One task per WebSocket reads frames and
-//! writes whatever the session queues.
+//! writes whatever the session queues; a sender that finds the WebSocket
+//! idle writes its packets itself ([`EngineSocket::send_encoded`]), so a
+//! broadcast to thousands of sessions wakes none of their tasks.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -130,6 +132,14 @@ fn run<H: Handler>(
         shared,
         socket,
         closing: None,
+    }
+}
+
+impl<H: Handler> Drop for Driver<H> {
+    fn drop(&mut self) {
+        // A task dropped before it finished (a handler panicked, the runtime
+        // shut down) closes its socket, as when the task owned it.
+        lock_ws(&self.socket).take();
     }
 }
 

@@ -30,6 +30,18 @@ pub(super) struct Driver {
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A task dropped before it finished (a handler panicked, the runtime
+        // shut down) closes its socket, as when the task owned it.
+        self.conn
+            .socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
 impl Driver {
     /// Drives `conn`, whose socket is in `conn.socket`.
     pub(super) fn new(native: Arc<Native>, conn: Arc<Conn>) -> Self {

@@ -327,7 +327,7 @@ impl WebSocket<super::MaybeTlsStream> {
     /// is full and the rest stays queued; the task that owns the WebSocket
     /// writes it (its first write finds the socket full and waits for
     /// writability). `Some(Err(_))`: the socket failed; the owner's next
-    /// write meets the same error. `None` over TLS: use
+    /// write fails too. `None` over TLS: use
     /// [`WebSocket::poll_write_out`].
     pub fn write_out_now(&mut self) -> Option<Result<bool, Error>> {
         while self.conn.has_output() {
