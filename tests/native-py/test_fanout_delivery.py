@@ -12,6 +12,16 @@ from sb_client import Admin, slow_reader, unique
 N = 300
 
 
+async def publish_large(srv, room):
+    """N publishes of ~8 KB through the admin API: ~2.4 MB, more than the
+    socket buffers hold, so a member that reads late has most of it wait on
+    the server and go out through its connection's task."""
+    admin = Admin(srv.http)
+    pad = "p" * 8000
+    for n in range(1, N + 1):
+        await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
+
+
 async def test_members_get_every_message_in_order_between_their_own_replies(server_factory, clients):
     srv = server_factory("--rate", "100000", "--rate-burst", "100000")
     room = unique("order")
@@ -46,12 +56,7 @@ async def test_a_member_that_reads_late_gets_everything_in_order(server_factory,
     try:
         raw.send_text(json.dumps({"id": 1, "op": "join", "room": room}))
         await asyncio.sleep(0.3)
-        admin = Admin(srv.http)
-        pad = "p" * 8000
-        # ~2.4 MB: more than the socket buffers hold, so most of it waits in
-        # the connection's queue and goes out through its task.
-        for n in range(1, N + 1):
-            await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
+        await publish_large(srv, room)
 
         def read_all():
             raw.sock.settimeout(5)
@@ -114,12 +119,7 @@ async def test_a_socketio_member_that_reads_late_gets_everything_in_order(server
         assert text().startswith("40")
         raw.send_text("420" + json.dumps(["join", room, {}]))
         assert json.loads(text()[3:])[0]["ok"] is True
-        admin = Admin(srv.http)
-        pad = "p" * 8000
-        # ~2.4 MB: more than the socket buffers hold, so most of it waits in
-        # the session and goes out through the connection's task.
-        for n in range(1, N + 1):
-            await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
+        await publish_large(srv, room)
 
         def read_all():
             raw.sock.settimeout(5)
