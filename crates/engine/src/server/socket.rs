@@ -152,7 +152,6 @@ impl<D> EngineSocket<D> {
         if !matches!(ws.write_out_now(), Some(Ok(true))) {
             return false;
         }
-        ws.connection_mut().release_idle_buffers();
         self.lock().session.backlog() == 0
     }
 

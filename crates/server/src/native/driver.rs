@@ -145,12 +145,13 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
             let write = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(
                 |cx| ws.poll_write_out(cx)
             )));
-            matches!(write.poll(&mut cx), Poll::Ready(Ok(())))
+            let done = matches!(write.poll(&mut cx), Poll::Ready(Ok(())));
+            if done {
+                ws.connection_mut().release_idle_buffers();
+            }
+            done
         }
     };
-    if done {
-        ws.connection_mut().release_idle_buffers();
-    }
     done && conn.lock().outbox.is_empty()
 }
 

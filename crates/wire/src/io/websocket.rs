@@ -323,7 +323,8 @@ impl WebSocket<super::MaybeTlsStream> {
     /// caller's thread, outside any task and the runtime's budget: for a
     /// broadcast that reaches thousands of idle connections from one place.
     ///
-    /// `Some(Ok(true))`: everything went out. `Some(Ok(false))`: the socket
+    /// `Some(Ok(true))`: everything went out (idle buffers are released, as
+    /// when [`WebSocket::recv`] waits). `Some(Ok(false))`: the socket
     /// is full and the rest stays queued; the task that owns the WebSocket
     /// writes it (its first write finds the socket full and waits for
     /// writability). `Some(Err(_))`: the socket failed; the owner's next
@@ -341,6 +342,7 @@ impl WebSocket<super::MaybeTlsStream> {
                 Err(e) => return Some(Err(Error::Io(e))),
             }
         }
+        self.conn.release_idle_buffers();
         Some(Ok(true))
     }
 }
