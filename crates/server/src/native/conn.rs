@@ -87,19 +87,10 @@ impl Conn {
     }
 
     /// Hints the CPU to load the lines a delivery touches first (the queue's
-    /// lock and the socket's); a no-op where there is no such hint.
+    /// lock and the socket's).
     pub(crate) fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // SAFETY: a prefetch reads nothing and cannot fault (it only
-            // hints the cache), and SSE, which it needs, is in every x86_64
-            // target.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>((&raw const self.state).cast());
-                _mm_prefetch::<_MM_HINT_T0>((&raw const self.socket).cast());
-            }
-        }
+        switchboard_wire::io::prefetch(&self.state);
+        switchboard_wire::io::prefetch(&self.socket);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

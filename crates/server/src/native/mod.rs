@@ -29,8 +29,16 @@ use crate::context::Context;
 use crate::wire;
 use conn::{Conn, Ending};
 
-/// The connections in one room, by id.
-type Members = HashMap<ConnId, Arc<Conn>>;
+/// The connections in one room, by id: in the order they joined, in one
+/// dense array. A publish walks them front to back, which the CPU's prefetcher (and the kernel's
+/// file table, whose sockets opened in about the same order) follows far
+/// better than a hash table's order. A leave moves the last member into the
+/// gap.
+type Members = indexmap::IndexMap<ConnId, Arc<Conn>>;
+
+/// How far ahead of the member being written a publish asks the CPU for the
+/// next members' locks and sockets.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Heartbeat settings of the native protocol.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +207,7 @@ impl Native {
             None => {
                 rooms.insert(
                     Arc::from(room),
-                    HashMap::from([(conn.id.clone(), conn.clone())]),
+                    Members::from([(conn.id.clone(), conn.clone())]),
                 );
             }
         }
@@ -208,7 +216,7 @@ impl Native {
     fn leave_room(&self, conn: &Conn, room: &str) {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = rooms.get_mut(room) {
-            members.remove(&conn.id);
+            members.swap_remove(&conn.id);
             if members.is_empty() {
                 rooms.remove(room);
             }
@@ -309,12 +317,12 @@ impl Sink for Native {
         let frame = text(m.to_string());
         let metrics = &self.ctx.metrics;
         metrics.deliveries.inc_by(members.len() as u64);
-        let mut walk = members.values().peekable();
-        while let Some(c) = walk.next() {
-            // The next member's lock and socket are cold (each is touched
-            // once per message): ask for them while this one is written.
-            if let Some(next) = walk.peek() {
-                next.prefetch();
+        for (i, c) in members.values().enumerate() {
+            // The lock and socket of the members a few places on are cold
+            // (each is touched once per message): ask for them while this
+            // one is written.
+            if let Some((_, ahead)) = members.get_index(i + PREFETCH_AHEAD) {
+                ahead.prefetch();
             }
             let queued = if p.volatile {
                 let queued = c.enqueue_volatile(frame.clone());

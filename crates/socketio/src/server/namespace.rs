@@ -1,7 +1,9 @@
 //! Namespaces: handlers, sockets and rooms.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use indexmap::IndexSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -211,14 +213,14 @@ impl NamespaceBuilder {
 pub(crate) enum Members {
     One(Arc<str>),
     #[allow(clippy::box_collection)]
-    Many(Box<HashSet<Arc<str>>>),
+    Many(Box<IndexSet<Arc<str>>>),
 }
 
 impl Members {
     fn insert(&mut self, id: &Arc<str>) {
         match self {
             Self::One(first) if first != id => {
-                *self = Self::Many(Box::new(HashSet::from([first.clone(), id.clone()])));
+                *self = Self::Many(Box::new(IndexSet::from([first.clone(), id.clone()])));
             }
             Self::One(_) => {}
             Self::Many(set) => {
@@ -232,7 +234,7 @@ impl Members {
         match self {
             Self::One(first) => &**first == id,
             Self::Many(set) => {
-                set.remove(id);
+                set.swap_remove(id);
                 if set.len() == 1
                     && let Some(last) = set.iter().next().cloned()
                 {

@@ -1,6 +1,7 @@
 //! Thin tokio drivers over the sans-IO core.
 
 pub mod client;
+mod prefetch;
 pub mod replayed;
 pub mod server;
 pub mod stream;
@@ -8,6 +9,7 @@ pub mod tls;
 pub mod websocket;
 
 pub use client::{ConnectOptions, Target, connect};
+pub use prefetch::prefetch;
 pub use replayed::Replayed;
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;
