@@ -127,6 +127,35 @@ async def test_leave_stops_delivery(jwt_server, clients):
     assert (await a.request("leave", room=unique("never")))["ok"] is True
 
 
+async def test_leaves_from_the_middle_of_a_room_keep_everyone_else(jwt_server, clients):
+    # A room keeps its members in join order; a leave moves the last member
+    # into the gap. Whoever stays gets every message once, whoever left none.
+    room = unique("n-middle")
+    members = [await clients.native(jwt_server.ws, token(f"n-mid{i}")) for i in range(6)]
+    for m in members:
+        await m.ok("join", room=room)
+    for gone in (members[1], members[3], members[0]):
+        await gone.ok("leave", room=room)
+    stay = [members[2], members[4], members[5]]
+    for n in range(3):
+        await stay[n].ok("publish", room=room, event="e", data=n)
+    for m in stay:
+        await m.next_count(lambda x: x.get("op") == "message" and x["room"] == room, 3)
+    for m in members:
+        await m.roundtrip()
+    for m in stay:
+        assert sorted(x["data"] for x in m.messages(room)) == [0, 1, 2]
+    for m in (members[0], members[1], members[3]):
+        assert m.messages(room) == []
+    # One that left joins again: it gets the next message, once.
+    await members[3].ok("join", room=room)
+    await members[3].ok("publish", room=room, event="e", data=3)
+    for m in stay + [members[3]]:
+        await m.next(lambda x: x.get("op") == "message" and x["room"] == room and x["data"] == 3)
+        await m.roundtrip()
+        assert [x["data"] for x in m.messages(room)].count(3) == 1
+
+
 async def test_rejoin_after_leave_delivers_again(jwt_server, clients):
     room = unique("n-rejoin")
     a = await clients.native(jwt_server.ws, token("n-rejoiner"))

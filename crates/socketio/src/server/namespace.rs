@@ -387,3 +387,37 @@ impl Namespace {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Members;
+    use std::sync::Arc;
+
+    fn ids(m: &Members) -> Vec<&str> {
+        m.iter().map(|s| &**s).collect()
+    }
+
+    #[test]
+    fn members_keep_join_order_and_a_leave_from_the_middle_keeps_the_rest() {
+        let id = |s: &str| Arc::<str>::from(s);
+        let mut m = Members::One(id("a"));
+        for s in ["b", "c", "d", "e", "b"] {
+            m.insert(&id(s));
+        }
+        assert_eq!(
+            ids(&m),
+            ["a", "b", "c", "d", "e"],
+            "joined once each, in order"
+        );
+        assert!(!m.remove("b"));
+        assert!(!m.remove("never"));
+        let mut left = ids(&m);
+        left.sort_unstable();
+        assert_eq!(left, ["a", "c", "d", "e"]);
+        for s in ["a", "e", "c"] {
+            assert!(!m.remove(s));
+        }
+        assert!(matches!(&m, Members::One(last) if &**last == "d"));
+        assert!(m.remove("d"), "the last one out empties the room");
+    }
+}
