@@ -29,11 +29,11 @@ use crate::context::Context;
 use crate::wire;
 use conn::{Conn, Ending};
 
-/// The connections in one room, by id: in the order they joined, in one
-/// dense array. A publish walks them front to back, which the CPU's prefetcher (and the kernel's
-/// file table, whose sockets opened in about the same order) follows far
-/// better than a hash table's order. A leave moves the last member into the
-/// gap.
+/// The connections in one room, by id, in the order they joined, in one
+/// dense array. A publish walks them front to back, which the CPU's
+/// prefetcher (and the kernel's file table, whose sockets opened in about
+/// the same order) follows far better than a hash table's order. A leave
+/// moves the last member into the gap.
 type Members = indexmap::IndexMap<ConnId, Arc<Conn>>;
 
 /// How far ahead of the member being written a publish asks the CPU for the

@@ -2,13 +2,12 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-
-use indexmap::IndexSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 
 use http::HeaderMap;
+use indexmap::IndexSet;
 use serde_json::{Value, json};
 
 use super::args::Args;
@@ -208,7 +207,10 @@ impl NamespaceBuilder {
 }
 
 /// The sockets in a room. Most rooms (a user's personal room, a private
-/// conversation) hold one socket: no set is allocated for them.
+/// conversation) hold one socket: no set is allocated for them. A larger
+/// room keeps its sockets in join order in one dense array (a broadcast
+/// walks them in the order their connections opened); a leave moves the
+/// last socket into the gap.
 #[derive(Debug)]
 pub(crate) enum Members {
     One(Arc<str>),
