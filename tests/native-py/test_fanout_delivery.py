@@ -22,6 +22,13 @@ async def publish_large(srv, room):
         await admin.aok("POST", "/publish", {"room": room, "event": "n", "data": {"n": n, "pad": pad}})
 
 
+async def publish_numbers(pub, room):
+    """N publishes of 1..N from a native client, not waiting for the replies
+    (they cross the members' own requests)."""
+    for n in range(1, N + 1):
+        await pub.send({"id": 1000 + n, "op": "publish", "room": room, "event": "n", "data": n})
+
+
 async def test_members_get_every_message_in_order_between_their_own_replies(server_factory, clients):
     srv = server_factory("--rate", "100000", "--rate-burst", "100000")
     room = unique("order")
@@ -31,17 +38,13 @@ async def test_members_get_every_message_in_order_between_their_own_replies(serv
     pub = await clients.native(srv.ws)
 
 
-    async def publish_all():
-        for n in range(1, N + 1):
-            await pub.send({"id": 1000 + n, "op": "publish", "room": room, "event": "n", "data": n})
-
     async def ask(s):
         for _ in range(5):
             await s.roundtrip()
             await asyncio.sleep(0.01)
 
     # The members' own requests and their replies cross the burst.
-    await asyncio.gather(publish_all(), *(ask(s) for s in subs))
+    await asyncio.gather(publish_numbers(pub, room), *(ask(s) for s in subs))
     for s in subs:
         got = await s.next_count(lambda m: m.get("op") == "message" and m.get("room") == room, N)
         assert [m["data"] for m in got] == list(range(1, N + 1))
@@ -83,17 +86,13 @@ async def test_socketio_members_get_every_message_in_order_between_their_own_ack
         assert (await s.call("join", room))["ok"] is True
     pub = await clients.native(srv.ws)
 
-    async def publish_all():
-        for n in range(1, N + 1):
-            await pub.send({"id": 1000 + n, "op": "publish", "room": room, "event": "n", "data": n})
-
     async def ask(s):
         for _ in range(5):
             assert (await s.call("history", room, {"limit": 1}))["epoch"]
             await asyncio.sleep(0.01)
 
     # The members' own emits and their acks cross the burst.
-    await asyncio.gather(publish_all(), *(ask(s) for s in subs))
+    await asyncio.gather(publish_numbers(pub, room), *(ask(s) for s in subs))
     for s in subs:
         await s.next("n", lambda a: a[1]["offset"] == N)
         got = [a for e, a in s.events if e == "n"]
