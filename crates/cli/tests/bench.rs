@@ -7,22 +7,26 @@ use serde_json::Value;
 
 mod support;
 
-use support::{Server, free_port, wait_listening};
+use support::{Server, free_port, wait_child_listening};
 
 fn start(args: &[&str]) -> (Server, u16) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--listen", &listen]);
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(&full)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    wait_listening(port, &format!("{args:?}"));
-    (server, port)
+    for _ in 0..5 {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--listen", &listen]);
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(&full)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = Server(child);
+        if wait_child_listening(&mut server.0, port, &format!("{args:?}")) {
+            return (server, port);
+        }
+    }
+    panic!("{args:?} could not listen on any of 5 free ports");
 }
 
 fn bench(args: &[&str]) -> Value {
