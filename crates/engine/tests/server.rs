@@ -781,6 +781,128 @@ async fn websocket_client_going_away_closes_the_session() {
     assert!(server.engine.session(&sid).is_none());
 }
 
+// ---------------------------------------------------------------------------
+// Parked WebSocket sessions: a quiet session's task ends, and every event
+// that would have woken it starts a new one.
+
+impl Server {
+    /// Waits until `n` WebSocket sessions are parked.
+    async fn parked(&self, n: usize) {
+        within(async {
+            while self.engine.parked_count() != n {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Opens a WebSocket session and returns it with its id.
+async fn open_ws(server: &mut Server) -> (WebSocket<MaybeTlsStream>, String) {
+    let mut ws = server.ws(None).await;
+    let open = recv_text(&mut ws).await;
+    let open: Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        within(server.events.recv()).await,
+        Some(Event::Open(sid.clone()))
+    );
+    (ws, sid)
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test]
+async fn quiet_websocket_sessions_park_their_task_and_wake_on_every_event() {
+    let mut server = Server::start(quiet_config().park_idle_after(Duration::from_millis(20))).await;
+    let (mut a, _) = open_ws(&mut server).await;
+    server.parked(1).await;
+    let tasks = alive_tasks();
+    let (mut b, sid_b) = open_ws(&mut server).await;
+    let (c, sid_c) = open_ws(&mut server).await;
+    let (mut d, sid_d) = open_ws(&mut server).await;
+    // A new session parks once its setup is done: sessions hold no task.
+    server.parked(4).await;
+    // (Waited for: the HTTP connections' tasks end just after the upgrade.)
+    within(async {
+        while alive_tasks() != tasks {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+
+    // A frame from the client: the echo comes back, and the session parks
+    // again.
+    send_text(&mut a, "4once").await;
+    assert_eq!(recv_text(&mut a).await, "4once");
+    server.parked(4).await;
+
+    // A busy session keeps its task after a few quick wake-ups, until the
+    // sweep finds it quiet (after `park_idle_after`, 500 ms ticks here).
+    for round in 0..10 {
+        send_text(&mut a, &format!("4round {round}")).await;
+        assert_eq!(recv_text(&mut a).await, format!("4round {round}"));
+    }
+    assert_eq!(server.engine.parked_count(), 3, "the busy session runs");
+    server.parked(4).await;
+
+    // A packet queued by the server (`send` only wakes the task).
+    server
+        .engine
+        .session(&sid_b)
+        .unwrap()
+        .send(&Packet::Message("pushed".into()));
+    assert_eq!(recv_text(&mut b).await, "4pushed");
+    server.parked(4).await;
+
+    // The client goes away: the parked session sees the socket end.
+    drop(c);
+    assert_eq!(server.closed(&sid_c).await, CloseReason::TransportClose);
+    assert!(server.engine.session(&sid_c).is_none());
+    server.parked(3).await;
+
+    // The server closes a parked session: `close`, then the close handshake.
+    server.engine.session(&sid_d).unwrap().close();
+    assert_eq!(recv_text(&mut d).await, "1");
+    assert!(ws_ends(&mut d).await.is_none(), "closed with a handshake");
+    assert_eq!(server.closed(&sid_d).await, CloseReason::ServerClose);
+    server.parked(2).await;
+
+    // Still answering after all that.
+    send_text(&mut b, "4still here").await;
+    assert_eq!(recv_text(&mut b).await, "4still here");
+}
+
+#[tokio::test]
+async fn parked_websocket_session_keeps_its_heartbeat() {
+    // Pings every 300 ms; the session parks between them.
+    let mut server = Server::start(
+        suite_config()
+            .ping_timeout(Duration::from_secs(30))
+            .park_idle_after(Duration::from_millis(1)),
+    )
+    .await;
+    let (mut ws, sid) = open_ws(&mut server).await;
+    for _ in 0..3 {
+        server.parked(1).await;
+        assert_eq!(recv_text(&mut ws).await, "2");
+        send_text(&mut ws, "3").await;
+    }
+    assert_eq!(server.engine.session(&sid).unwrap().closed(), None);
+
+    // Without a pong the parked session is declared dead.
+    let mut server = Server::start(suite_config().park_idle_after(Duration::from_millis(1))).await;
+    let (mut ws, sid) = open_ws(&mut server).await;
+    server.parked(1).await;
+    assert_eq!(recv_text(&mut ws).await, "2");
+    ws_ends(&mut ws).await;
+    assert_eq!(server.closed(&sid).await, CloseReason::PingTimeout);
+}
+
 #[tokio::test]
 async fn websocket_without_upgrade_headers_is_refused() {
     let server = Server::start(quiet_config()).await;

@@ -47,6 +47,10 @@ pub struct EngineConfig {
     /// Accept permessage-deflate on the WebSocket transport (default off, as
     /// in the reference server: it costs memory per connection).
     pub ws_deflate: bool,
+    /// How long a WebSocket session stays quiet before its task parks
+    /// (default 2 s; up to one sweep tick more): a parked session holds no
+    /// task, and its next event starts one again.
+    pub park_idle_after: Duration,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +64,7 @@ impl Default for EngineConfig {
             allowed_origins: None,
             close_grace: Duration::from_secs(5),
             ws_deflate: false,
+            park_idle_after: Duration::from_secs(2),
         }
     }
 }
@@ -115,6 +120,12 @@ impl EngineConfig {
         self
     }
 
+    /// Sets how long a WebSocket session stays quiet before its task parks.
+    pub fn park_idle_after(mut self, after: Duration) -> Self {
+        self.park_idle_after = after;
+        self
+    }
+
     /// Enables permessage-deflate on the WebSocket transport.
     pub fn ws_deflate(mut self, on: bool) -> Self {
         self.ws_deflate = on;
@@ -127,5 +138,14 @@ impl EngineConfig {
         let s = &self.session;
         let shortest = s.ping_interval.min(s.ping_timeout).min(s.upgrade_timeout);
         (shortest / 20).clamp(Duration::from_millis(2), Duration::from_secs(1))
+    }
+
+    /// Sweeps a WebSocket session stays quiet before its task parks: one
+    /// more than `park_idle_after` spans, as the first may have begun just
+    /// before the session's last event.
+    pub(crate) fn park_ticks(&self) -> u32 {
+        let tick = self.tick().as_nanos().max(1);
+        let ticks = self.park_idle_after.as_nanos().div_ceil(tick) + 1;
+        u32::try_from(ticks).unwrap_or(u32::MAX)
     }
 }

@@ -11,10 +11,16 @@
 //! enforces pong and upgrade deadlines and the layer above's deadline. A
 //! connection has no timer of its own. Requests also check their session's
 //! deadlines as they arrive, so a late poll never revives a dead session.
+//!
+//! Tasks: a WebSocket session's task parks when the session is quiet and
+//! its next event starts a new one (see
+//! [`EngineConfig::park_idle_after`]), so idle connections hold
+//! their session and socket but no runtime task.
 
 mod config;
 mod cors;
 mod error;
+mod park;
 mod polling;
 mod socket;
 mod sweep;
@@ -22,6 +28,7 @@ mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -98,7 +105,12 @@ pub(crate) struct Shared<H: Handler> {
     session: Arc<SessionConfig>,
     pub(crate) handler: H,
     sessions: Mutex<Sessions<H::Data>>,
-    sweeper: OnceLock<()>,
+    /// The runtime the sweep runs on; parked WebSocket tasks start there
+    /// again.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// Sweeps so far (wrapping): WebSocket tasks note it as they run, so the
+    /// sweep can tell which have been quiet.
+    tick: AtomicU32,
 }
 
 impl<H: Handler> Engine<H> {
@@ -110,7 +122,8 @@ impl<H: Handler> Engine<H> {
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
-                sweeper: OnceLock::new(),
+                runtime: OnceLock::new(),
+                tick: AtomicU32::new(0),
             }),
         }
     }
@@ -134,6 +147,17 @@ impl<H: Handler> Engine<H> {
     /// Live sessions.
     pub fn session_count(&self) -> usize {
         self.shared.sessions().len()
+    }
+
+    /// WebSocket sessions whose task is parked: quiet for
+    /// [`EngineConfig::park_idle_after`], they hold no runtime task until
+    /// their next event.
+    pub fn parked_count(&self) -> usize {
+        self.shared
+            .sessions()
+            .values()
+            .filter(|s| s.task.is_parked() && s.transport() == Transport::WebSocket)
+            .count()
     }
 
     /// A live session by id.
@@ -219,8 +243,9 @@ impl<H: Handler> Shared<H> {
     }
 
     fn start_sweeper(self: &Arc<Self>) {
-        self.sweeper.get_or_init(|| {
+        self.runtime.get_or_init(|| {
             tokio::spawn(sweep::run(Arc::downgrade(self)));
+            tokio::runtime::Handle::current()
         });
     }
 

@@ -8,6 +8,7 @@ use switchboard_wire::Message;
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use tokio::sync::Notify;
 
+use super::park::TaskState;
 use crate::packet::Packet;
 use crate::session::{CloseReason, Session, Transport};
 
@@ -27,8 +28,10 @@ pub struct EngineSocket<D> {
     pub(crate) ws: Mutex<Option<WebSocket<MaybeTlsStream>>>,
     /// Wakes GETs waiting for output.
     pub(crate) notify: Notify,
-    /// Wakes the WebSocket task.
+    /// Wakes the WebSocket task (or, while it is parked, starts it again).
     pub(crate) ws_waker: AtomicWaker,
+    /// Whether the WebSocket task runs or is parked ([`super::park`]).
+    pub(crate) task: TaskState,
     data: D,
 }
 
@@ -64,6 +67,7 @@ impl<D> EngineSocket<D> {
             ws: Mutex::new(None),
             notify: Notify::new(),
             ws_waker: AtomicWaker::new(),
+            task: TaskState::new(),
             data,
         }
     }

@@ -1,5 +1,7 @@
-//! The engine's one timer: a periodic sweep over all sessions.
+//! The engine's one timer: a periodic sweep over all sessions. It also asks
+//! quiet WebSocket tasks to park ([`super::park`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -21,13 +23,21 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
             return;
         };
         let now = Instant::now();
+        let tick = shared.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let park_after = shared.config.park_ticks();
         for socket in shared.sessions().values() {
+            // A WebSocket task quiet for long enough parks (woken below).
+            if socket.task.request_park(tick, park_after) {
+                woken.push(socket.clone());
+            }
             let mut st = socket.lock();
             st.session.release_idle();
             if st.session.poll_timeout().is_some_and(|t| t <= now) {
                 let before = st.session.backlog();
                 st.session.handle_timeout(now);
-                if st.session.backlog() != before {
+                if st.session.backlog() != before
+                    && woken.last().is_none_or(|w| !Arc::ptr_eq(w, socket))
+                {
                     woken.push(socket.clone());
                 }
             }

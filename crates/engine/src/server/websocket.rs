@@ -7,7 +7,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use http::{Request, Response};
@@ -17,6 +18,7 @@ use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use switchboard_wire::{CloseCode, CloseFrame, Config, DeflateConfig, Message};
 
 use super::error::RequestError;
+use super::park::Parked;
 use super::socket::EngineSocket;
 use super::{Body, Handler, Shared};
 use crate::packet::Packet;
@@ -56,9 +58,10 @@ pub(super) fn handshake<H: Handler, B>(
             return;
         };
         let socket = shared.open(data, Transport::WebSocket);
-        // The connection's long-lived task holds only what it needs (the
-        // handshake's state dies with this one).
-        tokio::spawn(run(shared, socket, ws));
+        // Sends the `open` packet and parks: the handshake's task ends, and
+        // the connection's next event starts one that holds only what it
+        // needs.
+        run(shared, socket, ws).await;
     });
     Ok(res)
 }
@@ -93,9 +96,7 @@ pub(super) fn upgrade<H: Handler, B>(
     let shared = shared.clone();
     tokio::spawn(async move {
         match pending.websocket().await {
-            Ok(ws) => {
-                tokio::spawn(run(shared, socket, ws));
-            }
+            Ok(ws) => run(shared, socket, ws).await,
             Err(_) => socket.lock().ws_bound = false,
         }
     });
@@ -115,23 +116,59 @@ pub(super) const WRITE_BUDGET: usize = 512 << 10;
 /// ([`EngineSocket::ws`]), locked while this drives it, so that a sender can
 /// write to it while it is idle. The layer above wakes this task through the
 /// session's [`EngineSocket::ws_waker`].
+///
+/// A session quiet for a while parks its task ([`super::park`]): the task
+/// ends and the socket stays in the session; its next event spawns a new
+/// `Driver` ([`resume`]).
 struct Driver<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
     /// The closing handshake, boxed: it only exists while closing.
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Park as soon as there is nothing to do (unless the session proves
+    /// busy, see [`super::park`]).
+    park_when_idle: bool,
+    /// The task ended by parking: the socket stays in the session.
+    parked: bool,
 }
 
+/// The session's first task: it parks as soon as the socket is quiet.
 fn run<H: Handler>(
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
     ws: WebSocket<MaybeTlsStream>,
 ) -> Driver<H> {
     *lock_ws(&socket) = Some(ws);
+    socket.task.running();
+    driver(shared, socket, false)
+}
+
+fn driver<H: Handler>(
+    shared: Arc<Shared<H>>,
+    socket: Arc<EngineSocket<H::Data>>,
+    keep_running: bool,
+) -> Driver<H> {
     Driver {
         shared,
         socket,
         closing: None,
+        park_when_idle: !keep_running,
+        parked: false,
+    }
+}
+
+/// Starts a parked session's task again (from its [`Parked`] waker).
+pub(super) fn resume<H: Handler>(
+    shared: Arc<Shared<H>>,
+    socket: Arc<EngineSocket<H::Data>>,
+    keep_running: bool,
+) {
+    let driver = driver(shared.clone(), socket, keep_running);
+    // The runtime is known: a WebSocket exists only after a request was
+    // handled on it. On a runtime that shut down the task is dropped at
+    // once, which closes the socket.
+    if let Some(runtime) = shared.runtime.get() {
+        runtime.spawn(driver);
     }
 }
 
@@ -139,7 +176,9 @@ impl<H: Handler> Drop for Driver<H> {
     fn drop(&mut self) {
         // A task dropped before it finished (a handler panicked, the runtime
         // shut down) closes its socket, as when the task owned it.
-        lock_ws(&self.socket).take();
+        if !self.parked {
+            lock_ws(&self.socket).take();
+        }
     }
 }
 
@@ -166,10 +205,28 @@ impl<H: Handler> Future for Driver<H> {
         let Some(ws) = slot.as_mut() else {
             return Poll::Ready(());
         };
+        // Parking: whatever would wake this task wakes a `Parked` waker
+        // instead, and the task ends once it runs out of work.
+        let parking = this.park_when_idle || this.socket.task.park_requested();
+        if this.park_when_idle {
+            this.socket.task.park_soon();
+        }
+        let parked_waker = parking.then(|| {
+            Waker::from(Arc::new(Parked::new(
+                this.shared.clone(),
+                this.socket.clone(),
+            )))
+        });
+        let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
+        if !parking {
+            this.socket
+                .task
+                .touch(this.shared.tick.load(Ordering::Relaxed));
+        }
         loop {
             // Register before looking at the outbox: a send after the look
             // wakes this task.
-            this.socket.ws_waker.register(cx.waker());
+            this.socket.ws_waker.register(io_cx.waker());
             let closed = {
                 let mut st = this.socket.lock();
                 let mut failed = false;
@@ -195,7 +252,7 @@ impl<H: Handler> Future for Driver<H> {
                 return this.finish(Some(reason), ws, cx);
             }
             let unsent = ws.connection().output_len();
-            match ws.poll_recv(cx) {
+            match ws.poll_recv(&mut io_cx) {
                 Poll::Ready(Some(Ok(m))) => on_frame(&this.shared, &this.socket, m),
                 // The socket ended: the session ends with it unless this was
                 // an upgrade that never completed.
@@ -211,6 +268,11 @@ impl<H: Handler> Future for Driver<H> {
                 Poll::Pending
                     if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
                         && this.socket.lock().session.backlog() > 0 => {}
+                Poll::Pending if parking => {
+                    this.parked = true;
+                    this.socket.task.parked();
+                    return Poll::Ready(());
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
