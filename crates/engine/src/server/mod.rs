@@ -20,7 +20,6 @@
 mod config;
 mod cors;
 mod error;
-mod park;
 mod polling;
 mod socket;
 mod sweep;

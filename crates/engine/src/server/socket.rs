@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
 use switchboard_wire::Message;
+use switchboard_wire::io::park::TaskState;
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use tokio::sync::Notify;
 
-use super::park::TaskState;
 use crate::packet::Packet;
 use crate::session::{CloseReason, Session, Transport};
 
@@ -30,7 +30,8 @@ pub struct EngineSocket<D> {
     pub(crate) notify: Notify,
     /// Wakes the WebSocket task (or, while it is parked, starts it again).
     pub(crate) ws_waker: AtomicWaker,
-    /// Whether the WebSocket task runs or is parked ([`super::park`]).
+    /// Whether the WebSocket task runs or is parked
+    /// ([`switchboard_wire::io::park`]).
     pub(crate) task: TaskState,
     data: D,
 }

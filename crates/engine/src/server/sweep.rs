@@ -1,5 +1,5 @@
 //! The engine's one timer: a periodic sweep over all sessions. It also asks
-//! quiet WebSocket tasks to park ([`super::park`]).
+//! quiet WebSocket tasks to park ([`switchboard_wire::io::park`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};

@@ -8,17 +8,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use http::{Request, Response};
 use switchboard_wire::handshake::server::ServerOptions;
+use switchboard_wire::io::park::{Resume, TaskState};
 use switchboard_wire::io::server::{PendingUpgrade, upgrade as ws_upgrade};
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use switchboard_wire::{CloseCode, CloseFrame, Config, DeflateConfig, Message};
 
 use super::error::RequestError;
-use super::park::Parked;
 use super::socket::EngineSocket;
 use super::{Body, Handler, Shared};
 use crate::packet::Packet;
@@ -117,16 +117,16 @@ pub(super) const WRITE_BUDGET: usize = 512 << 10;
 /// write to it while it is idle. The layer above wakes this task through the
 /// session's [`EngineSocket::ws_waker`].
 ///
-/// A session quiet for a while parks its task ([`super::park`]): the task
-/// ends and the socket stays in the session; its next event spawns a new
-/// `Driver` ([`resume`]).
+/// A session quiet for a while parks its task
+/// ([`switchboard_wire::io::park`]): the task ends and the socket stays in
+/// the session; its next event spawns a new `Driver` ([`Resumer`]).
 struct Driver<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
     /// The closing handshake, boxed: it only exists while closing.
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    /// Park as soon as there is nothing to do (unless the session proves
-    /// busy, see [`super::park`]).
+    /// Park as soon as there is nothing to do (started by a `Parked` waker
+    /// for a session that is not busy).
     park_when_idle: bool,
     /// The task ended by parking: the socket stays in the session.
     parked: bool,
@@ -157,18 +157,29 @@ fn driver<H: Handler>(
     }
 }
 
-/// Starts a parked session's task again (from its [`Parked`] waker).
-pub(super) fn resume<H: Handler>(
+/// A parked session's way back: its [`Parked`] waker spawns its task again.
+struct Resumer<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
-    keep_running: bool,
-) {
-    let driver = driver(shared.clone(), socket, keep_running);
-    // The runtime is known: a WebSocket exists only after a request was
-    // handled on it. On a runtime that shut down the task is dropped at
-    // once, which closes the socket.
-    if let Some(runtime) = shared.runtime.get() {
-        runtime.spawn(driver);
+}
+
+impl<H: Handler> Resume for Resumer<H> {
+    fn task(&self) -> &TaskState {
+        &self.socket.task
+    }
+
+    fn tick(&self) -> u32 {
+        self.shared.tick.load(Ordering::Relaxed)
+    }
+
+    fn resume(&self, keep_running: bool) {
+        let driver = driver(self.shared.clone(), self.socket.clone(), keep_running);
+        // The runtime is known: a WebSocket exists only after a request was
+        // handled on it. On a runtime that shut down the task is dropped at
+        // once, which closes the socket.
+        if let Some(runtime) = self.shared.runtime.get() {
+            runtime.spawn(driver);
+        }
     }
 }
 
@@ -207,22 +218,16 @@ impl<H: Handler> Future for Driver<H> {
         };
         // Parking: whatever would wake this task wakes a `Parked` waker
         // instead, and the task ends once it runs out of work.
-        let parking = this.park_when_idle || this.socket.task.park_requested();
-        if this.park_when_idle {
-            this.socket.task.park_soon();
-        }
-        let parked_waker = parking.then(|| {
-            Waker::from(Arc::new(Parked::new(
-                this.shared.clone(),
-                this.socket.clone(),
-            )))
-        });
+        let tick = this.shared.tick.load(Ordering::Relaxed);
+        let parked_waker = this
+            .socket
+            .task
+            .parked_waker(this.park_when_idle, tick, || Resumer {
+                shared: this.shared.clone(),
+                socket: this.socket.clone(),
+            });
+        let parking = parked_waker.is_some();
         let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
-        if !parking {
-            this.socket
-                .task
-                .touch(this.shared.tick.load(Ordering::Relaxed));
-        }
         loop {
             // Register before looking at the outbox: a send after the look
             // wakes this task.

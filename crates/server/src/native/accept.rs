@@ -108,7 +108,10 @@ impl Native {
                     None => return,
                 },
             };
-            native.open(id, identity, ws);
+            // Sends the welcome and parks: this task ends, and the
+            // connection's next event starts one that holds only what it
+            // needs.
+            native.open(id, identity, ws).await;
         });
         res.map(|()| Full::default())
     }
@@ -187,8 +190,13 @@ impl Native {
     }
 
     /// The connection is in: registered, welcomed, in its personal room and
-    /// the rooms the backend chose, and driven by its own task.
-    fn open(self: Arc<Self>, id: Arc<str>, identity: Identity, ws: WebSocket<MaybeTlsStream>) {
+    /// the rooms the backend chose; returns its driver (see `driver`).
+    fn open(
+        self: Arc<Self>,
+        id: Arc<str>,
+        identity: Identity,
+        ws: WebSocket<MaybeTlsStream>,
+    ) -> driver::Driver {
         let conn = Arc::new(Conn::new(
             id.clone(),
             &identity,
@@ -215,7 +223,7 @@ impl Native {
             let _ = self.hub.join(&conn.id, &conn.user, room, false, None);
         }
         *conn.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ws);
-        tokio::spawn(driver::Driver::new(self, conn));
+        driver::Driver::new(self, conn)
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::task::AtomicWaker;
 use switchboard_wire::Message;
+use switchboard_wire::io::park::TaskState;
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 
 /// The connection's socket and protocol state.
@@ -54,7 +55,10 @@ pub(crate) struct Conn {
     /// by a publish that finds it idle (see `driver::write_now`). Taken by
     /// the task when the connection ends. Locked before `state`, never after.
     pub(crate) socket: Mutex<Option<Socket>>,
+    /// Wakes the connection's task (or, while it is parked, starts it again).
     pub(crate) waker: AtomicWaker,
+    /// Whether the task runs or is parked ([`switchboard_wire::io::park`]).
+    pub(crate) task: TaskState,
     /// Milliseconds (server clock) of the last bytes from the client.
     pub(crate) last_seen: AtomicU64,
     /// Milliseconds of the last ping sent.
@@ -81,6 +85,7 @@ impl Conn {
             state: Mutex::default(),
             socket: Mutex::new(None),
             waker: AtomicWaker::new(),
+            task: TaskState::new(),
             last_seen: AtomicU64::new(now_ms),
             last_ping: AtomicU64::new(now_ms),
         }

@@ -2,13 +2,21 @@
 //! and the close in progress; the socket is in the shared [`Conn`], so a
 //! room's publish can write to an idle connection without waking this
 //! task, see [`write_now`]).
+//!
+//! A quiet connection parks its task ([`switchboard_wire::io::park`]): the
+//! task ends, the socket stays in the `Conn`, and the connection's next
+//! event (a frame, writability, a queued frame, a ping due, a kick) spawns a
+//! new one. A new connection parks once welcomed; the sweep parks a busy
+//! one after [`PARK_IDLE_AFTER`] without events.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use switchboard_wire::io::park::{Resume, TaskState};
 use switchboard_wire::{CloseCode, CloseFrame, Message};
 
 use super::Native;
@@ -24,31 +32,81 @@ const SLOW_CONSUMER: u16 = 4008;
 /// Longest wait for the close handshake of a connection the server ends.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long a connection stays quiet before the sweep parks its task.
+const PARK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sweeps of `tick` a connection stays quiet before its task parks: one
+/// more than [`PARK_IDLE_AFTER`] spans, as the first may have begun just
+/// before the connection's last event.
+pub(super) fn park_ticks(tick: std::time::Duration) -> u32 {
+    let ticks = PARK_IDLE_AFTER.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+    u32::try_from(ticks).unwrap_or(u32::MAX)
+}
+
 pub(super) struct Driver {
     native: Arc<Native>,
     conn: Arc<Conn>,
     closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Park as soon as there is nothing to do (started by a `Parked` waker
+    /// for a connection that is not busy, or the connection's first task).
+    park_when_idle: bool,
+    /// The task ended by parking: the socket stays in the `Conn`.
+    parked: bool,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
         // A task dropped before it finished (a handler panicked, the runtime
         // shut down) closes its socket, as when the task owned it.
-        self.conn
-            .socket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        if !self.parked {
+            self.conn
+                .socket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
+    }
+}
+
+/// A parked connection's way back: its [`Parked`] waker spawns its task
+/// again.
+struct Resumer {
+    native: Arc<Native>,
+    conn: Arc<Conn>,
+}
+
+impl Resume for Resumer {
+    fn task(&self) -> &TaskState {
+        &self.conn.task
+    }
+
+    fn tick(&self) -> u32 {
+        self.native.tick.load(Ordering::Relaxed)
+    }
+
+    fn resume(&self, keep_running: bool) {
+        let mut driver = Driver::new(self.native.clone(), self.conn.clone());
+        driver.park_when_idle = !keep_running;
+        // The runtime is known (the sweep started on it before any
+        // connection); on one that shut down the task is dropped at once,
+        // which closes the socket.
+        if let Some(runtime) = self.native.runtime.get() {
+            runtime.spawn(driver);
+        }
     }
 }
 
 impl Driver {
-    /// Drives `conn`, whose socket is in `conn.socket`.
+    /// Drives `conn`, whose socket is in `conn.socket`; parks as soon as
+    /// the connection is quiet.
     pub(super) fn new(native: Arc<Native>, conn: Arc<Conn>) -> Self {
+        conn.task.running();
         Self {
             native,
             conn,
             closing: None,
+            park_when_idle: true,
+            parked: false,
         }
     }
 
@@ -175,8 +233,20 @@ impl Future for Driver {
             this.closing = None;
             return Poll::Ready(());
         }
+        // Parking: whatever would wake this task wakes a `Parked` waker
+        // instead, and the task ends once it runs out of work.
+        let tick = this.native.tick.load(Ordering::Relaxed);
+        let parked_waker = this
+            .conn
+            .task
+            .parked_waker(this.park_when_idle, tick, || Resumer {
+                native: this.native.clone(),
+                conn: this.conn.clone(),
+            });
+        let parking = parked_waker.is_some();
+        let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
         loop {
-            let turn = this.turn(cx);
+            let turn = this.turn(&mut io_cx);
             match turn {
                 Turn::Message(m) => {
                     if let Some(captures) = this.native.ctx.recorder.socket(&this.conn.id) {
@@ -189,6 +259,11 @@ impl Future for Driver {
                 Turn::Finish(ending, ws) => return this.finish(ending, ws, cx),
                 Turn::Done => return Poll::Ready(()),
                 Turn::Again => {}
+                Turn::Pending if parking => {
+                    this.parked = true;
+                    this.conn.task.parked();
+                    return Poll::Ready(());
+                }
                 Turn::Pending => return Poll::Pending,
             }
         }

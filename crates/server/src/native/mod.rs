@@ -13,7 +13,7 @@ pub mod request;
 pub(crate) use accept::PeerAddr;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,12 @@ pub(crate) struct Native {
     /// Members of each room, held directly: a publish walks one map.
     rooms: RwLock<HashMap<Arc<str>, Members>>,
     epoch: Instant,
-    sweeper: OnceLock<()>,
+    /// The runtime the sweep runs on; parked connections' tasks start there
+    /// again.
+    runtime: OnceLock<tokio::runtime::Handle>,
+    /// Sweeps so far (wrapping): connection tasks note it as they run, so
+    /// the sweep can tell which have been quiet (see `driver`).
+    tick: AtomicU32,
 }
 
 impl std::fmt::Debug for Native {
@@ -89,7 +94,8 @@ impl Native {
             conns: Mutex::default(),
             rooms: RwLock::default(),
             epoch: Instant::now(),
-            sweeper: OnceLock::new(),
+            runtime: OnceLock::new(),
+            tick: AtomicU32::new(0),
         }
     }
 
@@ -240,9 +246,10 @@ impl Native {
     }
 
     fn start_sweeper(self: &Arc<Self>) {
-        self.sweeper.get_or_init(|| {
+        self.runtime.get_or_init(|| {
             tokio::spawn(sweep(Arc::downgrade(self)));
             tokio::spawn(expire_files(Arc::downgrade(&self.ctx.files)));
+            tokio::runtime::Handle::current()
         });
     }
 }
@@ -261,14 +268,20 @@ async fn sweep(native: Weak<Native>) {
         hb.interval.as_millis() as u64,
         (hb.interval + hb.timeout).as_millis() as u64,
     );
+    let park_after = driver::park_ticks(tick);
     loop {
         interval.tick().await;
         let Some(native) = native.upgrade() else {
             return;
         };
         let now = native.now_ms();
+        let tick = native.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let conns: Vec<Arc<Conn>> = native.conns().values().cloned().collect();
         for c in conns {
+            // A task quiet for long enough parks.
+            if c.task.request_park(tick, park_after) {
+                c.waker.wake();
+            }
             if now.saturating_sub(c.last_seen.load(Ordering::Relaxed)) > limit {
                 native.ctx.metrics.native.heartbeat_timeouts.inc();
                 c.end(Ending::Dead);

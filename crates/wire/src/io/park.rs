@@ -1,0 +1,282 @@
+//! Parking the task of a quiet connection.
+//!
+//! A server that keeps each connection's socket in shared state (so that a
+//! broadcast can write to an idle socket from its own thread) needs the
+//! connection's task only while something happens on it. Once the
+//! connection has been quiet for a while, its task can *park*: register a
+//! [`Parked`] waker wherever it would have registered its own (the socket's
+//! readiness, the wake-up its senders use) and end. The first event that
+//! would have woken the task (a frame, the socket becoming writable, a
+//! message queued, a ping due, a close) spawns a fresh one through
+//! [`Resume::resume`], which carries on exactly where the old one stopped.
+//!
+//! The policy, in [`TaskState`]:
+//! - a task woken after a quiet spell parks again as soon as it runs out of
+//!   work, so a new connection's setup leaves no task behind and the cell it
+//!   used is freed at once, where the next connection's allocations reuse
+//!   it;
+//! - after [`BURST`] wake-ups in quick succession a woken task keeps
+//!   running, so a busy connection is not respawned per message, until the
+//!   server's periodic sweep finds it quiet ([`TaskState::request_park`])
+//!   and wakes it to park.
+//!
+//! An idle connection then costs its state, its socket and one small waker,
+//! not a runtime task as well (256 bytes on x86-64, cache-line aligned, in
+//! tokio).
+//!
+//! Time is the sweep's tick count, a wrapping `u32` the server advances.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::task::{Wake, Waker};
+
+/// No task drives the connection: none yet, or it parked.
+const PARKED: u8 = 0;
+/// A task drives the connection.
+const RUNNING: u8 = 1;
+/// The task parks when it next runs out of work.
+const PARK: u8 = 2;
+
+/// Wake-ups in a row, each within a sweep tick of the task's last run,
+/// after which a woken task keeps running until the sweep parks it.
+pub const BURST: u8 = 4;
+
+/// Whether a connection's task runs, and when it last did.
+#[derive(Debug)]
+pub struct TaskState {
+    state: AtomicU8,
+    /// Wake-ups of the parked task in a row, each close to the last run.
+    burst: AtomicU8,
+    /// The sweep's tick at the task's last poll.
+    active: AtomicU32,
+}
+
+impl Default for TaskState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TaskState {
+    /// No task yet.
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU8::new(PARKED),
+            burst: AtomicU8::new(0),
+            active: AtomicU32::new(0),
+        }
+    }
+
+    /// A task is (about to be) driving the connection.
+    pub fn running(&self) {
+        self.state.store(RUNNING, Ordering::Release);
+    }
+
+    /// Called at the start of each poll of the task at sweep tick `tick`;
+    /// returns whether this poll parks (registers a [`Parked`] waker and
+    /// ends the task once it runs out of work). `park_when_idle`: the task
+    /// was started by a [`Parked`] waker that did not ask it to keep
+    /// running.
+    pub fn begin_poll(&self, park_when_idle: bool, tick: u32) -> bool {
+        self.active.store(tick, Ordering::Relaxed);
+        if park_when_idle {
+            self.state.store(PARK, Ordering::Release);
+            return true;
+        }
+        self.state.load(Ordering::Acquire) == PARK
+    }
+
+    /// [`Self::begin_poll`], and the waker this poll registers instead of
+    /// the task's own when it parks: a fresh [`Parked`] one for `conn()`.
+    pub fn parked_waker<R: Resume>(
+        &self,
+        park_when_idle: bool,
+        tick: u32,
+        conn: impl FnOnce() -> R,
+    ) -> Option<Waker> {
+        self.begin_poll(park_when_idle, tick)
+            .then(|| Parked::waker(conn()))
+    }
+
+    /// Asks a task quiet since `after` ticks before `tick` to park; true if
+    /// it was asked (the caller then wakes it).
+    pub fn request_park(&self, tick: u32, after: u32) -> bool {
+        tick.wrapping_sub(self.active.load(Ordering::Relaxed)) >= after
+            && self
+                .state
+                .compare_exchange(RUNNING, PARK, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The parking task ends. A wake-up that came first already counts as a
+    /// running task again, and stays so.
+    pub fn parked(&self) {
+        let _ = self
+            .state
+            .compare_exchange(PARK, PARKED, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Whether no task drives the connection now.
+    pub fn is_parked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PARKED
+    }
+
+    /// The parked task is woken at sweep tick `tick`; returns whether the
+    /// new task should keep running when it runs out of work.
+    fn resumed(&self, tick: u32) -> bool {
+        self.running();
+        // Only the one waker that fires calls this: plain loads and stores.
+        let recent = tick.wrapping_sub(self.active.load(Ordering::Relaxed)) <= 1;
+        let burst = if recent {
+            self.burst.load(Ordering::Relaxed).saturating_add(1)
+        } else {
+            1
+        };
+        self.burst.store(burst, Ordering::Relaxed);
+        burst > BURST
+    }
+}
+
+/// What a [`Parked`] waker needs from the connection.
+pub trait Resume: Send + Sync + 'static {
+    /// The connection's task state.
+    fn task(&self) -> &TaskState;
+
+    /// The sweep's tick now.
+    fn tick(&self) -> u32;
+
+    /// Spawns the connection's task again. `keep_running`: the connection
+    /// is busy, the new task should not park when it runs out of work.
+    fn resume(&self, keep_running: bool);
+}
+
+/// The waker a parked connection leaves behind: its first wake-up spawns
+/// the connection's task again; later ones (it may be registered in several
+/// places) do nothing.
+pub struct Parked<R: Resume> {
+    conn: R,
+    fired: AtomicBool,
+}
+
+impl<R: Resume> std::fmt::Debug for Parked<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("fired", &self.fired.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Resume> Parked<R> {
+    /// A waker that resumes `conn`.
+    pub fn waker(conn: R) -> Waker {
+        Waker::from(Arc::new(Self {
+            conn,
+            fired: AtomicBool::new(false),
+        }))
+    }
+}
+
+impl<R: Resume> Wake for Parked<R> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.fired.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let keep_running = self.conn.task().resumed(self.conn.tick());
+        self.conn.resume(keep_running);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Conn {
+        task: TaskState,
+        tick: AtomicU32,
+        resumes: AtomicUsize,
+        kept: AtomicUsize,
+    }
+
+    impl Resume for Arc<Conn> {
+        fn task(&self) -> &TaskState {
+            &self.task
+        }
+        fn tick(&self) -> u32 {
+            self.tick.load(Ordering::Relaxed)
+        }
+        fn resume(&self, keep_running: bool) {
+            self.resumes.fetch_add(1, Ordering::Relaxed);
+            if keep_running {
+                self.kept.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn conn() -> Arc<Conn> {
+        Arc::new(Conn {
+            task: TaskState::new(),
+            tick: AtomicU32::new(10),
+            resumes: AtomicUsize::new(0),
+            kept: AtomicUsize::new(0),
+        })
+    }
+
+    #[test]
+    fn a_waker_resumes_once_however_often_it_fires() {
+        let c = conn();
+        let w = Parked::waker(c.clone());
+        let again = w.clone();
+        w.wake_by_ref();
+        w.wake();
+        again.wake();
+        assert_eq!(c.resumes.load(Ordering::Relaxed), 1);
+        assert!(!c.task.is_parked());
+    }
+
+    #[test]
+    fn the_sweep_parks_only_a_running_task_quiet_for_long_enough() {
+        let t = TaskState::new();
+        assert!(!t.request_park(100, 2), "no task");
+        t.running();
+        assert!(!t.begin_poll(false, 10));
+        assert!(!t.request_park(11, 2), "quiet one tick");
+        assert!(t.request_park(12, 2));
+        assert!(!t.request_park(13, 2), "asked once");
+        assert!(t.begin_poll(false, 12), "the next poll parks");
+        t.parked();
+        assert!(t.is_parked());
+    }
+
+    #[test]
+    fn a_wake_during_parking_leaves_the_task_running() {
+        let c = conn();
+        c.task.running();
+        assert!(c.task.begin_poll(true, 10));
+        Parked::waker(c.clone()).wake();
+        c.task.parked();
+        assert!(!c.task.is_parked(), "the new task runs");
+    }
+
+    #[test]
+    fn quick_wake_ups_in_a_row_keep_the_task_running() {
+        let c = conn();
+        for n in 1..=u32::from(BURST) + 2 {
+            c.task.begin_poll(true, 10);
+            c.task.parked();
+            Parked::waker(c.clone()).wake();
+            let kept = c.kept.load(Ordering::Relaxed);
+            assert_eq!(kept > 0, n > u32::from(BURST), "wake-up {n}");
+        }
+        // After a quiet spell the count starts again.
+        c.task.begin_poll(false, 10);
+        c.tick.store(20, Ordering::Relaxed);
+        let before = c.kept.load(Ordering::Relaxed);
+        Parked::waker(c.clone()).wake();
+        assert_eq!(c.kept.load(Ordering::Relaxed), before);
+    }
+}
