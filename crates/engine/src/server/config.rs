@@ -140,12 +140,8 @@ impl EngineConfig {
         (shortest / 20).clamp(Duration::from_millis(2), Duration::from_secs(1))
     }
 
-    /// Sweeps a WebSocket session stays quiet before its task parks: one
-    /// more than `park_idle_after` spans, as the first may have begun just
-    /// before the session's last event.
+    /// Sweeps a WebSocket session stays quiet before its task parks.
     pub(crate) fn park_ticks(&self) -> u32 {
-        let tick = self.tick().as_nanos().max(1);
-        let ticks = self.park_idle_after.as_nanos().div_ceil(tick) + 1;
-        u32::try_from(ticks).unwrap_or(u32::MAX)
+        switchboard_wire::io::park::park_ticks(self.park_idle_after, self.tick())
     }
 }

@@ -35,12 +35,9 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a connection stays quiet before the sweep parks its task.
 const PARK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Sweeps of `tick` a connection stays quiet before its task parks: one
-/// more than [`PARK_IDLE_AFTER`] spans, as the first may have begun just
-/// before the connection's last event.
+/// Sweeps of `tick` a connection stays quiet before its task parks.
 pub(super) fn park_ticks(tick: std::time::Duration) -> u32 {
-    let ticks = PARK_IDLE_AFTER.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
-    u32::try_from(ticks).unwrap_or(u32::MAX)
+    switchboard_wire::io::park::park_ticks(PARK_IDLE_AFTER, tick)
 }
 
 pub(super) struct Driver {

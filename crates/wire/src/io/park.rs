@@ -29,6 +29,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::task::{Wake, Waker};
+use std::time::Duration;
 
 /// No task drives the connection: none yet, or it parked.
 const PARKED: u8 = 0;
@@ -40,6 +41,15 @@ const PARK: u8 = 2;
 /// Wake-ups in a row, each within a sweep tick of the task's last run,
 /// after which a woken task keeps running until the sweep parks it.
 pub const BURST: u8 = 4;
+
+/// Sweeps of period `tick` a connection stays quiet before its task parks,
+/// for a wanted quiet time of `idle_after`: one more than `idle_after`
+/// spans, as the first may have begun just before the connection's last
+/// event.
+pub fn park_ticks(idle_after: Duration, tick: Duration) -> u32 {
+    let ticks = idle_after.as_nanos().div_ceil(tick.as_nanos().max(1)) + 1;
+    u32::try_from(ticks).unwrap_or(u32::MAX)
+}
 
 /// Whether a connection's task runs, and when it last did.
 #[derive(Debug)]
@@ -224,6 +234,15 @@ mod tests {
             resumes: AtomicUsize::new(0),
             kept: AtomicUsize::new(0),
         })
+    }
+
+    #[test]
+    fn park_ticks_cover_the_quiet_time_whatever_the_phase() {
+        let s = Duration::from_secs(1);
+        assert_eq!(park_ticks(2 * s, s), 3);
+        assert_eq!(park_ticks(Duration::from_millis(20), s / 2), 2);
+        assert_eq!(park_ticks(Duration::ZERO, s), 1);
+        assert_eq!(park_ticks(Duration::MAX, Duration::ZERO), u32::MAX);
     }
 
     #[test]
