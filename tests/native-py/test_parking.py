@@ -18,6 +18,21 @@ async def tasks(srv) -> float:
     return n
 
 
+async def detached(srv) -> float:
+    n = exact(await asyncio.to_thread(scrape, srv), "switchboard_detached_sockets")
+    assert n is not None, "no switchboard_detached_sockets gauge"
+    return n
+
+
+async def until(probe, ok, what: str, within: float = 10.0) -> float:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not ok(n := await probe()):
+        assert loop.time() < deadline, f"{what}: {n}"
+        await asyncio.sleep(0.05)
+    return n
+
+
 async def settle(srv, at_most: float, within: float = 10.0) -> float:
     """Waits until the runtime holds at most `at_most` tasks."""
     loop = asyncio.get_running_loop()
@@ -47,6 +62,8 @@ async def test_idle_connections_hold_no_task_and_still_get_everything(server_fac
     # 2 N more connections, and a handful of tasks at most (those still
     # winding down, the scrape's own).
     await settle(srv, base + 5)
+    # Their sockets left the runtime's reactor for the shared watcher.
+    await until(lambda: detached(srv), lambda n: n >= 2 * N, "detached sockets")
 
     # Pings keep reaching them while they are parked.
     await asyncio.sleep(PING * 5)
@@ -73,3 +90,11 @@ async def test_idle_connections_hold_no_task_and_still_get_everything(server_fac
     await admin.aok("POST", "/disconnect", {"socket": victim.welcome["socket"], "reconnect": False})
     await victim.wait_closed()
     await settle(srv, base + 5)
+
+    # Closed connections give their watcher slot back.
+    before = await detached(srv)
+    for n in natives[:10]:
+        await n.close()
+    for s in sios[:10]:
+        await s.close()
+    await until(lambda: detached(srv), lambda n: n <= before - 20, "detached sockets after closing 20")

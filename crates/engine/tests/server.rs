@@ -825,8 +825,10 @@ async fn quiet_websocket_sessions_park_their_task_and_wake_on_every_event() {
     let (mut b, sid_b) = open_ws(&mut server).await;
     let (c, sid_c) = open_ws(&mut server).await;
     let (mut d, sid_d) = open_ws(&mut server).await;
-    // A new session parks once its setup is done: sessions hold no task.
+    // A new session parks once its setup is done: sessions hold no task,
+    // and their sockets leave the runtime's reactor.
     server.parked(4).await;
+    assert_eq!(server.engine.detached_count(), 4);
     // (Waited for: the HTTP connections' tasks end just after the upgrade.)
     within(async {
         while alive_tasks() != tasks {
@@ -848,7 +850,13 @@ async fn quiet_websocket_sessions_park_their_task_and_wake_on_every_event() {
         assert_eq!(recv_text(&mut a).await, format!("4round {round}"));
     }
     assert_eq!(server.engine.parked_count(), 3, "the busy session runs");
+    assert_eq!(
+        server.engine.detached_count(),
+        3,
+        "in the runtime's reactor"
+    );
     server.parked(4).await;
+    assert_eq!(server.engine.detached_count(), 4);
 
     // A packet queued by the server (`send` only wakes the task).
     server
@@ -864,6 +872,11 @@ async fn quiet_websocket_sessions_park_their_task_and_wake_on_every_event() {
     assert_eq!(server.closed(&sid_c).await, CloseReason::TransportClose);
     assert!(server.engine.session(&sid_c).is_none());
     server.parked(3).await;
+    assert_eq!(
+        server.engine.detached_count(),
+        3,
+        "a closed socket is unwatched"
+    );
 
     // The server closes a parked session: `close`, then the close handshake.
     server.engine.session(&sid_d).unwrap().close();

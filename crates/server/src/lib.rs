@@ -347,6 +347,7 @@ impl Server {
             cluster: self.cluster().map(|c| (c.is_up(), c.peers())),
             tasks: tokio::runtime::Handle::try_current()
                 .map_or(0, |h| h.metrics().num_alive_tasks()),
+            detached: switchboard_wire::io::detached::watched(),
             ..Default::default()
         };
         for s in self.admin.ns.sockets() {

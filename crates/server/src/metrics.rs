@@ -78,6 +78,7 @@ pub(crate) struct Metrics {
     redis_up: Family<Labels, Gauge>,
     cluster_peers: Family<Labels, Gauge>,
     tasks: Gauge,
+    detached: Gauge,
     /// File chunk frames received (uploads) and sent (downloads).
     pub(crate) file_chunks_in: Counter,
     pub(crate) file_chunks_out: Counter,
@@ -95,6 +96,8 @@ pub(crate) struct Open {
     pub(crate) cluster: Option<(bool, usize)>,
     /// Tasks alive in the runtime serving the scrape.
     pub(crate) tasks: usize,
+    /// Sockets of parked connections watched outside the runtime's reactor.
+    pub(crate) detached: usize,
 }
 
 impl Metrics {
@@ -193,6 +196,12 @@ impl Metrics {
             "Tasks alive in the server's runtime (connections, timers, backend calls)",
             tasks.clone(),
         );
+        let detached = Gauge::default();
+        registry.register(
+            "detached_sockets",
+            "Sockets of parked connections watched by the background thread instead of the runtime's reactor",
+            detached.clone(),
+        );
         let file_chunks = Family::<Labels, Counter>::default();
         registry.register(
             "file_chunks",
@@ -225,6 +234,7 @@ impl Metrics {
             redis_up,
             cluster_peers,
             tasks,
+            detached,
         }
     }
 
@@ -261,6 +271,8 @@ impl Metrics {
         }
         self.tasks
             .set(i64::try_from(open.tasks).unwrap_or(i64::MAX));
+        self.detached
+            .set(i64::try_from(open.detached).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -285,6 +297,7 @@ mod tests {
             socketio_polling: 0,
             cluster: None,
             tasks: 7,
+            detached: 3,
         });
         for line in [
             "switchboard_messages_received_total{protocol=\"native\"} 1",
@@ -293,6 +306,7 @@ mod tests {
             "switchboard_connections{protocol=\"native\",transport=\"websocket\"} 2",
             "switchboard_publishes_total 1",
             "switchboard_runtime_tasks 7",
+            "switchboard_detached_sockets 3",
             "switchboard_recoveries_total{protocol=\"native\",result=\"recovered\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing in:\n{text}");

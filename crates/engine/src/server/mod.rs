@@ -35,6 +35,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use switchboard_wire::handshake::server::is_upgrade_request;
+use switchboard_wire::io::detached::LazyWatcher;
 
 pub use config::{Cors, EngineConfig};
 pub use error::RequestError;
@@ -107,6 +108,8 @@ pub(crate) struct Shared<H: Handler> {
     /// The runtime the sweep runs on; parked WebSocket tasks start there
     /// again.
     runtime: OnceLock<tokio::runtime::Handle>,
+    /// Watches the sockets of parked WebSocket sessions.
+    pub(crate) watcher: LazyWatcher,
     /// Sweeps so far (wrapping): WebSocket tasks note it as they run, so the
     /// sweep can tell which have been quiet.
     tick: AtomicU32,
@@ -122,6 +125,7 @@ impl<H: Handler> Engine<H> {
                 handler,
                 sessions: Mutex::new(HashMap::new()),
                 runtime: OnceLock::new(),
+                watcher: LazyWatcher::new(),
                 tick: AtomicU32::new(0),
             }),
         }
@@ -146,6 +150,13 @@ impl<H: Handler> Engine<H> {
     /// Live sessions.
     pub fn session_count(&self) -> usize {
         self.shared.sessions().len()
+    }
+
+    /// Sockets of parked WebSocket sessions that left the runtime's
+    /// reactor for the engine's watcher
+    /// ([`switchboard_wire::io::detached`]): plain TCP ones, once parked.
+    pub fn detached_count(&self) -> usize {
+        self.shared.watcher.len()
     }
 
     /// WebSocket sessions whose task is parked: quiet for

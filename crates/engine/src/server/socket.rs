@@ -139,9 +139,7 @@ impl<D> EngineSocket<D> {
         let Some(ws) = slot.as_mut() else {
             return false;
         };
-        if ws.connection().has_output()
-            || ws.connection().close_sent()
-            || !matches!(ws.get_ref(), MaybeTlsStream::Plain(_))
+        if ws.connection().has_output() || ws.connection().close_sent() || !ws.get_ref().is_plain()
         {
             return false;
         }

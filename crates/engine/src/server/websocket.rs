@@ -227,6 +227,9 @@ impl<H: Handler> Future for Driver<H> {
                 socket: this.socket.clone(),
             });
         let parking = parked_waker.is_some();
+        // A parking task's socket leaves the runtime's reactor; one that
+        // keeps running needs it back.
+        this.shared.watcher.park_io(ws.get_mut(), parking);
         let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
         loop {
             // Register before looking at the outbox: a send after the look

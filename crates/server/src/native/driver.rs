@@ -243,7 +243,7 @@ impl Future for Driver {
         let parking = parked_waker.is_some();
         let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
         loop {
-            let turn = this.turn(&mut io_cx);
+            let turn = this.turn(&mut io_cx, parking);
             match turn {
                 Turn::Message(m) => {
                     if let Some(captures) = this.native.ctx.recorder.socket(&this.conn.id) {
@@ -269,12 +269,15 @@ impl Future for Driver {
 
 impl Driver {
     /// One turn with the socket locked: pings, queued frames out, the next
-    /// message in.
-    fn turn(&mut self, cx: &mut Context<'_>) -> Turn {
+    /// message in. `parking`: the task ends once nothing is left to do.
+    fn turn(&mut self, cx: &mut Context<'_>, parking: bool) -> Turn {
         let mut socket = self.conn.socket.lock().unwrap_or_else(|e| e.into_inner());
         let Some(ws) = socket.as_mut() else {
             return Turn::Done;
         };
+        // A parking task's socket leaves the runtime's reactor; one that
+        // keeps running needs it back.
+        self.native.watcher.park_io(ws.get_mut(), parking);
         self.conn.waker.register(cx.waker());
         let (ending, ping) = {
             let mut st = self.conn.lock();

@@ -22,6 +22,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 use switchboard_hub::{ConnId, Hub, PresenceChange, Publication, Sink};
+use switchboard_wire::io::detached::LazyWatcher;
 use switchboard_wire::{Message, Utf8Bytes};
 
 use crate::auth::Auth;
@@ -63,6 +64,8 @@ pub(crate) struct Native {
     /// The runtime the sweep runs on; parked connections' tasks start there
     /// again.
     runtime: OnceLock<tokio::runtime::Handle>,
+    /// Watches the sockets of parked connections.
+    pub(super) watcher: LazyWatcher,
     /// Sweeps so far (wrapping): connection tasks note it as they run, so
     /// the sweep can tell which have been quiet (see `driver`).
     tick: AtomicU32,
@@ -95,6 +98,7 @@ impl Native {
             rooms: RwLock::default(),
             epoch: Instant::now(),
             runtime: OnceLock::new(),
+            watcher: LazyWatcher::new(),
             tick: AtomicU32::new(0),
         }
     }

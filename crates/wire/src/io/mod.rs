@@ -1,6 +1,7 @@
 //! Thin tokio drivers over the sans-IO core.
 
 pub mod client;
+pub mod detached;
 pub mod park;
 mod prefetch;
 pub mod replayed;

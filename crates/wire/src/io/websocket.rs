@@ -102,6 +102,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         &self.io
     }
 
+    /// The underlying stream, mutably (e.g. to
+    /// [detach](super::MaybeTlsStream::detach) it while parked).
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io
+    }
+
     /// The close frame the peer sent, once it sent one (its code and reason;
     /// `None` also for a close without a code).
     pub fn peer_close(&self) -> Option<&CloseFrame> {

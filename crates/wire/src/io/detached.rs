@@ -1,0 +1,541 @@
+//! Plain TCP sockets taken out of the runtime's reactor while their
+//! connections are parked ([`super::park`]).
+//!
+//! tokio keeps a readiness record for every socket it watches: 256 bytes on
+//! x86-64, cache-line aligned, allocated on its own. A parked connection
+//! needs none of what that record is for (fair scheduling, a waker per
+//! direction, the runtime's budget); it only has to learn that its socket
+//! became readable, writable or closed. So a server that parks a task takes
+//! its socket out of tokio ([`MaybeTlsStream::detach`]) into a [`Watcher`]:
+//! one epoll instance (mio) for all its detached sockets, itself watched by
+//! the runtime as a single file descriptor and drained by one task, at the
+//! cost of a slot in a shared slab (two wakers, ~40 bytes) per socket.
+//! When the connection's task runs again and stays running, the socket
+//! goes back to tokio ([`MaybeTlsStream::attach`]).
+//!
+//! A detached socket is still a complete stream: reads and writes are plain
+//! non-blocking syscalls and a `Pending` one registers the caller's waker
+//! with the watcher, so a task that reads a message or two and parks again
+//! never touches the runtime's reactor at all.
+//!
+//! The registrations are edge-triggered. A waker is stored before its
+//! interest is (re-)armed, and arming an fd makes epoll check its readiness
+//! at once, so no event between a `WouldBlock` and the registration is lost.
+//! An event for a slot that has since been reused wakes its new owner
+//! spuriously, which every waker allows.
+//!
+//! [`MaybeTlsStream::detach`]: super::MaybeTlsStream::detach
+//! [`MaybeTlsStream::attach`]: super::MaybeTlsStream::attach
+
+use std::io::{self, IoSlice};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Registry, Token};
+use slab::Slab;
+use tokio::io::ReadBuf;
+use tokio::io::unix::AsyncFd;
+
+use super::MaybeTlsStream;
+
+/// Events taken from the epoll instance per call.
+const BATCH: usize = 256;
+
+/// Detached sockets watched now, in every watcher of the process.
+static WATCHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Detached sockets watched now (each parked connection over plain TCP has
+/// one), in every [`Watcher`] of the process.
+pub fn watched() -> usize {
+    WATCHED.load(Ordering::Relaxed)
+}
+
+/// The wakers waiting on one detached socket.
+#[derive(Debug, Default)]
+struct Slot {
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+impl Slot {
+    fn interest(&self) -> Option<Interest> {
+        match (self.reader.is_some(), self.writer.is_some()) {
+            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+            (true, false) => Some(Interest::READABLE),
+            (false, true) => Some(Interest::WRITABLE),
+            (false, false) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Lot {
+    registry: Registry,
+    slots: Mutex<Slab<Slot>>,
+}
+
+impl Lot {
+    fn slots(&self) -> MutexGuard<'_, Slab<Slot>> {
+        // Every critical section is a few field updates: a panic cannot
+        // leave the slab inconsistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, slots: &mut Slab<Slot>) -> usize {
+        WATCHED.fetch_add(1, Ordering::Relaxed);
+        slots.insert(Slot::default())
+    }
+
+    fn remove(&self, key: usize) {
+        if self.slots().try_remove(key).is_some() {
+            WATCHED.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes whoever waits on the sockets of `events`.
+    fn dispatch(&self, events: &Events, ready: &mut Vec<Waker>) {
+        {
+            let mut slots = self.slots();
+            for ev in events {
+                let Some(slot) = slots.get_mut(ev.token().0) else {
+                    continue;
+                };
+                let failed = ev.is_error();
+                if ev.is_readable() || ev.is_read_closed() || failed {
+                    ready.extend(slot.reader.take());
+                }
+                if ev.is_writable() || ev.is_write_closed() || failed {
+                    ready.extend(slot.writer.take());
+                }
+            }
+        }
+        // Outside the lock: a waker may detach or arm another socket.
+        for w in ready.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// Watches detached sockets for their parked connections: one epoll
+/// instance, drained by a task on the runtime that started it whenever the
+/// runtime's reactor finds it readable. Cheap to clone; the task ends with
+/// the runtime.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    lot: Arc<Lot>,
+}
+
+impl Watcher {
+    /// Starts a watcher on the current runtime.
+    ///
+    /// # Errors
+    /// The epoll instance could not be created or registered.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with IO enabled.
+    pub fn start() -> io::Result<Self> {
+        let poll = mio::Poll::new()?;
+        let lot = Arc::new(Lot {
+            registry: poll.registry().try_clone()?,
+            slots: Mutex::new(Slab::new()),
+        });
+        // SAFETY: a `mio::Poll` owns its epoll fd from creation to drop and
+        // `as_raw_fd` always returns that fd.
+        let fd = unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }?;
+        tokio::spawn(drain(fd, Arc::downgrade(&lot)));
+        Ok(Self { lot })
+    }
+
+    /// Sockets this watcher watches now.
+    pub fn len(&self) -> usize {
+        self.lot.slots().len()
+    }
+
+    /// Whether it watches none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A [`Watcher`] started on first use, on the runtime of that use: what a
+/// server keeps to park its connections' sockets.
+#[derive(Debug, Default)]
+pub struct LazyWatcher(OnceLock<Option<Watcher>>);
+
+impl LazyWatcher {
+    /// None started yet.
+    pub const fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    /// Where a connection's task stands, for its socket: a task about to
+    /// park (`parking`) detaches it, one that keeps running attaches it
+    /// again. Runs inside the runtime (a watcher that cannot start leaves
+    /// sockets in the runtime's reactor).
+    pub fn park_io(&self, stream: &mut MaybeTlsStream, parking: bool) {
+        if !parking {
+            stream.attach();
+        } else if let Some(watcher) = self.0.get_or_init(|| Watcher::start().ok()) {
+            stream.detach(watcher);
+        }
+    }
+
+    /// Sockets the watcher watches now.
+    pub fn len(&self) -> usize {
+        self.0
+            .get()
+            .and_then(Option::as_ref)
+            .map_or(0, Watcher::len)
+    }
+
+    /// Whether it watches none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The watcher's task: wakes the waiters of every socket that became ready,
+/// until the watcher is gone.
+async fn drain(mut fd: AsyncFd<mio::Poll>, lot: std::sync::Weak<Lot>) {
+    let mut events = Events::with_capacity(BATCH);
+    let mut ready: Vec<Waker> = Vec::new();
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        let Some(lot) = lot.upgrade() else {
+            return;
+        };
+        match guard
+            .get_inner_mut()
+            .poll(&mut events, Some(Duration::ZERO))
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+        // A partial batch emptied the ready list: wait for the next edge (a
+        // newer one is not cleared by this).
+        let drained = events.iter().count() < BATCH;
+        if drained {
+            guard.clear_ready();
+        }
+        drop(guard);
+        lot.dispatch(&events, &mut ready);
+        if !drained {
+            // Many sockets woke at once: let their tasks run in between.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "detached socket is closed")
+}
+
+/// A non-blocking TCP socket outside the runtime's reactor.
+#[derive(Debug, Default)]
+pub struct Detached {
+    /// `None` once the socket failed to leave or rejoin the runtime.
+    socket: Option<TcpStream>,
+    /// The watcher it belongs to.
+    lot: Option<Arc<Lot>>,
+    /// Its slot there, once something waited on it.
+    key: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+impl Detached {
+    /// A non-blocking socket that no reactor watches, to be watched by
+    /// `watcher` when something waits on it.
+    pub(crate) fn new(socket: TcpStream, watcher: &Watcher) -> Self {
+        Self {
+            socket: Some(socket),
+            lot: Some(watcher.lot.clone()),
+            key: None,
+        }
+    }
+
+    /// The socket, for syscalls.
+    pub(crate) fn socket(&self) -> io::Result<&TcpStream> {
+        self.socket.as_ref().ok_or_else(closed)
+    }
+
+    /// The socket, no longer watched (to hand it back to the runtime).
+    pub(crate) fn take(mut self) -> Option<TcpStream> {
+        self.unwatch();
+        self.socket.take()
+    }
+
+    /// Stops watching the socket and frees its slot (its wakers are
+    /// dropped).
+    fn unwatch(&mut self) {
+        let (Some(key), Some(lot)) = (self.key.take(), &self.lot) else {
+            return;
+        };
+        if let Some(socket) = &self.socket {
+            let _ = lot.registry.deregister(&mut SourceFd(&socket.as_raw_fd()));
+        }
+        lot.remove(key);
+    }
+
+    /// Has `waker` woken when the socket is ready for `dir`.
+    fn wait(&mut self, dir: Direction, waker: &Waker) -> io::Result<()> {
+        let fd = self.socket()?.as_raw_fd();
+        let lot = self.lot.as_ref().ok_or_else(closed)?;
+        let (key, arm) = {
+            let mut slots = lot.slots();
+            let key = match self.key {
+                Some(key) if slots.contains(key) => key,
+                _ => lot.insert(&mut slots),
+            };
+            let slot = &mut slots[key];
+            let before = slot.interest();
+            let entry = match dir {
+                Direction::Read => &mut slot.reader,
+                Direction::Write => &mut slot.writer,
+            };
+            // A waker still in place means the registration has been armed
+            // since before the caller's `WouldBlock`: any later edge finds
+            // the new waker. A missing one has fired (or never was): the
+            // readiness must be checked again after storing it.
+            let rearm = entry.is_none();
+            match entry {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *entry = Some(waker.clone()),
+            }
+            let after = slot.interest();
+            let arm = match self.key {
+                Some(k) if k == key => (rearm || before != after).then_some((false, after)),
+                _ => Some((true, after)),
+            };
+            (key, arm)
+        };
+        self.key = Some(key);
+        let Some((fresh, Some(interest))) = arm else {
+            return Ok(());
+        };
+        let mut source = SourceFd(&fd);
+        let armed = if fresh {
+            lot.registry.register(&mut source, Token(key), interest)
+        } else {
+            lot.registry.reregister(&mut source, Token(key), interest)
+        };
+        if armed.is_err() {
+            self.key = None;
+            lot.remove(key);
+        }
+        armed
+    }
+
+    pub(crate) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let socket = socket2::SockRef::from(self.socket()?);
+            // SAFETY: `recv` only writes initialised bytes into the spare
+            // part of the buffer, and never de-initialises any.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            match socket.recv(unfilled) {
+                Ok(n) => {
+                    // SAFETY: `recv` initialised the first `n` bytes of
+                    // `unfilled`, which start at the buffer's filled end.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(Direction::Read, cx.waker())?;
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Sends at once; `WouldBlock` when the socket is full.
+    pub(crate) fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let socket = socket2::SockRef::from(self.socket()?);
+        match bufs {
+            [one] => socket.send_with_flags(one, super::stream::SEND_FLAGS),
+            _ => socket.send_vectored_with_flags(bufs, super::stream::SEND_FLAGS),
+        }
+    }
+
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.send(bufs) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(Direction::Write, cx.waker())?;
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        match self.socket()?.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.unwatch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A watcher, a detached socket in it, its peer, and a waker that
+    /// counts its wake-ups.
+    struct Setup {
+        watcher: Watcher,
+        d: Detached,
+        peer: TcpStream,
+        count: Arc<Count>,
+        waker: Waker,
+    }
+
+    fn setup() -> Setup {
+        let watcher = Watcher::start().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        Setup {
+            d: Detached::new(ours, &watcher),
+            watcher,
+            peer,
+            waker: Waker::from(count.clone()),
+            count,
+        }
+    }
+
+    fn woken(count: &Count, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while count.0.load(Ordering::SeqCst) < n {
+            assert!(std::time::Instant::now() < deadline, "never woken");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn read(d: &mut Detached, cx: &mut Context<'_>) -> Poll<Vec<u8>> {
+        let mut storage = [std::mem::MaybeUninit::uninit(); 64];
+        let mut buf = ReadBuf::uninit(&mut storage);
+        d.poll_read(cx, &mut buf)
+            .map(|r| r.map(|()| buf.filled().to_vec()).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_waiting_reader_is_woken_by_data_and_by_the_peer_closing() {
+        let mut t = setup();
+        let mut cx = Context::from_waker(&t.waker);
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        assert_eq!(t.watcher.len(), 1);
+        assert!(watched() >= 1);
+
+        t.peer.write_all(b"hello").unwrap();
+        woken(&t.count, 1);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"hello".to_vec()));
+        // Waiting again re-arms: data that came in between is not missed.
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"again").unwrap();
+        woken(&t.count, 2);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"again".to_vec()));
+
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        drop(t.peer);
+        woken(&t.count, 3);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(Vec::new()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn data_that_arrived_before_the_wait_wakes_at_once() {
+        let mut t = setup();
+        // Armed once, fired, then data arrives while nobody waits: the next
+        // wait must see it although no new edge will come.
+        let mut cx = Context::from_waker(&t.waker);
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"1").unwrap();
+        woken(&t.count, 1);
+        t.peer.write_all(b"2").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut buf = [0u8; 1];
+        let socket = t.d.socket().unwrap();
+        assert_eq!((&*socket).read(&mut buf).unwrap(), 1);
+        // "2" is still unread: arming again reports it.
+        t.d.wait(Direction::Read, &t.waker).unwrap();
+        woken(&t.count, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_blocked_writer_is_woken_once_the_peer_reads() {
+        let mut t = setup();
+        let mut cx = Context::from_waker(&t.waker);
+        let chunk = vec![7u8; 64 << 10];
+        let mut sent = 0;
+        while let Poll::Ready(n) = t.d.poll_write(&mut cx, &[IoSlice::new(&chunk)]) {
+            sent += n.unwrap();
+        }
+        let mut got = vec![0u8; sent];
+        t.peer.read_exact(&mut got).unwrap();
+        woken(&t.count, 1);
+        assert!(matches!(
+            t.d.poll_write(&mut cx, &[IoSlice::new(b"x")]),
+            Poll::Ready(Ok(1))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn taking_the_socket_back_frees_its_slot() {
+        let mut t = setup();
+        let mut cx = Context::from_waker(&t.waker);
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        assert_eq!(t.watcher.len(), 1);
+        let socket = t.d.take().unwrap();
+        assert!(t.watcher.is_empty());
+        t.peer.write_all(b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(t.count.0.load(Ordering::SeqCst), 0);
+        let mut buf = [0u8; 1];
+        assert_eq!((&socket).read(&mut buf).unwrap(), 1);
+    }
+}
