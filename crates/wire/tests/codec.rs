@@ -427,6 +427,27 @@ fn idle_connections_release_their_buffers() {
     );
 }
 
+#[test]
+fn an_idle_connection_keeps_no_share_of_its_last_frame() {
+    // A frame that arrives whole sizes the read buffer exactly: once the
+    // message is split off, the buffer is empty with no room left, yet it
+    // still shares the message's allocation.
+    let (mut client, mut server) = pair(Config::default(), None);
+    client.send(Message::text("40")).unwrap();
+    let input = take_output(&mut client);
+    server.feed(&input);
+    let Some(Event::Message(Message::Text(text))) = server.next_event().unwrap() else {
+        panic!("no text message");
+    };
+    let bytes = text.into_bytes();
+    assert!(server.read_buffer().is_empty());
+    server.release_idle_buffers();
+    assert!(
+        bytes.is_unique(),
+        "the connection still holds a share of the last frame's buffer"
+    );
+}
+
 /// Echoes every message of `input` (fed in chunks of `step` bytes) through
 /// [`Connection::next_event_with`]: what is lent in place is answered with
 /// `Replies::send_slice`, other messages with `Connection::send`. Returns the

@@ -655,7 +655,10 @@ impl Connection {
 
     /// Frees empty read and write buffers; call before waiting on the socket.
     pub fn release_idle_buffers(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+        // Also at capacity 0: a buffer sized exactly for the last frame is
+        // empty and full once the frame is split off, and still shares that
+        // frame's allocation (and its reference-count header) until dropped.
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
         self.out.release_if_empty();
