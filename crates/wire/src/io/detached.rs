@@ -368,11 +368,7 @@ impl Detached {
 
     /// Sends at once; `WouldBlock` when the socket is full.
     pub(crate) fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let socket = socket2::SockRef::from(self.socket()?);
-        match bufs {
-            [one] => socket.send_with_flags(one, super::stream::SEND_FLAGS),
-            _ => socket.send_vectored_with_flags(bufs, super::stream::SEND_FLAGS),
-        }
+        super::stream::send(socket2::SockRef::from(self.socket()?), bufs)
     }
 
     pub(crate) fn poll_write(

@@ -12,9 +12,18 @@ use super::detached::{Detached, Watcher};
 /// No SIGPIPE for a peer that went away, like std's own writes (elsewhere
 /// mio sets `SO_NOSIGPIPE` on the socket instead).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(super) const SEND_FLAGS: libc::c_int = 0;
+const SEND_FLAGS: libc::c_int = 0;
+
+/// One non-blocking send of `bufs` (a plain `send` for one slice, which is
+/// cheaper than `sendmsg`), without SIGPIPE.
+pub(super) fn send(socket: socket2::SockRef<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    match bufs {
+        [one] => socket.send_with_flags(one, SEND_FLAGS),
+        _ => socket.send_vectored_with_flags(bufs, SEND_FLAGS),
+    }
+}
 
 impl MaybeTlsStream {
     /// Sends to a plain TCP socket at once, from whatever thread, without
@@ -23,16 +32,11 @@ impl MaybeTlsStream {
     /// writability as always). `None` over TLS, whose records only the TLS
     /// stream can write.
     pub(crate) fn send_now(&self, bufs: &[IoSlice<'_>]) -> Option<io::Result<usize>> {
-        let tcp = match self {
-            Self::Plain(tcp) => tcp,
-            Self::Detached(d) => return Some(d.send(bufs)),
-            Self::ClientTls(_) | Self::ServerTls(_) => return None,
-        };
-        let socket = socket2::SockRef::from(tcp);
-        Some(match bufs {
-            [one] => socket.send_with_flags(one, SEND_FLAGS),
-            _ => socket.send_vectored_with_flags(bufs, SEND_FLAGS),
-        })
+        match self {
+            Self::Plain(tcp) => Some(send(socket2::SockRef::from(tcp), bufs)),
+            Self::Detached(d) => Some(d.send(bufs)),
+            Self::ClientTls(_) | Self::ServerTls(_) => None,
+        }
     }
 
     /// Whether this is plain TCP (in the runtime's reactor or detached).
