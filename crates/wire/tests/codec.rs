@@ -516,8 +516,9 @@ fn echo_by_event(
 
 #[test]
 fn messages_lent_in_place_decode_and_answer_like_owned_events() {
-    // Whole frames, a fragmented text with a ping inside, a large binary, a
-    // close, then data after the close (ignored).
+    // Whole frames, a fragmented text with a ping inside, a large binary, one
+    // above the lending limit (8 KiB), a close, then data after the close
+    // (ignored).
     let mut input = Vec::new();
     input.extend(client_frame(0x81, b"hello"));
     input.extend(client_frame(0x82, &[]));
@@ -529,6 +530,10 @@ fn messages_lent_in_place_decode_and_answer_like_owned_events() {
         &(0..3000u32).map(|i| i as u8).collect::<Vec<_>>(),
     ));
     input.extend(client_frame(0x81, &"𝄞".repeat(40).into_bytes()));
+    input.extend(client_frame(
+        0x82,
+        &(0..9000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>(),
+    ));
     input.extend(client_frame(0x88, &1000u16.to_be_bytes()));
     input.extend(client_frame(0x81, b"after the close"));
     for step in [1, 2, 3, 7, 64, 1000, usize::MAX] {
@@ -536,9 +541,10 @@ fn messages_lent_in_place_decode_and_answer_like_owned_events() {
         let (want, want_err, want_out) = echo_by_event(&input, step, None);
         assert_eq!((&events, &err), (&want, &want_err), "step {step}");
         assert_eq!(out, want_out, "step {step}");
-        assert_eq!(events.len(), 7, "5 messages, a ping and the close");
+        assert_eq!(events.len(), 8, "6 messages, a ping and the close");
         if step == usize::MAX {
-            // Everything arrived at once: the single-frame messages are lent.
+            // Everything arrived at once: the single-frame messages are lent,
+            // except the one above 8 KiB (an event, to be sent by reference).
             assert_eq!(lent, 4);
         }
     }

@@ -105,6 +105,11 @@ struct Limits {
 /// Reads reserve at most this much ahead of the data actually received.
 const MAX_RESERVE_AHEAD: usize = 64 * 1024;
 
+/// [`Connection::next_event_with`] lends messages up to this size in place.
+/// An answer copies what it sends from a lent message; a larger one is cheaper
+/// split off the read buffer (one shared allocation) and sent by reference.
+const LEND_MAX: u64 = 8 * 1024;
+
 /// A data send was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -269,11 +274,14 @@ impl Connection {
 
     /// [`Connection::next_event`] for drivers that answer in place. Every
     /// message that arrived whole (one frame, uncompressed, complete in the
-    /// read buffer) is lent to `on_message` as a [`MessageRef`], together
-    /// with the [`Replies`] to answer it, and released when it returns; no
-    /// `Bytes` is split off and nothing is allocated for it. Returns at the
-    /// first other event, when `on_message` breaks, or when more input is
-    /// needed. Errors are those of [`Connection::next_event`].
+    /// read buffer, at most 8 KiB) is lent to `on_message` as a
+    /// [`MessageRef`], together with the [`Replies`] to answer it, and
+    /// released when it returns; no `Bytes` is split off and nothing is
+    /// allocated for it. A larger message is returned as an
+    /// [`Event::Message`] (split off the buffer, not copied), so that an
+    /// answer can send it by reference. Returns at the first other event,
+    /// when `on_message` breaks, or when more input is needed. Errors are
+    /// those of [`Connection::next_event`].
     pub fn next_event_with<B>(
         &mut self,
         mut on_message: impl FnMut(MessageRef<'_>, &mut Replies<'_>) -> ControlFlow<B>,
@@ -288,6 +296,7 @@ impl Connection {
                 && head.fin
                 && head.opcode != OpCode::Continuation
                 && !head.rsv1
+                && head.len <= LEND_MAX
                 && (n as u64).saturating_add(head.len) <= self.rbuf.len() as u64;
             if !whole {
                 break;
