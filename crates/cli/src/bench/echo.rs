@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use futures_util::FutureExt as _;
-use hdrhistogram::Histogram;
 use serde_json::json;
 use switchboard_wire::io::{ConnectOptions, MaybeTlsStream, WebSocket, connect};
 use switchboard_wire::{Config, DeflateConfig, Message};
 
-use super::report::{histogram, percentile_line, percentiles};
+use super::report::{Latencies, Recorder, percentile_line, percentiles};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EchoBenchArgs {
@@ -48,11 +47,6 @@ pub(crate) struct EchoBenchArgs {
     json: bool,
 }
 
-struct ConnResult {
-    messages: u64,
-    latency: Histogram<u64>,
-}
-
 pub(crate) fn run(args: EchoBenchArgs) -> anyhow::Result<()> {
     super::runtime(args.threads)?.block_on(bench(args))
 }
@@ -78,22 +72,20 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
     let until = measure_from + Duration::from_secs_f64(args.duration);
     let mut tasks = Vec::with_capacity(sockets.len());
     let in_flight = args.in_flight as usize;
+    let latencies = Latencies::new();
     for ws in sockets {
         let message = message.clone();
+        let latency = latencies.recorder();
         tasks.push(tokio::spawn(async move {
-            echo_loop(ws, message, in_flight, measure_from, until).await
+            echo_loop(ws, message, in_flight, latency, measure_from, until).await
         }));
     }
-    let mut total = ConnResult {
-        messages: 0,
-        latency: histogram(),
-    };
+    let mut messages = 0;
     for t in tasks {
-        let r = t.await.context("connection task")??;
-        total.messages += r.messages;
-        let _ = total.latency.add(&r.latency);
+        messages += t.await.context("connection task")??;
     }
-    let rate = total.messages as f64 / args.duration;
+    let latency = latencies.lock();
+    let rate = messages as f64 / args.duration;
     if args.json {
         let mut out = json!({
             "scenario": "echo",
@@ -102,11 +94,11 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
             "in_flight": args.in_flight,
             "size": args.size,
             "duration_s": args.duration,
-            "messages": total.messages,
+            "messages": messages,
             "msgs_per_sec": rate.round(),
         });
         if let (Some(o), serde_json::Value::Object(p)) =
-            (out.as_object_mut(), percentiles(&total.latency))
+            (out.as_object_mut(), percentiles(&latency))
         {
             o.extend(p);
         }
@@ -118,9 +110,9 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
             args.connections,
             args.size,
             args.duration,
-            total.messages,
+            messages,
             rate,
-            percentile_line(&total.latency)
+            percentile_line(&latency)
         );
     }
     Ok(())
@@ -128,18 +120,16 @@ async fn bench(args: EchoBenchArgs) -> anyhow::Result<()> {
 
 /// One connection's load: `in_flight` messages out, each replaced as its
 /// echo comes back (echoes come in order), until `until`. Returns the round
-/// trips begun in `measure_from..until` and their latencies.
+/// trips begun in `measure_from..until` (their latencies go to `latency`).
 async fn echo_loop(
     mut ws: WebSocket<MaybeTlsStream>,
     message: Message,
     in_flight: usize,
+    mut latency: Recorder,
     measure_from: Instant,
     until: Instant,
-) -> anyhow::Result<ConnResult> {
-    let mut r = ConnResult {
-        messages: 0,
-        latency: histogram(),
-    };
+) -> anyhow::Result<u64> {
+    let mut messages = 0;
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(in_flight);
     for _ in 0..in_flight {
         ws.queue(message.clone())?;
@@ -160,10 +150,8 @@ async fn echo_loop(
             let t0 = sent.pop_front().unwrap_or(t0);
             let now = Instant::now();
             if t0 >= measure_from && t0 < until {
-                r.messages += 1;
-                let _ = r
-                    .latency
-                    .record(now.duration_since(t0).as_micros().max(1) as u64);
+                messages += 1;
+                latency.record(now.duration_since(t0).as_micros() as u64);
             }
             if now < until {
                 ws.queue(message.clone())?;
@@ -178,5 +166,5 @@ async fn echo_loop(
         ws.flush().await.context("send")?;
     }
     let _ = ws.close(None).await;
-    Ok(r)
+    Ok(messages)
 }

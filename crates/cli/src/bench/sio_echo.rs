@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
-use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use switchboard_client::socketio::{Event, SioClient, SioConfig, State};
 use switchboard_wire::io::{ConnectOptions, MaybeTlsStream, WebSocket, connect};
 use switchboard_wire::{Config, Message};
 
-use super::report::{histogram, percentile_line, percentiles};
+use super::report::{Latencies, Recorder, percentile_line, percentiles};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SioEchoBenchArgs {
@@ -83,8 +82,10 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
         until: start + Duration::from_secs_f64(args.warmup + args.duration),
     };
     let mut tasks = Vec::with_capacity(conns.len());
+    let latencies = Latencies::new();
     for ws in conns {
         let payload = payload.clone();
+        let latency = latencies.recorder();
         let in_flight = args.in_flight as usize;
         // One deadline for the whole loop rather than a timer per receive:
         // a server that stops answering fails the run 10 s after the window.
@@ -92,19 +93,17 @@ async fn bench(args: SioEchoBenchArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             tokio::time::timeout_at(
                 deadline.into(),
-                round_trips(ws, &payload, in_flight, window),
+                round_trips(ws, &payload, in_flight, latency, window),
             )
             .await
             .context("acks still outstanding 10 s after the measured window")?
         }));
     }
     let mut total = 0u64;
-    let mut latency = histogram();
     for t in tasks {
-        let (n, h) = t.await.context("client task")??;
-        total += n;
-        let _ = latency.add(&h);
+        total += t.await.context("client task")??;
     }
+    let latency = latencies.lock();
     let rate = total as f64 / args.duration;
     if args.json {
         let mut out = json!({
@@ -174,17 +173,17 @@ async fn handshake(url: &str) -> anyhow::Result<WebSocket<MaybeTlsStream>> {
 /// One connection's load: `in_flight` emits outstanding, each replaced as its
 /// ack comes back, until the window ends. Acks read in one go are answered
 /// with one write. Returns the round trips begun in the measured interval
-/// and their latencies.
+/// (their latencies go to `latency`).
 async fn round_trips(
     mut ws: WebSocket<MaybeTlsStream>,
     payload: &str,
     in_flight: usize,
+    mut latency: Recorder,
     window: Window,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
+) -> anyhow::Result<u64> {
     let mut sent_at: Vec<Option<Instant>> = vec![None; in_flight];
     let mut outstanding = 0usize;
     let mut n = 0u64;
-    let mut h: Histogram<u64> = histogram();
     let expected = format!("[{payload}]");
     let emit = |ws: &mut WebSocket<MaybeTlsStream>, id: u64| {
         ws.queue(Message::text(format!(r#"42{id}["echo",{payload}]"#)))
@@ -216,7 +215,7 @@ async fn round_trips(
                 let now = Instant::now();
                 if t0 >= window.measure_from && t0 < window.until {
                     n += 1;
-                    let _ = h.record(now.duration_since(t0).as_micros().max(1) as u64);
+                    latency.record(now.duration_since(t0).as_micros() as u64);
                 }
                 if now < window.until {
                     // Slot `slot` carries the ids slot, slot + in_flight, …
@@ -231,7 +230,7 @@ async fn round_trips(
         ws.flush().await.context("send")?;
     }
     let _ = ws.close(None).await;
-    Ok((n, h))
+    Ok(n)
 }
 
 /// `43<id>[…]` → the id and the argument array.
