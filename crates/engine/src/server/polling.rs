@@ -77,13 +77,18 @@ async fn poll<H: Handler>(
             return Err(RequestError::BadRequest);
         }
     }
+    // Every session opened by polling has its wake-up (checked by the
+    // transport test above for the others).
+    let Some(notify) = socket.notify.as_deref() else {
+        return Err(RequestError::BadRequest);
+    };
     let mut guard = WaitGuard {
         shared: shared.as_ref(),
         socket: &socket,
         armed: false,
     };
     loop {
-        let notified = socket.notify.notified();
+        let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         {

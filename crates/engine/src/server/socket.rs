@@ -26,8 +26,10 @@ pub struct EngineSocket<D> {
     /// while it drives the socket; a sender that finds it free (and the
     /// socket idle) writes straight to it instead of waking the task.
     pub(crate) ws: Mutex<Option<WebSocket<MaybeTlsStream>>>,
-    /// Wakes GETs waiting for output.
-    pub(crate) notify: Notify,
+    /// Wakes GETs waiting for output: only a session opened by polling has
+    /// one (one opened over WebSocket never serves a GET), boxed so that the
+    /// others hold 8 bytes instead of 32.
+    pub(crate) notify: Option<Box<Notify>>,
     /// Wakes the WebSocket task (or, while it is parked, starts it again).
     pub(crate) ws_waker: AtomicWaker,
     /// Whether the WebSocket task runs or is parked
@@ -66,7 +68,7 @@ impl<D> EngineSocket<D> {
                 timer: None,
             }),
             ws: Mutex::new(None),
-            notify: Notify::new(),
+            notify: (!ws_bound).then(|| Box::new(Notify::new())),
             ws_waker: AtomicWaker::new(),
             task: TaskState::new(),
             data,
@@ -89,7 +91,9 @@ impl<D> EngineSocket<D> {
 
     /// Wakes whichever transport drains the session.
     pub(crate) fn wake(&self) {
-        self.notify.notify_waiters();
+        if let Some(notify) = &self.notify {
+            notify.notify_waiters();
+        }
         self.ws_waker.wake();
     }
 

@@ -349,6 +349,8 @@ fn on_frame<H: Handler>(shared: &Shared<H>, socket: &Arc<EngineSocket<H::Data>>,
         }
     };
     // A `noop` for a waiting GET may be queued (this task drains the rest).
-    socket.notify.notify_waiters();
+    if let Some(notify) = &socket.notify {
+        notify.notify_waiters();
+    }
     shared.deliver(socket, inbound.into_iter().collect());
 }
