@@ -6,14 +6,14 @@
 //! adapters over [`switchboard_hub::Hub`], which owns room logs (epoch +
 //! offsets), membership and presence:
 //!
-//! * Socket.IO v5 at `/socket.io/` ([`relay`]), with connection state
+//! * Socket.IO v5 at `/socket.io/` (`relay`), with connection state
 //!   recovery backed by the same broadcasts the hub fans out;
 //! * the native JSON protocol at `/ws` for a bare browser `WebSocket`
 //!   (`native`), with server pings and dead-peer detection;
 //! * the admin API at `/api/v1/` (`admin`), behind a bearer key;
 //! * Prometheus metrics at `/metrics` (`metrics`).
 //!
-//! Both protocols share a [`context`]: who a connection is (JWT, connect
+//! Both protocols share a `context`: who a connection is (JWT, connect
 //! proxy), which rooms it may use ([`rooms`]), the [`backend`] (connect and
 //! RPC proxies, webhooks) and the metrics.
 //!

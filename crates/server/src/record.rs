@@ -5,7 +5,7 @@
 //!
 //! The hot paths pay one atomic load when nothing is recorded: the hub
 //! hands every publication to [`Recorder`] (a sink), which looks at its
-//! room count first; a native connection asks [`Recorder::native`] once per
+//! room count first; a native connection asks [`Recorder::socket`] once per
 //! batch of frames; a Socket.IO session carries a tap only while captured.
 
 use std::collections::HashMap;
@@ -399,7 +399,7 @@ impl Recorder {
 
     /// Starts a capture of `target` for `duration`; `protocol` is that of
     /// the frames it will hold. Hook it up with [`Recorder::watch_room`],
-    /// [`Recorder::watch_native`] or a tap (then [`Recorder::on_stop`]).
+    /// [`Recorder::watch_socket`] or a tap (then [`Recorder::on_stop`]).
     /// Call within a tokio runtime.
     pub(crate) fn start(
         self: &Arc<Self>,

@@ -6,7 +6,7 @@
 //! Only that one shape of request is served here. Every other request to the
 //! port (long-polling, the polling → WebSocket upgrade that carries a `sid`,
 //! other paths, malformed requests) is handed whole to the Engine.IO server
-//! of `switchboard_socketio` on a tokio runtime ([`super::handoff`]), so
+//! of `switchboard_socketio` on a tokio runtime ([`super::reactor::Handoff`]), so
 //! both transports and every error answer behave as on `switchboard serve`.
 //!
 //! The namespace `/` acks an `echo` event with its arguments (binary

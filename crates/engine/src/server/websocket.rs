@@ -157,7 +157,7 @@ fn driver<H: Handler>(
     }
 }
 
-/// A parked session's way back: its [`Parked`] waker spawns its task again.
+/// A parked session's way back: its [`Parked`](switchboard_wire::io::park::Parked) waker spawns its task again.
 struct Resumer<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,

@@ -65,7 +65,7 @@ impl Drop for Driver {
     }
 }
 
-/// A parked connection's way back: its [`Parked`] waker spawns its task
+/// A parked connection's way back: its [`Parked`](switchboard_wire::io::park::Parked) waker spawns its task
 /// again.
 struct Resumer {
     native: Arc<Native>,
