@@ -900,11 +900,23 @@ async fn parked_websocket_session_keeps_its_heartbeat() {
     )
     .await;
     let (mut ws, sid) = open_ws(&mut server).await;
+    server.parked(1).await;
+    let resumed = server.engine.resume_count();
     for _ in 0..3 {
-        server.parked(1).await;
         assert_eq!(recv_text(&mut ws).await, "2");
         send_text(&mut ws, "3").await;
     }
+    // Each pong spawns the task again (to read it); each ping is written by
+    // the sweep, with no task.
+    within(async {
+        while server.engine.resume_count() < resumed + 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(recv_text(&mut ws).await, "2");
+    assert_eq!(server.engine.resume_count(), resumed + 3);
+    server.parked(1).await;
     assert_eq!(server.engine.session(&sid).unwrap().closed(), None);
 
     // Without a pong the parked session is declared dead.

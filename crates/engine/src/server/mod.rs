@@ -27,7 +27,7 @@ mod websocket;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -113,6 +113,8 @@ pub(crate) struct Shared<H: Handler> {
     /// Sweeps so far (wrapping): WebSocket tasks note it as they run, so the
     /// sweep can tell which have been quiet.
     tick: AtomicU32,
+    /// Parked WebSocket tasks spawned again (see [`Engine::resume_count`]).
+    pub(crate) resumes: AtomicU64,
 }
 
 impl<H: Handler> Engine<H> {
@@ -127,6 +129,7 @@ impl<H: Handler> Engine<H> {
                 runtime: OnceLock::new(),
                 watcher: LazyWatcher::new(),
                 tick: AtomicU32::new(0),
+                resumes: AtomicU64::new(0),
             }),
         }
     }
@@ -168,6 +171,14 @@ impl<H: Handler> Engine<H> {
             .values()
             .filter(|s| s.task.is_parked() && s.transport() == Transport::WebSocket)
             .count()
+    }
+
+    /// Times a parked WebSocket session's task was spawned again, for a
+    /// frame, a queued packet, a close, or to be woken by the sweep. A ping
+    /// due on a parked session is written by the sweep itself, so a quiet
+    /// session's heartbeat costs one spawn per cycle (for its pong).
+    pub fn resume_count(&self) -> u64 {
+        self.shared.resumes.load(Ordering::Relaxed)
     }
 
     /// A live session by id.

@@ -136,7 +136,7 @@ impl<D> EngineSocket<D> {
     /// everything went out; otherwise the caller wakes the task, which
     /// carries on from where this stopped (packets stay in order: both move
     /// them from the session into the socket's output under its lock).
-    fn write_now(&self) -> bool {
+    pub(crate) fn write_now(&self) -> bool {
         let Ok(mut slot) = self.ws.try_lock() else {
             return false;
         };

@@ -15,6 +15,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut woken: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
+    let mut pinged: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
     let mut due: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
     let mut ended: Vec<Arc<EngineSocket<H::Data>>> = Vec::new();
     loop {
@@ -38,7 +39,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
                 if st.session.backlog() != before
                     && woken.last().is_none_or(|w| !Arc::ptr_eq(w, socket))
                 {
-                    woken.push(socket.clone());
+                    pinged.push(socket.clone());
                 }
             }
             if st.session.closed().is_none() && st.timer.is_some_and(|d| d <= now) {
@@ -51,6 +52,14 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
         }
         for socket in woken.drain(..) {
             socket.wake();
+        }
+        // A ping (the packet a timeout queues) goes straight to an idle
+        // WebSocket, as a broadcast does: a parked session is then spawned
+        // again only for its pong, not for the ping as well.
+        for socket in pinged.drain(..) {
+            if !socket.write_now() {
+                socket.wake();
+            }
         }
         // The layer above's callbacks run here; a panic in one must not stop
         // the heartbeat of every other session.

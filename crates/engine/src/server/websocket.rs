@@ -173,6 +173,7 @@ impl<H: Handler> Resume for Resumer<H> {
     }
 
     fn resume(&self, keep_running: bool) {
+        self.shared.resumes.fetch_add(1, Ordering::Relaxed);
         let driver = driver(self.shared.clone(), self.socket.clone(), keep_running);
         // The runtime is known: a WebSocket exists only after a request was
         // handled on it. On a runtime that shut down the task is dropped at

@@ -210,6 +210,25 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
     done && conn.lock().outbox.is_empty()
 }
 
+/// Writes a ping straight to an idle connection's plain-TCP socket, from the
+/// sweep, as [`write_now`] does for frames: a parked connection is then
+/// spawned again only for the pong. `None`: not written (the task's business:
+/// it is driving the socket, output waits, the connection is ending, or the
+/// stream is TLS); `Some(false)`: queued, and the task writes the rest.
+pub(super) fn ping_now(conn: &Conn) -> Option<bool> {
+    let mut socket = conn.socket.try_lock().ok()?;
+    let ws = socket.as_mut()?;
+    if ws.connection().has_output()
+        || ws.connection().close_sent()
+        || !ws.get_ref().is_plain()
+        || conn.lock().ending.is_some()
+    {
+        return None;
+    }
+    ws.connection_mut().send_ping(Bytes::new()).ok()?;
+    Some(matches!(ws.write_out_now(), Some(Ok(true))))
+}
+
 /// What one turn of the task decided, acted on once the socket is unlocked.
 enum Turn {
     Message(Message),

@@ -291,8 +291,14 @@ async fn sweep(native: Weak<Native>) {
                 c.end(Ending::Dead);
             } else if now.saturating_sub(c.last_ping.load(Ordering::Relaxed)) >= every {
                 c.last_ping.store(now, Ordering::Relaxed);
-                c.lock().ping_due = true;
-                c.waker.wake();
+                match driver::ping_now(&c) {
+                    Some(true) => {}
+                    Some(false) => c.waker.wake(),
+                    None => {
+                        c.lock().ping_due = true;
+                        c.waker.wake();
+                    }
+                }
             }
         }
     }
