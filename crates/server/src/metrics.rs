@@ -199,7 +199,7 @@ impl Metrics {
         let detached = Gauge::default();
         registry.register(
             "detached_sockets",
-            "Sockets of parked connections watched by the background thread instead of the runtime's reactor",
+            "Sockets of parked connections watched by the server's own epoll instance instead of the runtime's reactor",
             detached.clone(),
         );
         let file_chunks = Family::<Labels, Counter>::default();
