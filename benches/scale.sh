@@ -19,8 +19,9 @@
 # the admin API (of node 1 in a cluster, which fans it out to every node; of
 # each node otherwise): the deliveries counted by all nodes must equal the
 # connections open. At the end it checks on every node that all its
-# connections are still open and none was dropped by the heartbeat. Prints
-# per-node RSS per connection and the totals.
+# connections are still open and none was dropped by the heartbeat (`lost`:
+# opened but not open at the end). Prints the median growth of the nodes'
+# RSS per connection and the totals.
 #
 # In a cluster every join of the shared room is a Redis round trip under the
 # room's lock, and each node merges the others' presence (18,000 users
@@ -65,17 +66,24 @@ for i in $(seq 1 "$NODES"); do
     node_pids+=($!)
     until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do sleep 0.1; done
 done
+# Each node's RSS before its connections (the baseline of its growth).
+node_rss0=()
+for p in "${node_pids[@]}"; do node_rss0+=($(awk '/VmRSS/ {print $2 * 1024}' "/proc/$p/status")); done
 
 left=$TOTAL
 started=$(date +%s)
+per_node=()
 for i in $(seq 1 "$NODES"); do
     port=$((9400 + i))
     n=$(( left < PER_NODE ? left : PER_NODE ))
     left=$(( left - n ))
-    # Held for HOLD seconds after all are open (`--settle`), then reported.
+    per_node+=("$n")
+    # Held until the script stops it, after the checks at the end of the
+    # hold (a generator's own `--settle` would start when *its* connections
+    # are open: a small node's would end early, before the checks).
     "$BIN" bench idle --url "ws://127.0.0.1:$port/ws" --protocol native --room idle \
         --pid "${node_pids[$((i - 1))]}" --connections "$n" --concurrency 200 --source-ips 100 \
-        --settle "$HOLD" --json >"$OUT/gen$i.json" 2>"$OUT/gen$i.log" &
+        --settle 1000000 >"$OUT/gen$i.log" 2>&1 &
     gen_pids+=($!)
 done
 
@@ -94,6 +102,7 @@ until [ "$open" -ge "$TOTAL" ]; do
     fi
 done
 opened_s=$(( $(date +%s) - started ))
+all_open=$(date +%s)
 sleep $(( HOLD / 2 ))
 
 # Mid-hold: one publish reaches every connection on every node.
@@ -108,6 +117,9 @@ done
 sleep 5
 after=0
 for i in $(seq 1 "$NODES"); do after=$(( after + $(metric $((9400 + i)) switchboard_deliveries_total) )); done
+# The rest of the hold, then the checks (every generator still holds).
+rest=$(( all_open + HOLD - $(date +%s) ))
+[ "$rest" -le 0 ] || sleep "$rest"
 
 rss_total=0
 timeouts=0
@@ -123,11 +135,15 @@ gen_rss=0
 for p in "${gen_pids[@]}"; do
     gen_rss=$(( gen_rss + $(awk '/VmRSS/ {print $2 * 1024}' "/proc/$p/status" 2>/dev/null || echo 0) ))
 done
-for p in "${gen_pids[@]}"; do wait "$p"; done
-per_node=$(for i in $(seq 1 "$NODES"); do
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["bytes_per_conn"]), d["failed"])' "$OUT/gen$i.json"
+# Growth of each node's RSS per connection it holds.
+growth=$(for i in $(seq 0 $(( NODES - 1 ))); do
+    rss=$(awk '/VmRSS/ {print $2 * 1024}' "/proc/${node_pids[$i]}/status")
+    echo $(( (rss - node_rss0[i]) / per_node[i] ))
 done)
-failed=$(echo "$per_node" | awk '{s += $2} END {print s}')
-median=$(echo "$per_node" | awk '{print $1}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-printf '{"total":%d,"nodes":%d,"opened_s":%d,"held_s":%d,"open_at_end":%d,"heartbeat_timeouts":%d,"failed":%d,"deliveries_of_one_publish":%d,"nodes_rss_bytes":%d,"generators_rss_bytes":%d,"median_node_bytes_per_conn":%d}\n' \
-    "$TOTAL" "$NODES" "$opened_s" "$HOLD" "$still" "$timeouts" "$failed" $(( after - before )) "$rss_total" "$gen_rss" "$median"
+median=$(echo "$growth" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+for p in "${gen_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${gen_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+gen_pids=()
+lost=$(( TOTAL - still ))
+printf '{"total":%d,"nodes":%d,"opened_s":%d,"held_s":%d,"open_at_end":%d,"heartbeat_timeouts":%d,"lost":%d,"deliveries_of_one_publish":%d,"nodes_rss_bytes":%d,"generators_rss_bytes":%d,"median_node_bytes_per_conn":%d}\n' \
+    "$TOTAL" "$NODES" "$opened_s" "$HOLD" "$still" "$timeouts" "$lost" $(( after - before )) "$rss_total" "$gen_rss" "$median"
