@@ -18,11 +18,14 @@
 //! with the watcher, so a task that reads a message or two and parks again
 //! never touches the runtime's reactor at all.
 //!
-//! The registrations are edge-triggered. A waker is stored before its
-//! interest is (re-)armed, and arming an fd makes epoll check its readiness
-//! at once, so no event between a `WouldBlock` and the registration is lost.
-//! An event for a slot that has since been reused wakes its new owner
-//! spuriously, which every waker allows.
+//! A socket is registered once, edge-triggered, for both directions
+//! (registering makes epoll check its readiness at once). An event that
+//! finds no waker in its direction is not dropped: the slot keeps a mark
+//! ([`Slot`]), and the next wait in that direction finds it and tries the
+//! syscall again instead of waiting. So an event between a `WouldBlock` and
+//! the wait that follows it is not lost, and waiting again after a wake-up
+//! costs no `epoll_ctl`. An event for a slot that has since been reused
+//! wakes (or marks) its new owner spuriously, which every waker allows.
 //!
 //! [`MaybeTlsStream::detach`]: super::MaybeTlsStream::detach
 //! [`MaybeTlsStream::attach`]: super::MaybeTlsStream::attach
@@ -55,22 +58,49 @@ pub fn watched() -> usize {
     WATCHED.load(Ordering::Relaxed)
 }
 
-/// The wakers waiting on one detached socket.
+/// Who waits on one detached socket, per direction: nobody (`None`), a
+/// waiter's waker, or the *mark* that an event came while nobody waited
+/// ([`mark`]): it costs no byte beyond the two `Option<Waker>` a slot holds
+/// anyway.
 #[derive(Debug, Default)]
 struct Slot {
     reader: Option<Waker>,
     writer: Option<Waker>,
 }
 
-impl Slot {
-    fn interest(&self) -> Option<Interest> {
-        match (self.reader.is_some(), self.writer.is_some()) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        }
+/// The mark of an event that found no waiter: a waker of the watcher's own
+/// that wakes nothing, told apart by its data pointer (no task's waker
+/// points at it; `will_wake` on the no-op waker is not reliable across
+/// codegen units).
+fn mark() -> &'static Waker {
+    struct Mark;
+    impl std::task::Wake for Mark {
+        fn wake(self: Arc<Self>) {}
     }
+    static MARK: OnceLock<Waker> = OnceLock::new();
+    MARK.get_or_init(|| Waker::from(Arc::new(Mark)))
+}
+
+/// Whether `w` is the [`mark`].
+fn is_mark(w: &Waker) -> bool {
+    std::ptr::eq(w.data(), mark().data())
+}
+
+/// An event in one direction: its waiter, if any, is to be woken; with none,
+/// the slot keeps the mark.
+fn fire(entry: &mut Option<Waker>, ready: &mut Vec<Waker>) {
+    match entry.take() {
+        Some(w) if !is_mark(&w) => ready.push(w),
+        _ => *entry = Some(mark().clone()),
+    }
+}
+
+/// What [`Detached::wait`] found.
+enum Wait {
+    /// The waker is stored: the caller returns `Pending`.
+    Stored,
+    /// An event came since the last wake-up: the caller tries again.
+    Again,
 }
 
 #[derive(Debug)]
@@ -107,10 +137,10 @@ impl Lot {
                 };
                 let failed = ev.is_error();
                 if ev.is_readable() || ev.is_read_closed() || failed {
-                    ready.extend(slot.reader.take());
+                    fire(&mut slot.reader, ready);
                 }
                 if ev.is_writable() || ev.is_write_closed() || failed {
-                    ready.extend(slot.writer.take());
+                    fire(&mut slot.writer, ready);
                 }
             }
         }
@@ -289,53 +319,47 @@ impl Detached {
         lot.remove(key);
     }
 
-    /// Has `waker` woken when the socket is ready for `dir`.
-    fn wait(&mut self, dir: Direction, waker: &Waker) -> io::Result<()> {
+    /// Has `waker` woken when the socket is ready for `dir`, or says to try
+    /// again if an event came since the last wake-up.
+    fn wait(&mut self, dir: Direction, waker: &Waker) -> io::Result<Wait> {
         let fd = self.socket()?.as_raw_fd();
         let lot = self.lot.as_ref().ok_or_else(closed)?;
-        let (key, arm) = {
+        let key = {
             let mut slots = lot.slots();
             let key = match self.key {
                 Some(key) if slots.contains(key) => key,
                 _ => lot.insert(&mut slots),
             };
             let slot = &mut slots[key];
-            let before = slot.interest();
             let entry = match dir {
                 Direction::Read => &mut slot.reader,
                 Direction::Write => &mut slot.writer,
             };
-            // A waker still in place means the registration has been armed
-            // since before the caller's `WouldBlock`: any later edge finds
-            // the new waker. A missing one has fired (or never was): the
-            // readiness must be checked again after storing it.
-            let rearm = entry.is_none();
             match entry {
+                Some(w) if is_mark(w) => {
+                    *entry = None;
+                    self.key = Some(key);
+                    return Ok(Wait::Again);
+                }
                 Some(w) if w.will_wake(waker) => {}
                 _ => *entry = Some(waker.clone()),
             }
-            let after = slot.interest();
-            let arm = match self.key {
-                Some(k) if k == key => (rearm || before != after).then_some((false, after)),
-                _ => Some((true, after)),
-            };
-            (key, arm)
+            key
         };
+        if self.key == Some(key) {
+            return Ok(Wait::Stored);
+        }
+        // First wait on this slot: register for good, both directions.
         self.key = Some(key);
-        let Some((fresh, Some(interest))) = arm else {
-            return Ok(());
-        };
-        let mut source = SourceFd(&fd);
-        let armed = if fresh {
-            lot.registry.register(&mut source, Token(key), interest)
-        } else {
-            lot.registry.reregister(&mut source, Token(key), interest)
-        };
-        if armed.is_err() {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = lot
+            .registry
+            .register(&mut SourceFd(&fd), Token(key), interest);
+        if registered.is_err() {
             self.key = None;
             lot.remove(key);
         }
-        armed
+        registered.map(|()| Wait::Stored)
     }
 
     pub(crate) fn poll_read(
@@ -358,8 +382,10 @@ impl Detached {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(Direction::Read, cx.waker())?;
-                    return Poll::Pending;
+                    match self.wait(Direction::Read, cx.waker())? {
+                        Wait::Stored => return Poll::Pending,
+                        Wait::Again => {}
+                    }
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -381,8 +407,10 @@ impl Detached {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(Direction::Write, cx.waker())?;
-                    return Poll::Pending;
+                    match self.wait(Direction::Write, cx.waker())? {
+                        Wait::Stored => return Poll::Pending,
+                        Wait::Again => {}
+                    }
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -471,7 +499,7 @@ mod tests {
         t.peer.write_all(b"hello").unwrap();
         woken(&t.count, 1);
         assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"hello".to_vec()));
-        // Waiting again re-arms: data that came in between is not missed.
+        // Waiting again: data that comes in between is not missed.
         assert!(read(&mut t.d, &mut cx).is_pending());
         t.peer.write_all(b"again").unwrap();
         woken(&t.count, 2);
@@ -497,9 +525,20 @@ mod tests {
         let mut buf = [0u8; 1];
         let socket = t.d.socket().unwrap();
         assert_eq!((&*socket).read(&mut buf).unwrap(), 1);
-        // "2" is still unread: arming again reports it.
-        t.d.wait(Direction::Read, &t.waker).unwrap();
+        // "2" is still unread and its event found nobody waiting: the next
+        // wait says to read again instead of waiting (no new edge will come),
+        // and that read gets it.
+        assert!(matches!(
+            t.d.wait(Direction::Read, &t.waker).unwrap(),
+            Wait::Again
+        ));
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"2".to_vec()));
+        // Then a wait is a wait again, with no `epoll_ctl`: the next byte
+        // wakes it through the registration made at the start.
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"3").unwrap();
         woken(&t.count, 2);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"3".to_vec()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
