@@ -21,7 +21,7 @@
 //! A socket is registered once, edge-triggered, for both directions
 //! (registering makes epoll check its readiness at once). An event that
 //! finds no waker in its direction is not dropped: the slot keeps a mark
-//! ([`Slot`]), and the next wait in that direction finds it and tries the
+//! (see `Slot`), and the next wait in that direction finds it and tries the
 //! syscall again instead of waiting. So an event between a `WouldBlock` and
 //! the wait that follows it is not lost, and waiting again after a wake-up
 //! costs no `epoll_ctl`. An event for a slot that has since been reused
