@@ -91,10 +91,15 @@ impl<D> EngineSocket<D> {
 
     /// Wakes whichever transport drains the session.
     pub(crate) fn wake(&self) {
+        self.wake_gets();
+        self.ws_waker.wake();
+    }
+
+    /// Wakes the GETs waiting for output (sessions opened by polling).
+    pub(crate) fn wake_gets(&self) {
         if let Some(notify) = &self.notify {
             notify.notify_waiters();
         }
-        self.ws_waker.wake();
     }
 
     /// The session id.

@@ -350,8 +350,6 @@ fn on_frame<H: Handler>(shared: &Shared<H>, socket: &Arc<EngineSocket<H::Data>>,
         }
     };
     // A `noop` for a waiting GET may be queued (this task drains the rest).
-    if let Some(notify) = &socket.notify {
-        notify.notify_waiters();
-    }
+    socket.wake_gets();
     shared.deliver(socket, inbound.into_iter().collect());
 }

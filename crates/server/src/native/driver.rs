@@ -173,16 +173,12 @@ fn move_queued(native: &Native, conn: &Conn, ws: &mut Socket, budget: usize) -> 
 /// A room's publish reaches thousands of connections: this spares each an
 /// enqueue-wake-poll round through the scheduler.
 pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
-    let Ok(mut socket) = conn.socket.try_lock() else {
+    let Some(mut socket) = idle_socket(conn) else {
         return false;
     };
     let Some(ws) = socket.as_mut() else {
         return false;
     };
-    if ws.connection().has_output() || ws.connection().close_sent() || conn.lock().ending.is_some()
-    {
-        return false;
-    }
     if move_queued(native, conn, ws, WRITE_BUDGET) {
         return false;
     }
@@ -210,19 +206,25 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
     done && conn.lock().outbox.is_empty()
 }
 
+/// The connection's socket, locked, when a write from outside its task may
+/// go ahead: the task is not driving it, it has a socket, no earlier output
+/// waits, and the connection is not closing.
+fn idle_socket(conn: &Conn) -> Option<std::sync::MutexGuard<'_, Option<Socket>>> {
+    let socket = conn.socket.try_lock().ok()?;
+    let ws = socket.as_ref()?;
+    let busy = ws.connection().has_output() || ws.connection().close_sent();
+    (!busy && conn.lock().ending.is_none()).then_some(socket)
+}
+
 /// Writes a ping straight to an idle connection's plain-TCP socket, from the
 /// sweep, as [`write_now`] does for frames: a parked connection is then
 /// spawned again only for the pong. `None`: not written (the task's business:
 /// it is driving the socket, output waits, the connection is ending, or the
 /// stream is TLS); `Some(false)`: queued, and the task writes the rest.
 pub(super) fn ping_now(conn: &Conn) -> Option<bool> {
-    let mut socket = conn.socket.try_lock().ok()?;
+    let mut socket = idle_socket(conn)?;
     let ws = socket.as_mut()?;
-    if ws.connection().has_output()
-        || ws.connection().close_sent()
-        || !ws.get_ref().is_plain()
-        || conn.lock().ending.is_some()
-    {
+    if !ws.get_ref().is_plain() {
         return None;
     }
     ws.connection_mut().send_ping(Bytes::new()).ok()?;
