@@ -19,13 +19,20 @@
 //! never touches the runtime's reactor at all.
 //!
 //! A socket is registered once, edge-triggered, for both directions
-//! (registering makes epoll check its readiness at once). An event that
-//! finds no waker in its direction is not dropped: the slot keeps a mark
-//! (see `Slot`), and the next wait in that direction finds it and tries the
-//! syscall again instead of waiting. So an event between a `WouldBlock` and
-//! the wait that follows it is not lost, and waiting again after a wake-up
-//! costs no `epoll_ctl`. An event for a slot that has since been reused
-//! wakes (or marks) its new owner spuriously, which every waker allows.
+//! (registering makes epoll check its readiness at once), so waiting again
+//! after a wake-up costs no `epoll_ctl`. An event between a `WouldBlock` and
+//! the wait that follows it must not be lost, and it can land two ways:
+//! - it finds no waker in its direction: the slot keeps a mark (see
+//!   `Slot`), and the next wait in that direction finds it and tries the
+//!   syscall again instead of waiting;
+//! - it finds the waker of an earlier wait and wakes that one, which may
+//!   wake nothing now (a parked connection's waker that already fired, a
+//!   task that has ended). So the watcher counts the batches of events it
+//!   dispatches, the syscall notes the count before it runs, and a wait
+//!   whose slot has lost its waker while the count moved tries again.
+//!
+//! An event for a slot that has since been reused wakes (or marks) its new
+//! owner spuriously, which every waker allows.
 //!
 //! [`MaybeTlsStream::detach`]: super::MaybeTlsStream::detach
 //! [`MaybeTlsStream::attach`]: super::MaybeTlsStream::attach
@@ -107,6 +114,10 @@ enum Wait {
 struct Lot {
     registry: Registry,
     slots: Mutex<Slab<Slot>>,
+    /// Batches of events dispatched so far, counted under the `slots` lock
+    /// after the batch was taken from epoll: a syscall that read the count
+    /// before it ran saw the data of every event in a batch counted by then.
+    batches: AtomicUsize,
 }
 
 impl Lot {
@@ -131,6 +142,7 @@ impl Lot {
     fn dispatch(&self, events: &Events, ready: &mut Vec<Waker>) {
         {
             let mut slots = self.slots();
+            self.batches.fetch_add(1, Ordering::Release);
             for ev in events {
                 let Some(slot) = slots.get_mut(ev.token().0) else {
                     continue;
@@ -173,6 +185,7 @@ impl Watcher {
         let lot = Arc::new(Lot {
             registry: poll.registry().try_clone()?,
             slots: Mutex::new(Slab::new()),
+            batches: AtomicUsize::new(0),
         });
         // SAFETY: a `mio::Poll` owns its epoll fd from creation to drop and
         // `as_raw_fd` always returns that fd.
@@ -319,17 +332,27 @@ impl Detached {
         lot.remove(key);
     }
 
+    /// The watcher's batch count, read before a syscall (see [`Lot::batches`]).
+    fn batches(&self) -> usize {
+        self.lot
+            .as_ref()
+            .map_or(0, |lot| lot.batches.load(Ordering::Acquire))
+    }
+
     /// Has `waker` woken when the socket is ready for `dir`, or says to try
-    /// again if an event came since the last wake-up.
-    fn wait(&mut self, dir: Direction, waker: &Waker) -> io::Result<Wait> {
+    /// again if an event may have come since the syscall that would block,
+    /// which read the batch count `seen` before it ran.
+    fn wait(&mut self, dir: Direction, waker: &Waker, seen: usize) -> io::Result<Wait> {
         let fd = self.socket()?.as_raw_fd();
         let lot = self.lot.as_ref().ok_or_else(closed)?;
         let key = {
             let mut slots = lot.slots();
+            let moved = lot.batches.load(Ordering::Relaxed) != seen;
             let key = match self.key {
                 Some(key) if slots.contains(key) => key,
                 _ => lot.insert(&mut slots),
             };
+            let fresh = self.key != Some(key);
             let slot = &mut slots[key];
             let entry = match dir {
                 Direction::Read => &mut slot.reader,
@@ -341,8 +364,19 @@ impl Detached {
                     self.key = Some(key);
                     return Ok(Wait::Again);
                 }
+                // No event since the waker now there was stored: none came
+                // after the syscall either.
                 Some(w) if w.will_wake(waker) => {}
-                _ => *entry = Some(waker.clone()),
+                Some(_) => *entry = Some(waker.clone()),
+                // An event took the waker of an earlier wait. If it came in
+                // a batch dispatched after the syscall began, what it woke
+                // may not be this waiter: try again, with this waker stored.
+                None => {
+                    *entry = Some(waker.clone());
+                    if moved && !fresh {
+                        return Ok(Wait::Again);
+                    }
+                }
             }
             key
         };
@@ -368,6 +402,7 @@ impl Detached {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
+            let seen = self.batches();
             let socket = socket2::SockRef::from(self.socket()?);
             // SAFETY: `recv` only writes initialised bytes into the spare
             // part of the buffer, and never de-initialises any.
@@ -382,7 +417,7 @@ impl Detached {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.wait(Direction::Read, cx.waker())? {
+                    match self.wait(Direction::Read, cx.waker(), seen)? {
                         Wait::Stored => return Poll::Pending,
                         Wait::Again => {}
                     }
@@ -403,11 +438,12 @@ impl Detached {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
+            let seen = self.batches();
             match self.send(bufs) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.wait(Direction::Write, cx.waker())? {
+                    match self.wait(Direction::Write, cx.waker(), seen)? {
                         Wait::Stored => return Poll::Pending,
                         Wait::Again => {}
                     }
@@ -528,8 +564,9 @@ mod tests {
         // "2" is still unread and its event found nobody waiting: the next
         // wait says to read again instead of waiting (no new edge will come),
         // and that read gets it.
+        let seen = t.d.batches();
         assert!(matches!(
-            t.d.wait(Direction::Read, &t.waker).unwrap(),
+            t.d.wait(Direction::Read, &t.waker, seen).unwrap(),
             Wait::Again
         ));
         assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"2".to_vec()));
@@ -539,6 +576,41 @@ mod tests {
         t.peer.write_all(b"3").unwrap();
         woken(&t.count, 2);
         assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"3".to_vec()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_event_that_woke_an_earlier_waiter_is_not_lost_to_the_next() {
+        // A parked connection's waker waits on the socket; something else
+        // resumes the connection, whose new task reads (`WouldBlock`), and
+        // then data comes and its event wakes the old waker, which wakes
+        // nothing any more. The new task's wait must try again.
+        let mut t = setup();
+        let mut cx = Context::from_waker(&t.waker);
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        let seen = t.d.batches(); // the new task's read: `WouldBlock`
+        t.peer.write_all(b"x").unwrap();
+        woken(&t.count, 1); // the old waker took the event
+        let later = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(later.clone());
+        assert!(matches!(
+            t.d.wait(Direction::Read, &waker, seen).unwrap(),
+            Wait::Again
+        ));
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"x".to_vec()));
+
+        // A read that began after that batch was dispatched saw its data:
+        // the wait waits, and the next byte wakes the new waker.
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"y").unwrap();
+        woken(&later, 1);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"y".to_vec()));
+        let seen = t.d.batches();
+        assert!(matches!(
+            t.d.wait(Direction::Read, &t.waker, seen).unwrap(),
+            Wait::Stored
+        ));
+        assert_eq!(t.count.0.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
