@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use http::{Request, Response};
 use switchboard_wire::handshake::server::ServerOptions;
-use switchboard_wire::io::park::{Resume, TaskState};
+use switchboard_wire::io::park::{ParkedWaker, Resume, TaskState};
 use switchboard_wire::io::server::{PendingUpgrade, upgrade as ws_upgrade};
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use switchboard_wire::{CloseCode, CloseFrame, Config, DeflateConfig, Message};
@@ -231,7 +231,11 @@ impl<H: Handler> Future for Driver<H> {
         // A parking task's socket leaves the runtime's reactor; one that
         // keeps running needs it back.
         this.shared.watcher.park_io(ws.get_mut(), parking);
-        let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
+        // The socket stays locked for the whole poll: if the parked waker
+        // fires meanwhile, the new task it spawns has its turn only after
+        // this poll, and its registrations come last.
+        let mut io_cx =
+            Context::from_waker(parked_waker.as_ref().map_or(cx.waker(), ParkedWaker::waker));
         loop {
             // Register before looking at the outbox: a send after the look
             // wakes this task.
@@ -262,7 +266,14 @@ impl<H: Handler> Future for Driver<H> {
             }
             let unsent = ws.connection().output_len();
             match ws.poll_recv(&mut io_cx) {
-                Poll::Ready(Some(Ok(m))) => on_frame(&this.shared, &this.socket, m),
+                Poll::Ready(Some(Ok(m))) => {
+                    // What the frame makes the session send (an ack, an
+                    // echo) is drained by the next round, which registers
+                    // again first: no wake-up of this very task (a parked
+                    // waker would spawn a new one) is needed for it.
+                    this.socket.ws_waker.take();
+                    on_frame(&this.shared, &this.socket, m);
+                }
                 // The socket ended: the session ends with it unless this was
                 // an upgrade that never completed.
                 Poll::Ready(Some(Err(_)) | None) => {

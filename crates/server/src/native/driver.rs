@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use switchboard_wire::io::park::{Resume, TaskState};
+use switchboard_wire::io::park::{ParkedWaker, Resume, TaskState};
 use switchboard_wire::{CloseCode, CloseFrame, Message};
 
 use super::Native;
@@ -237,6 +237,8 @@ enum Turn {
     Finish(Option<Ending>, Option<Socket>),
     /// The socket was taken by an earlier finish: nothing is left to do.
     Done,
+    /// This parking poll's waker fired: a new task drives the connection.
+    HandedOver,
     Again,
     Pending,
 }
@@ -262,9 +264,10 @@ impl Future for Driver {
                 conn: this.conn.clone(),
             });
         let parking = parked_waker.is_some();
-        let mut io_cx = Context::from_waker(parked_waker.as_ref().unwrap_or(cx.waker()));
+        let mut io_cx =
+            Context::from_waker(parked_waker.as_ref().map_or(cx.waker(), ParkedWaker::waker));
         loop {
-            let turn = this.turn(&mut io_cx, parking);
+            let turn = this.turn(&mut io_cx, parked_waker.as_ref());
             match turn {
                 Turn::Message(m) => {
                     if let Some(captures) = this.native.ctx.recorder.socket(&this.conn.id) {
@@ -276,6 +279,10 @@ impl Future for Driver {
                 }
                 Turn::Finish(ending, ws) => return this.finish(ending, ws, cx),
                 Turn::Done => return Poll::Ready(()),
+                Turn::HandedOver => {
+                    this.parked = true;
+                    return Poll::Ready(());
+                }
                 Turn::Again => {}
                 Turn::Pending if parking => {
                     this.parked = true;
@@ -290,9 +297,19 @@ impl Future for Driver {
 
 impl Driver {
     /// One turn with the socket locked: pings, queued frames out, the next
-    /// message in. `parking`: the task ends once nothing is left to do.
-    fn turn(&mut self, cx: &mut Context<'_>, parking: bool) -> Turn {
+    /// message in. `parked`: this poll parks (the task ends once nothing is
+    /// left to do), with this waker.
+    fn turn(&mut self, cx: &mut Context<'_>, parked: Option<&ParkedWaker<Resumer>>) -> Turn {
         let mut socket = self.conn.socket.lock().unwrap_or_else(|e| e.into_inner());
+        // The socket is unlocked between turns (a message is handled
+        // outside), and the parked waker may fire then, from this task's own
+        // reply or anything else: the new task it spawned may have had its
+        // turns already and registered its waker. Registering this one again
+        // would replace that, and nothing would resume the connection.
+        if parked.is_some_and(ParkedWaker::fired) {
+            return Turn::HandedOver;
+        }
+        let parking = parked.is_some();
         let Some(ws) = socket.as_mut() else {
             return Turn::Done;
         };
@@ -331,7 +348,16 @@ impl Driver {
             self.conn.touch(self.native.now_ms());
         }
         match r {
-            Poll::Ready(Some(Ok(m))) => Turn::Message(m),
+            // The message is handled with the socket unlocked, and what that
+            // queues (a reply) is moved by the next turn, which registers
+            // again first: no wake-up of this very task (a parked waker
+            // would spawn a new one) is needed for it. Only a waker this
+            // poll registered can be here: a newer task registers under the
+            // socket's lock, after this turn.
+            Poll::Ready(Some(Ok(m))) => {
+                self.conn.waker.take();
+                Turn::Message(m)
+            }
             Poll::Ready(Some(Err(e))) => {
                 if matches!(
                     e,

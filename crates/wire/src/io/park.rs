@@ -103,9 +103,9 @@ impl TaskState {
         park_when_idle: bool,
         tick: u32,
         conn: impl FnOnce() -> R,
-    ) -> Option<Waker> {
+    ) -> Option<ParkedWaker<R>> {
         self.begin_poll(park_when_idle, tick)
-            .then(|| Parked::waker(conn()))
+            .then(|| ParkedWaker::new(conn()))
     }
 
     /// Asks a task quiet since `after` ticks before `tick` to park; true if
@@ -179,10 +179,50 @@ impl<R: Resume> std::fmt::Debug for Parked<R> {
 impl<R: Resume> Parked<R> {
     /// A waker that resumes `conn`.
     pub fn waker(conn: R) -> Waker {
-        Waker::from(Arc::new(Self {
+        ParkedWaker::new(conn).waker
+    }
+}
+
+/// A parking poll's [`Parked`] waker, with a way to tell whether it fired.
+///
+/// Once it has, a new task drives the connection, and the poll that
+/// registered it must stop: a later registration of its waker, which wakes
+/// nothing any more, would replace the new task's and leave the connection
+/// with nothing to resume it. A poll that lets go of the connection's lock
+/// between its turns (so that the new task's turns can come in between)
+/// checks [`ParkedWaker::fired`] under that lock at each turn.
+pub struct ParkedWaker<R: Resume> {
+    parked: Arc<Parked<R>>,
+    waker: Waker,
+}
+
+impl<R: Resume> std::fmt::Debug for ParkedWaker<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parked.fmt(f)
+    }
+}
+
+impl<R: Resume> ParkedWaker<R> {
+    fn new(conn: R) -> Self {
+        let parked = Arc::new(Parked {
             conn,
             fired: AtomicBool::new(false),
-        }))
+        });
+        Self {
+            waker: Waker::from(parked.clone()),
+            parked,
+        }
+    }
+
+    /// The waker to register.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// Whether it fired: the connection has a new task, this poll hands
+    /// over to it.
+    pub fn fired(&self) -> bool {
+        self.parked.fired.load(Ordering::Acquire)
     }
 }
 
@@ -269,6 +309,19 @@ mod tests {
         assert!(t.begin_poll(false, 12), "the next poll parks");
         t.parked();
         assert!(t.is_parked());
+    }
+
+    #[test]
+    fn a_parking_poll_sees_its_waker_fire() {
+        let c = conn();
+        c.task.running();
+        let p = c.task.parked_waker(true, 10, || c.clone()).unwrap();
+        assert!(!p.fired());
+        let registered = p.waker().clone();
+        registered.wake();
+        assert!(p.fired(), "the poll hands over to the new task");
+        assert_eq!(c.resumes.load(Ordering::Relaxed), 1);
+        assert!(c.task.parked_waker(false, 10, || c.clone()).is_none());
     }
 
     #[test]
