@@ -16,7 +16,9 @@
 //! A detached socket is still a complete stream: reads and writes are plain
 //! non-blocking syscalls and a `Pending` one registers the caller's waker
 //! with the watcher, so a task that reads a message or two and parks again
-//! never touches the runtime's reactor at all.
+//! never touches the runtime's reactor at all. A read that comes back short
+//! shows the socket empty (tokio assumes the same), so the next read waits
+//! without a syscall: a pong costs one `recv`, not two.
 //!
 //! A socket is registered once, edge-triggered, for both directions
 //! (registering makes epoll check its readiness at once), so waiting again
@@ -40,7 +42,7 @@
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -114,10 +116,11 @@ enum Wait {
 struct Lot {
     registry: Registry,
     slots: Mutex<Slab<Slot>>,
-    /// Batches of events dispatched so far, counted under the `slots` lock
-    /// after the batch was taken from epoll: a syscall that read the count
-    /// before it ran saw the data of every event in a batch counted by then.
-    batches: AtomicUsize,
+    /// Batches of events dispatched so far (wrapping), counted under the
+    /// `slots` lock after the batch was taken from epoll: a syscall that read
+    /// the count before it ran saw the data of every event in a batch
+    /// counted by then.
+    batches: AtomicU32,
 }
 
 impl Lot {
@@ -133,7 +136,11 @@ impl Lot {
     }
 
     fn remove(&self, key: usize) {
-        if self.slots().try_remove(key).is_some() {
+        self.remove_locked(&mut self.slots(), key);
+    }
+
+    fn remove_locked(&self, slots: &mut Slab<Slot>, key: usize) {
+        if slots.try_remove(key).is_some() {
             WATCHED.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -185,7 +192,7 @@ impl Watcher {
         let lot = Arc::new(Lot {
             registry: poll.registry().try_clone()?,
             slots: Mutex::new(Slab::new()),
-            batches: AtomicUsize::new(0),
+            batches: AtomicU32::new(0),
         });
         // SAFETY: a `mio::Poll` owns its epoll fd from creation to drop and
         // `as_raw_fd` always returns that fd.
@@ -289,7 +296,11 @@ pub struct Detached {
     /// The watcher it belongs to.
     lot: Option<Arc<Lot>>,
     /// Its slot there, once something waited on it.
-    key: Option<usize>,
+    key: Option<u32>,
+    /// The last read came back short, after the batch count was this: the
+    /// socket was empty then, so the next read waits without a `recv` (as
+    /// tokio does), unless an event may have come since.
+    drained: Option<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -306,6 +317,7 @@ impl Detached {
             socket: Some(socket),
             lot: Some(watcher.lot.clone()),
             key: None,
+            drained: None,
         }
     }
 
@@ -329,11 +341,11 @@ impl Detached {
         if let Some(socket) = &self.socket {
             let _ = lot.registry.deregister(&mut SourceFd(&socket.as_raw_fd()));
         }
-        lot.remove(key);
+        lot.remove(key as usize);
     }
 
     /// The watcher's batch count, read before a syscall (see [`Lot::batches`]).
-    fn batches(&self) -> usize {
+    fn batches(&self) -> u32 {
         self.lot
             .as_ref()
             .map_or(0, |lot| lot.batches.load(Ordering::Acquire))
@@ -342,17 +354,22 @@ impl Detached {
     /// Has `waker` woken when the socket is ready for `dir`, or says to try
     /// again if an event may have come since the syscall that would block,
     /// which read the batch count `seen` before it ran.
-    fn wait(&mut self, dir: Direction, waker: &Waker, seen: usize) -> io::Result<Wait> {
+    fn wait(&mut self, dir: Direction, waker: &Waker, seen: u32) -> io::Result<Wait> {
         let fd = self.socket()?.as_raw_fd();
         let lot = self.lot.as_ref().ok_or_else(closed)?;
         let key = {
             let mut slots = lot.slots();
             let moved = lot.batches.load(Ordering::Relaxed) != seen;
-            let key = match self.key {
+            let key = match self.key.map(|k| k as usize) {
                 Some(key) if slots.contains(key) => key,
                 _ => lot.insert(&mut slots),
             };
-            let fresh = self.key != Some(key);
+            // A slab that outgrew `u32` keys: the socket cannot be watched.
+            let key32 = u32::try_from(key).map_err(|_| {
+                lot.remove_locked(&mut slots, key);
+                io::Error::other("too many detached sockets")
+            })?;
+            let fresh = self.key != Some(key32);
             let slot = &mut slots[key];
             let entry = match dir {
                 Direction::Read => &mut slot.reader,
@@ -361,7 +378,7 @@ impl Detached {
             match entry {
                 Some(w) if is_mark(w) => {
                     *entry = None;
-                    self.key = Some(key);
+                    self.key = Some(key32);
                     return Ok(Wait::Again);
                 }
                 // No event since the waker now there was stored: none came
@@ -378,13 +395,14 @@ impl Detached {
                     }
                 }
             }
-            key
+            (key, key32)
         };
-        if self.key == Some(key) {
+        let (key, key32) = key;
+        if self.key == Some(key32) {
             return Ok(Wait::Stored);
         }
         // First wait on this slot: register for good, both directions.
-        self.key = Some(key);
+        self.key = Some(key32);
         let interest = Interest::READABLE | Interest::WRITABLE;
         let registered = lot
             .registry
@@ -401,18 +419,30 @@ impl Detached {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(seen) = self.drained.take() {
+            match self.wait(Direction::Read, cx.waker(), seen)? {
+                Wait::Stored => return Poll::Pending,
+                Wait::Again => {}
+            }
+        }
         loop {
             let seen = self.batches();
             let socket = socket2::SockRef::from(self.socket()?);
             // SAFETY: `recv` only writes initialised bytes into the spare
             // part of the buffer, and never de-initialises any.
             let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
             match socket.recv(unfilled) {
                 Ok(n) => {
                     // SAFETY: `recv` initialised the first `n` bytes of
                     // `unfilled`, which start at the buffer's filled end.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
+                    // Fewer bytes than asked for: the socket was empty, and
+                    // whatever comes after this `recv` brings an event.
+                    if n > 0 && n < room {
+                        self.drained = Some(seen);
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -611,6 +641,44 @@ mod tests {
             Wait::Stored
         ));
         assert_eq!(t.count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn after_a_short_read_the_next_waits_and_misses_nothing() {
+        let mut t = setup();
+        let mut cx = Context::from_waker(&t.waker);
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"ab").unwrap();
+        woken(&t.count, 1);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"ab".to_vec()));
+        assert!(t.d.drained.is_some(), "2 bytes of 64: the socket was empty");
+        // Data that came (and whose event was dispatched) since that read is
+        // read at once, not waited for.
+        t.peer.write_all(b"c").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"c".to_vec()));
+        // Nothing came: the read waits, and the next byte wakes it.
+        assert!(read(&mut t.d, &mut cx).is_pending());
+        t.peer.write_all(b"d").unwrap();
+        woken(&t.count, 2);
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"d".to_vec()));
+
+        // A read that filled the buffer says nothing about what is left.
+        t.peer.write_all(&[9u8; 100]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(vec![9u8; 64]));
+        assert!(t.d.drained.is_none());
+        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(vec![9u8; 36]));
+    }
+
+    #[test]
+    fn a_detached_socket_is_no_bigger_than_a_tokio_one() {
+        // The stream of every idle connection: detaching must not grow it.
+        assert!(std::mem::size_of::<Detached>() <= std::mem::size_of::<tokio::net::TcpStream>());
+        assert_eq!(
+            std::mem::size_of::<MaybeTlsStream>(),
+            std::mem::size_of::<tokio::net::TcpStream>()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
