@@ -357,7 +357,7 @@ impl Detached {
     fn wait(&mut self, dir: Direction, waker: &Waker, seen: u32) -> io::Result<Wait> {
         let fd = self.socket()?.as_raw_fd();
         let lot = self.lot.as_ref().ok_or_else(closed)?;
-        let key = {
+        let (key, key32) = {
             let mut slots = lot.slots();
             let moved = lot.batches.load(Ordering::Relaxed) != seen;
             let key = match self.key.map(|k| k as usize) {
@@ -397,7 +397,6 @@ impl Detached {
             }
             (key, key32)
         };
-        let (key, key32) = key;
         if self.key == Some(key32) {
             return Ok(Wait::Stored);
         }
