@@ -16,9 +16,7 @@
 //! A detached socket is still a complete stream: reads and writes are plain
 //! non-blocking syscalls and a `Pending` one registers the caller's waker
 //! with the watcher, so a task that reads a message or two and parks again
-//! never touches the runtime's reactor at all. A read that comes back short
-//! shows the socket empty (tokio assumes the same), so the next read waits
-//! without a syscall: a pong costs one `recv`, not two.
+//! never touches the runtime's reactor at all.
 //!
 //! A socket is registered once, edge-triggered, for both directions
 //! (registering makes epoll check its readiness at once), so waiting again
@@ -297,10 +295,6 @@ pub struct Detached {
     lot: Option<Arc<Lot>>,
     /// Its slot there, once something waited on it.
     key: Option<u32>,
-    /// The last read came back short, after the batch count was this: the
-    /// socket was empty then, so the next read waits without a `recv` (as
-    /// tokio does), unless an event may have come since.
-    drained: Option<u32>,
 }
 
 #[derive(Clone, Copy)]
@@ -317,7 +311,6 @@ impl Detached {
             socket: Some(socket),
             lot: Some(watcher.lot.clone()),
             key: None,
-            drained: None,
         }
     }
 
@@ -418,30 +411,18 @@ impl Detached {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(seen) = self.drained.take() {
-            match self.wait(Direction::Read, cx.waker(), seen)? {
-                Wait::Stored => return Poll::Pending,
-                Wait::Again => {}
-            }
-        }
         loop {
             let seen = self.batches();
             let socket = socket2::SockRef::from(self.socket()?);
             // SAFETY: `recv` only writes initialised bytes into the spare
             // part of the buffer, and never de-initialises any.
             let unfilled = unsafe { buf.unfilled_mut() };
-            let room = unfilled.len();
             match socket.recv(unfilled) {
                 Ok(n) => {
                     // SAFETY: `recv` initialised the first `n` bytes of
                     // `unfilled`, which start at the buffer's filled end.
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
-                    // Fewer bytes than asked for: the socket was empty, and
-                    // whatever comes after this `recv` brings an event.
-                    if n > 0 && n < room {
-                        self.drained = Some(seen);
-                    }
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -640,34 +621,6 @@ mod tests {
             Wait::Stored
         ));
         assert_eq!(t.count.0.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn after_a_short_read_the_next_waits_and_misses_nothing() {
-        let mut t = setup();
-        let mut cx = Context::from_waker(&t.waker);
-        assert!(read(&mut t.d, &mut cx).is_pending());
-        t.peer.write_all(b"ab").unwrap();
-        woken(&t.count, 1);
-        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"ab".to_vec()));
-        assert!(t.d.drained.is_some(), "2 bytes of 64: the socket was empty");
-        // Data that came (and whose event was dispatched) since that read is
-        // read at once, not waited for.
-        t.peer.write_all(b"c").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"c".to_vec()));
-        // Nothing came: the read waits, and the next byte wakes it.
-        assert!(read(&mut t.d, &mut cx).is_pending());
-        t.peer.write_all(b"d").unwrap();
-        woken(&t.count, 2);
-        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(b"d".to_vec()));
-
-        // A read that filled the buffer says nothing about what is left.
-        t.peer.write_all(&[9u8; 100]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(vec![9u8; 64]));
-        assert!(t.d.drained.is_none());
-        assert_eq!(read(&mut t.d, &mut cx), Poll::Ready(vec![9u8; 36]));
     }
 
     #[test]
