@@ -421,10 +421,38 @@ fn idle_connections_release_their_buffers() {
     server.release_idle_buffers();
     assert_eq!(server.read_buffer().capacity(), 0);
     assert!(
-        std::mem::size_of::<Connection>() <= 256,
+        std::mem::size_of::<Connection>() <= 120,
         "{}",
         std::mem::size_of::<Connection>()
     );
+}
+
+#[test]
+fn a_limit_above_4_gib_acts_as_4_gib() {
+    // A masked binary frame declaring 5 GiB (64-bit length), no payload.
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(5u64 << 30).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    let config = Config::default()
+        .max_frame_size(usize::MAX)
+        .max_message_size(usize::MAX);
+    let (err, code) = failure_code(&head, config);
+    assert_eq!(
+        err,
+        ProtocolError::FrameTooBig {
+            len: 5 << 30,
+            limit: u32::MAX as usize
+        }
+    );
+    assert_eq!(code, CloseCode::TOO_BIG);
+    // Just under the cap the frame is accepted: the connection waits for it.
+    let mut head = vec![0x82, 0x80 | 127];
+    head.extend_from_slice(&(3u64 << 30).to_be_bytes());
+    head.extend_from_slice(&[1, 2, 3, 4]);
+    let mut server = Connection::new(Role::Server, config, None);
+    let (events, err) = feed_in_steps(&mut server, &head, head.len());
+    assert_eq!((events.len(), err), (0, None));
+    assert!(!server.is_failed());
 }
 
 #[test]

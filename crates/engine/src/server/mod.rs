@@ -21,11 +21,11 @@ mod config;
 mod cors;
 mod error;
 mod polling;
+mod sid;
 mod socket;
 mod sweep;
 mod websocket;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -39,6 +39,8 @@ use switchboard_wire::io::detached::LazyWatcher;
 
 pub use config::{Cors, EngineConfig};
 pub use error::RequestError;
+pub use sid::Sid;
+use sid::{ById, Sessions};
 pub use socket::EngineSocket;
 
 use crate::session::{CloseReason, Inbound, Session, SessionConfig, Transport};
@@ -96,9 +98,6 @@ impl<H: Handler> std::fmt::Debug for Engine<H> {
     }
 }
 
-/// Live sessions by id.
-pub(crate) type Sessions<D> = HashMap<Arc<str>, Arc<EngineSocket<D>>>;
-
 pub(crate) struct Shared<H: Handler> {
     pub(crate) config: EngineConfig,
     /// `config.session`, shared by every session.
@@ -125,7 +124,7 @@ impl<H: Handler> Engine<H> {
                 session: Arc::new(config.session),
                 config,
                 handler,
-                sessions: Mutex::new(HashMap::new()),
+                sessions: Mutex::default(),
                 runtime: OnceLock::new(),
                 watcher: LazyWatcher::new(),
                 tick: AtomicU32::new(0),
@@ -168,7 +167,8 @@ impl<H: Handler> Engine<H> {
     pub fn parked_count(&self) -> usize {
         self.shared
             .sessions()
-            .values()
+            .iter()
+            .map(|s| &s.0)
             .filter(|s| s.task.is_parked() && s.transport() == Transport::WebSocket)
             .count()
     }
@@ -183,7 +183,7 @@ impl<H: Handler> Engine<H> {
 
     /// A live session by id.
     pub fn session(&self, sid: &str) -> Option<Arc<EngineSocket<H::Data>>> {
-        self.shared.sessions().get(sid).cloned()
+        self.shared.sessions().get(sid).map(|s| s.0.clone())
     }
 
     /// Answers one HTTP request under the path: a handshake, a poll, a
@@ -234,7 +234,7 @@ impl<H: Handler> Engine<H> {
             let socket = shared
                 .sessions()
                 .get(sid.as_str())
-                .cloned()
+                .map(|s| s.0.clone())
                 .ok_or(RequestError::UnknownSid)?;
             return match transport {
                 Transport::Polling => polling::request(shared, socket, req).await,
@@ -272,15 +272,15 @@ impl<H: Handler> Shared<H> {
 
     /// Creates a session and announces it to the handler.
     pub(crate) fn open(&self, data: H::Data, transport: Transport) -> Arc<EngineSocket<H::Data>> {
-        let sid = new_sid();
+        let sid = Sid::random();
         let session = Session::open(&sid, transport, self.session.clone(), Instant::now());
         let socket = Arc::new(EngineSocket::new(
-            sid.clone(),
+            sid,
             session,
             transport == Transport::WebSocket,
             data,
         ));
-        self.sessions().insert(sid, socket.clone());
+        self.sessions().insert(ById(socket.clone()));
         self.handler.on_open(&socket);
         socket
     }
@@ -335,7 +335,7 @@ impl<H: Handler> Shared<H> {
             let mut sessions = self.sessions();
             if sessions
                 .get(socket.id())
-                .is_some_and(|s| Arc::ptr_eq(s, socket))
+                .is_some_and(|s| Arc::ptr_eq(&s.0, socket))
             {
                 sessions.remove(socket.id());
             }
@@ -375,10 +375,8 @@ impl Query {
 
 /// A 20-character URL-safe random session id (120 bits), as Engine.IO and
 /// Socket.IO ids look.
-pub fn new_sid() -> Arc<str> {
-    use base64::Engine as _;
-    let bytes: [u8; 15] = rand::random();
-    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+pub fn new_sid() -> Sid {
+    Sid::random()
 }
 
 /// A plain-text response with status 200.

@@ -9,6 +9,7 @@ use switchboard_wire::io::park::TaskState;
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use tokio::sync::Notify;
 
+use super::Sid;
 use crate::packet::Packet;
 use crate::session::{CloseReason, Session, Transport};
 
@@ -20,7 +21,7 @@ use crate::session::{CloseReason, Session, Transport};
 /// Every method is cheap and never blocks on I/O.
 #[derive(Debug)]
 pub struct EngineSocket<D> {
-    sid: Arc<str>,
+    sid: Sid,
     state: Mutex<State>,
     /// The session's WebSocket once its task runs. The task holds this lock
     /// while it drives the socket; a sender that finds it free (and the
@@ -56,7 +57,7 @@ pub(crate) struct State {
 }
 
 impl<D> EngineSocket<D> {
-    pub(crate) fn new(sid: Arc<str>, session: Session, ws_bound: bool, data: D) -> Self {
+    pub(crate) fn new(sid: Sid, session: Session, ws_bound: bool, data: D) -> Self {
         Self {
             sid,
             state: Mutex::new(State {

@@ -26,7 +26,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
         let now = Instant::now();
         let tick = shared.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let park_after = shared.config.park_ticks();
-        for socket in shared.sessions().values() {
+        for socket in shared.sessions().iter().map(|s| &s.0) {
             // A WebSocket task quiet for long enough parks (woken below).
             if socket.task.request_park(tick, park_after) {
                 woken.push(socket.clone());

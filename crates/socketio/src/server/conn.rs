@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::HeaderMap;
 use serde_json::{Value, json};
+use smallvec::SmallVec;
 use switchboard_engine::server::EngineSocket;
 use switchboard_engine::{CloseReason, Inbound};
 
@@ -25,7 +26,8 @@ pub struct Conn {
 
 #[derive(Debug)]
 struct ConnState {
-    sockets: Vec<Socket>,
+    /// Most connections use one namespace: held in place.
+    sockets: SmallVec<[Socket; 1]>,
     pending: Option<Box<Reassembly>>,
     /// The handshake's headers and query, for middlewares; dropped once a
     /// namespace has connected (unless the server keeps them).
@@ -40,7 +42,7 @@ impl Conn {
     pub(crate) fn new(parts: &http::request::Parts) -> Self {
         Self {
             state: Mutex::new(ConnState {
-                sockets: Vec::new(),
+                sockets: SmallVec::new(),
                 pending: None,
                 handshake: Some(Arc::new((
                     parts.headers.clone(),
@@ -304,10 +306,6 @@ fn finish(
                 // The connection ended while this socket was being set up.
                 return None;
             }
-            if st.sockets.is_empty() {
-                // Most connections use one namespace: no spare capacity.
-                st.sockets.reserve_exact(1);
-            }
             st.sockets.push(socket.clone());
             if !reg.config.keep_headers {
                 st.handshake = None;
@@ -358,7 +356,7 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
     for s in sockets {
         let (rooms, data) = {
             let st = s.lock();
-            (st.rooms.clone(), st.data.clone())
+            (st.rooms.to_vec(), st.data.clone())
         };
         if !s.mark_disconnected() {
             continue;

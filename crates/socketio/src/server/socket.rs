@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
+use smallvec::SmallVec;
 use switchboard_engine::Transport;
 use switchboard_engine::server::EngineSocket;
 use tokio::sync::oneshot;
@@ -114,8 +115,9 @@ pub(crate) type SocketData = Arc<dyn Any + Send + Sync>;
 #[derive(Default)]
 pub(crate) struct SocketState {
     pub(crate) connected: bool,
-    /// Rooms joined, except the socket's own id (implicit).
-    pub(crate) rooms: Vec<Arc<str>>,
+    /// Rooms joined, except the socket's own id (implicit); most sockets
+    /// are in one (a relay member's personal room), held in place.
+    pub(crate) rooms: SmallVec<[Arc<str>; 1]>,
     pub(crate) next_ack: u64,
     /// Boxed: most sockets never wait for an ack.
     #[allow(clippy::box_collection)]
@@ -294,7 +296,7 @@ impl Socket {
             return;
         }
         let room = self.0.ns.add_to_room(room, &self.0.id);
-        if st.rooms.is_empty() {
+        if st.rooms.len() == 1 {
             // Most sockets are in one or two rooms: no spare capacity.
             st.rooms.reserve_exact(1);
         }

@@ -43,7 +43,8 @@ pub enum Role {
     Client,
 }
 
-/// Limits and options of one connection.
+/// Limits and options of one connection. A connection keeps its limits in
+/// 4 bytes each: a limit above 4 GiB acts as 4 GiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
@@ -94,12 +95,36 @@ impl Config {
     }
 }
 
-/// The limits a connection keeps (the rest of [`Config`] only matters at setup).
+/// The limits a connection keeps (the rest of [`Config`] only matters at
+/// setup), 4 bytes each: a limit above 4 GiB acts as 4 GiB.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    max_frame_size: usize,
-    max_message_size: usize,
-    max_fragments: usize,
+    max_frame_size: u32,
+    max_message_size: u32,
+    max_fragments: u32,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Self {
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            max_frame_size: clamp(config.max_frame_size),
+            max_message_size: clamp(config.max_message_size),
+            max_fragments: clamp(config.max_fragments),
+        }
+    }
+
+    fn max_frame_size(self) -> usize {
+        self.max_frame_size as usize
+    }
+
+    fn max_message_size(self) -> usize {
+        self.max_message_size as usize
+    }
+
+    fn max_fragments(self) -> usize {
+        self.max_fragments as usize
+    }
 }
 
 /// Reads reserve at most this much ahead of the data actually received.
@@ -185,11 +210,7 @@ impl Connection {
         });
         Self {
             role,
-            limits: Limits {
-                max_frame_size: config.max_frame_size,
-                max_message_size: config.max_message_size,
-                max_fragments: config.max_fragments,
-            },
+            limits: Limits::new(&config),
             deflate: codec,
             rbuf: BytesMut::new(),
             frame: None,
@@ -386,10 +407,10 @@ impl Connection {
             }
             return Ok(());
         }
-        if head.len > self.limits.max_frame_size as u64 {
+        if head.len > self.limits.max_frame_size() as u64 {
             return Err(ProtocolError::FrameTooBig {
                 len: head.len,
-                limit: self.limits.max_frame_size,
+                limit: self.limits.max_frame_size(),
             });
         }
         let in_message = self.msg.is_some();
@@ -398,16 +419,16 @@ impl Connection {
         }
         let so_far = self.msg.as_ref().map_or(0, |m| m.data.len() as u64);
         let compressed = head.rsv1 || self.msg.as_ref().is_some_and(|m| m.compressed);
-        if !compressed && so_far + head.len > self.limits.max_message_size as u64 {
+        if !compressed && so_far + head.len > self.limits.max_message_size() as u64 {
             return Err(ProtocolError::MessageTooBig {
-                limit: self.limits.max_message_size,
+                limit: self.limits.max_message_size(),
             });
         }
         Ok(())
     }
 
     fn start_or_continue_message(&mut self, head: &FrameHead) -> Result<(), ProtocolError> {
-        let limit = self.limits.max_fragments;
+        let limit = self.limits.max_fragments();
         let msg = self.msg.get_or_insert_with(|| {
             Box::new(Assembly {
                 text: head.opcode == OpCode::Text,
@@ -490,7 +511,7 @@ impl Connection {
 
     fn advance_fragment(&mut self, fp: &mut FrameInProgress) -> Result<Progress, ProtocolError> {
         let len = fp.head.len as usize;
-        let limit = self.limits.max_message_size;
+        let limit = self.limits.max_message_size();
         let avail = self.rbuf.len().min(len - fp.done);
         let chunk = &mut self.rbuf[..avail];
         if let Some(key) = fp.head.mask {
