@@ -52,6 +52,29 @@ fn root() -> NamespaceBuilder {
             socket.namespace().to(room).emit(event, ev.args.slice(2..3));
             ack(ev, json!(true));
         })
+        .on("broadcast-rooms", |socket, ev| {
+            // (to: [room], except: [room], event, data): several rooms at once.
+            let names = |i: usize| -> Vec<String> {
+                ev.args
+                    .get(i)
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default()
+            };
+            let (to, except) = (names(0), names(1));
+            let Some(event) = ev.args.str(2) else {
+                return;
+            };
+            let mut b = socket.namespace().all();
+            for room in &to {
+                b = b.to(room);
+            }
+            for room in &except {
+                b = b.except(room);
+            }
+            let n = b.emit(event, ev.args.slice(3..4));
+            ack(ev, json!(n));
+        })
         .on("broadcast-others", |socket, ev| {
             let (Some(room), Some(event)) = (ev.args.str(0), ev.args.str(1)) else {
                 return;

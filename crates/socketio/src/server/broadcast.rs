@@ -105,7 +105,7 @@ impl Broadcast {
         for r in &self.except {
             excluded.insert(r);
             if let Some(m) = rooms.get(r) {
-                excluded.extend(m.iter().map(|s| &**s));
+                excluded.extend(m.iter().map(Socket::id));
             }
         }
         if let Some(id) = &self.except_socket {
@@ -114,24 +114,22 @@ impl Broadcast {
         if self.rooms.is_empty() {
             return sockets
                 .iter()
-                .filter(|(id, _)| !excluded.contains(&***id))
-                .map(|(_, s)| s.clone())
+                .filter(|s| !excluded.contains(s.0.id()))
+                .map(|s| s.0.clone())
                 .collect();
         }
+        // One room lists each socket once (a socket never joins the room
+        // named by its own id): only several rooms need the seen-set.
+        let dedupe = self.rooms.len() > 1;
         let mut seen: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
         for r in &self.rooms {
-            let members = rooms
-                .get(r)
-                .into_iter()
-                .flat_map(|m| m.iter())
-                .map(|s| &**s);
+            let members = rooms.get(r).into_iter().flat_map(|m| m.iter());
             // A socket id is a room holding that socket.
-            let own = sockets.contains_key(r).then_some(&**r);
-            for id in members.chain(own) {
-                if !excluded.contains(id)
-                    && seen.insert(id)
-                    && let Some(s) = sockets.get(id)
+            let own = sockets.get(&**r).map(|s| &s.0);
+            for s in members.chain(own) {
+                if (excluded.is_empty() || !excluded.contains(s.id()))
+                    && (!dedupe || seen.insert(s.id()))
                 {
                     out.push(s.clone());
                 }

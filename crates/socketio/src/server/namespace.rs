@@ -1,7 +1,7 @@
 //! Namespaces: handlers, sockets and rooms.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
@@ -206,66 +206,102 @@ impl NamespaceBuilder {
     }
 }
 
-/// The sockets in a room. Most rooms (a user's personal room, a private
-/// conversation) hold one socket: no set is allocated for them. A larger
-/// room keeps its sockets in join order in one dense array (a broadcast
-/// walks them in the order their connections opened); a leave moves the
-/// last socket into the gap.
-#[derive(Debug)]
-pub(crate) enum Members {
-    One(Arc<str>),
-    #[allow(clippy::box_collection)]
-    Many(Box<IndexSet<Arc<str>>>),
+/// What a room holds: something with a socket id.
+pub(crate) trait HasId: Clone {
+    fn id(&self) -> &str;
 }
 
-impl Members {
-    fn insert(&mut self, id: &Arc<str>) {
+impl HasId for Socket {
+    fn id(&self) -> &str {
+        Socket::id(self)
+    }
+}
+
+/// A socket in a set: hashed and compared by its id, so that a set of them
+/// is looked up by `&str` and holds one pointer per socket.
+#[derive(Clone)]
+pub(crate) struct ById<S = Socket>(pub(crate) S);
+
+impl<S: HasId> std::hash::Hash for ById<S> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id().hash(state);
+    }
+}
+
+impl<S: HasId> PartialEq for ById<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl<S: HasId> Eq for ById<S> {}
+
+impl<S: HasId> std::borrow::Borrow<str> for ById<S> {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
+/// The sockets in a room, held directly (a broadcast walks them without a
+/// lookup). Most rooms (a user's personal room, a private conversation)
+/// hold one socket: no set is allocated for them. A larger room keeps its
+/// sockets in join order in one dense array (a broadcast walks them in the
+/// order their connections opened); a leave moves the last socket into the
+/// gap.
+pub(crate) enum Members<S = Socket> {
+    One(S),
+    #[allow(clippy::box_collection)]
+    Many(Box<IndexSet<ById<S>>>),
+}
+
+impl<S: HasId> Members<S> {
+    fn insert(&mut self, socket: &S) {
         match self {
-            Self::One(first) if first != id => {
-                *self = Self::Many(Box::new(IndexSet::from([first.clone(), id.clone()])));
+            Self::One(first) if first.id() != socket.id() => {
+                *self = Self::Many(Box::new(IndexSet::from([
+                    ById(first.clone()),
+                    ById(socket.clone()),
+                ])));
             }
             Self::One(_) => {}
             Self::Many(set) => {
-                set.insert(id.clone());
+                set.insert(ById(socket.clone()));
             }
         }
     }
 
-    /// Removes `id`; returns whether the room is now empty.
+    /// Removes the socket `id`; returns whether the room is now empty.
     fn remove(&mut self, id: &str) -> bool {
         match self {
-            Self::One(first) => &**first == id,
+            Self::One(first) => first.id() == id,
             Self::Many(set) => {
                 set.swap_remove(id);
                 if set.len() == 1
                     && let Some(last) = set.iter().next().cloned()
                 {
-                    *self = Self::One(last);
+                    *self = Self::One(last.0);
+                    return false;
                 }
-                set_is_empty(self)
+                set.is_empty()
             }
         }
     }
 
-    /// The socket ids.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+    /// The sockets.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &S> {
         let (one, many) = match self {
-            Self::One(id) => (Some(id), None),
-            Self::Many(set) => (None, Some(set.iter())),
+            Self::One(socket) => (Some(socket), None),
+            Self::Many(set) => (None, Some(set.iter().map(|s| &s.0))),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
-}
-
-fn set_is_empty(m: &Members) -> bool {
-    matches!(m, Members::Many(set) if set.is_empty())
 }
 
 /// A live namespace.
 pub(crate) struct NsInner {
     pub(crate) name: Arc<str>,
     pub(crate) handlers: Arc<NamespaceBuilder>,
-    pub(crate) sockets: RwLock<HashMap<Arc<str>, Socket>>,
+    pub(crate) sockets: RwLock<HashSet<ById>>,
     pub(crate) rooms: RwLock<HashMap<Arc<str>, Members>>,
     pub(crate) recovery: Option<Recovery>,
 }
@@ -290,14 +326,14 @@ impl NsInner {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .cloned()
+            .map(|s| s.0.clone())
     }
 
     pub(crate) fn add_socket(&self, socket: &Socket) {
         self.sockets
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(socket.0.id.clone(), socket.clone());
+            .insert(ById(socket.clone()));
     }
 
     pub(crate) fn remove_socket(&self, id: &str) {
@@ -307,17 +343,17 @@ impl NsInner {
             .remove(id);
     }
 
-    /// Adds `id` to `room`; returns the shared room name.
-    pub(crate) fn add_to_room(&self, room: &str, id: &Arc<str>) -> Arc<str> {
+    /// Adds `socket` to `room`; returns the shared room name.
+    pub(crate) fn add_to_room(&self, room: &str, socket: &Socket) -> Arc<str> {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = rooms.get_mut(room) {
-            members.insert(id);
+            members.insert(socket);
         }
         if let Some((name, _)) = rooms.get_key_value(room) {
             return name.clone();
         }
         let name: Arc<str> = Arc::from(room);
-        rooms.insert(name.clone(), Members::One(id.clone()));
+        rooms.insert(name.clone(), Members::One(socket.clone()));
         name
     }
 
@@ -392,17 +428,23 @@ impl Namespace {
 
 #[cfg(test)]
 mod tests {
-    use super::Members;
+    use super::{HasId, Members};
     use std::sync::Arc;
 
-    fn ids(m: &Members) -> Vec<&str> {
+    impl HasId for Arc<str> {
+        fn id(&self) -> &str {
+            self
+        }
+    }
+
+    fn ids(m: &Members<Arc<str>>) -> Vec<&str> {
         m.iter().map(|s| &**s).collect()
     }
 
     #[test]
     fn members_keep_join_order_and_a_leave_from_the_middle_keeps_the_rest() {
         let id = |s: &str| Arc::<str>::from(s);
-        let mut m = Members::One(id("a"));
+        let mut m: Members<Arc<str>> = Members::One(id("a"));
         for s in ["b", "c", "d", "e", "b"] {
             m.insert(&id(s));
         }

@@ -295,7 +295,7 @@ impl Socket {
         if !st.connected || st.rooms.iter().any(|r| &**r == room) {
             return;
         }
-        let room = self.0.ns.add_to_room(room, &self.0.id);
+        let room = self.0.ns.add_to_room(room, self);
         if st.rooms.len() == 1 {
             // Most sockets are in one or two rooms: no spare capacity.
             st.rooms.reserve_exact(1);
