@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -103,11 +103,31 @@ struct Room {
     delivered: Option<Position>,
 }
 
+/// A user of this node: 24 bytes, one per user in the users table.
 #[derive(Debug)]
 struct User {
-    connections: usize,
-    last_seen: SystemTime,
+    connections: u32,
+    /// Nanoseconds since the Unix epoch (exact for any time from 1970 to
+    /// 2554).
+    last_seen_ns: u64,
     info: Option<Box<Bytes>>,
+}
+
+impl User {
+    fn seen_now(&mut self) {
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last_seen_ns = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+    }
+
+    fn last_seen(&self) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_seen_ns)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections as usize
+    }
 }
 
 /// Rooms, presence and history, shared by every protocol.
@@ -222,11 +242,11 @@ impl Hub {
         let mut users = lock(&self.users);
         let u = users.entry(user).or_insert(User {
             connections: 0,
-            last_seen: SystemTime::now(),
+            last_seen_ns: 0,
             info: None,
         });
-        u.connections += 1;
-        u.last_seen = SystemTime::now();
+        u.connections = u.connections.saturating_add(1);
+        u.seen_now();
         if let Some(info) = info {
             u.info = Some(Box::new(info));
         }
@@ -259,7 +279,7 @@ impl Hub {
         match users.get_mut(user) {
             Some(u) if u.connections > 0 => {
                 u.connections -= 1;
-                u.last_seen = SystemTime::now();
+                u.seen_now();
                 u.connections == 0
             }
             _ => false,
@@ -529,7 +549,7 @@ impl Hub {
     pub fn user(&self, user: &str) -> Option<UserStatus> {
         let local = lock(&self.users)
             .get(user)
-            .map(|u| (u.connections, u.last_seen));
+            .map(|u| (u.connections(), u.last_seen()));
         let remote = read(&self.remote).clone();
         let elsewhere = remote.users.get(user).map_or(0, |u| u.0);
         let seen_elsewhere = remote.last_seen.get(user).copied();
@@ -641,7 +661,7 @@ impl Hub {
 
     /// Open connections on this node.
     pub fn connection_count(&self) -> usize {
-        lock(&self.users).values().map(|u| u.connections).sum()
+        lock(&self.users).values().map(User::connections).sum()
     }
 
     fn changed(&self) {
@@ -674,7 +694,13 @@ impl Hub {
         let users = lock(&self.users)
             .iter()
             .filter(|(_, u)| u.connections > 0)
-            .map(|(name, u)| (name.to_string(), u.connections, u.info.as_deref().cloned()))
+            .map(|(name, u)| {
+                (
+                    name.to_string(),
+                    u.connections(),
+                    u.info.as_deref().cloned(),
+                )
+            })
             .collect();
         LocalPresence { rooms, users }
     }

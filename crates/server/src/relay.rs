@@ -32,10 +32,9 @@ pub(crate) struct Member {
     /// A generated id: nobody can look this user up once it is gone.
     anonymous: bool,
     pub(crate) user: Arc<str>,
-    info: Option<Box<Bytes>>,
-    /// Rooms joined with `presence: true` (boxed: most members have none).
-    #[allow(clippy::box_collection, reason = "8 bytes when empty instead of 24")]
-    presence: Mutex<Option<Box<Vec<String>>>>,
+    /// Rooms joined with `presence: true`, made on the first (most members
+    /// have none: 8 bytes).
+    presence: OnceBox<Mutex<Vec<String>>>,
     /// What only some members have (boxed: most have none of it).
     extra: Option<Box<Extra>>,
 }
@@ -43,6 +42,8 @@ pub(crate) struct Member {
 /// Token grants and the rooms the connect proxy chose.
 #[derive(Debug)]
 struct Extra {
+    /// The token's `info` claim, told to the hub at connect.
+    info: Option<Bytes>,
     grants: Option<Grants>,
     /// Joined at connect (then taken).
     initial_rooms: Mutex<Vec<String>>,
@@ -55,10 +56,10 @@ impl Member {
             expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
             anonymous: id.anonymous,
             user: Arc::from(id.user),
-            info: id.info.map(|i| Box::new(Bytes::from(i.to_string()))),
-            presence: Mutex::default(),
-            extra: (id.grants.is_some() || !id.rooms.is_empty()).then(|| {
+            presence: OnceBox::new(),
+            extra: (id.grants.is_some() || !id.rooms.is_empty() || id.info.is_some()).then(|| {
                 Box::new(Extra {
+                    info: id.info.map(|i| Bytes::from(i.to_string())),
                     grants: id.grants.map(|g| *g),
                     initial_rooms: Mutex::new(id.rooms),
                 })
@@ -83,13 +84,15 @@ impl Member {
         )
     }
 
+    /// The token's `info` claim, if any.
+    fn info(&self) -> Option<Bytes> {
+        self.extra.as_ref().and_then(|e| e.info.clone())
+    }
+
     fn presence_rooms(&self) -> Vec<String> {
-        self.presence
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_deref()
-            .cloned()
-            .unwrap_or_default()
+        self.presence.get().map_or_else(Vec::new, |rooms| {
+            rooms.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        })
     }
 }
 
@@ -373,7 +376,7 @@ fn on_connect(ctx: &Context, socket: &Socket) {
     };
     let hub = &ctx.hub;
     let id = conn_id(socket);
-    ctx.connected(&member.user, member.info.as_deref().cloned());
+    ctx.connected(&member.user, member.info());
     let personal = user_room(&member.user);
     socket.join(&personal);
     let initial = member.take_initial_rooms();
@@ -468,8 +471,8 @@ fn join(ctx: &Context, socket: &Socket, mut ev: Event) {
         Err(message) => return bad_request(ev.ack, message),
     };
     if presence {
-        let mut rooms = member.presence.lock().unwrap_or_else(|e| e.into_inner());
-        let rooms = rooms.get_or_insert_default();
+        let rooms = member.presence.get_or_init(Box::default);
+        let mut rooms = rooms.lock().unwrap_or_else(|e| e.into_inner());
         if !rooms.iter().any(|r| r == room) {
             rooms.push(room.to_owned());
         }
@@ -531,11 +534,11 @@ fn leave(ctx: &Context, socket: &Socket, ev: Event) {
     hub.leave(&conn_id(socket), room);
     if !personal {
         socket.leave(room);
-        if let Some(m) = socket.data::<Member>() {
-            let mut rooms = m.presence.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(r) = rooms.as_mut() {
-                r.retain(|r| r != room);
-            }
+        if let Some(m) = socket.data::<Member>()
+            && let Some(rooms) = m.presence.get()
+        {
+            let mut rooms = rooms.lock().unwrap_or_else(|e| e.into_inner());
+            rooms.retain(|r| r != room);
         }
     }
     reply(ev, json!({"ok": true}));
@@ -613,5 +616,13 @@ fn history(ctx: &Context, socket: &Socket, mut ev: Event) {
     match ctx.hub.history(room, since, limit) {
         Ok((epoch, entries)) => reply(ev, wire::history(epoch, &entries, since)),
         Err(e) => reply(ev, wire::unavailable(&e)),
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size_tests {
+    /// Every Socket.IO connection of the relay holds one.
+    #[test]
+    fn a_member_record_stays_small() {
+        assert!(std::mem::size_of::<super::Member>() <= 56);
     }
 }

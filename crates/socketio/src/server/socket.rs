@@ -105,7 +105,6 @@ pub(crate) struct SocketInner {
     pub(crate) conn: Arc<EngineSocket<Conn>>,
     /// `None` for the usual empty auth (`{}`): no allocation.
     pub(crate) auth: Option<Box<Value>>,
-    pub(crate) recovered: bool,
     pub(crate) state: Mutex<SocketState>,
 }
 
@@ -118,7 +117,11 @@ pub(crate) struct SocketState {
     /// Rooms joined, except the socket's own id (implicit); most sockets
     /// are in one (a relay member's personal room), held in place.
     pub(crate) rooms: SmallVec<[Arc<str>; 1]>,
-    pub(crate) next_ack: u64,
+    /// Set once, at connect (kept beside `connected`: no padding of its own).
+    pub(crate) recovered: bool,
+    /// The next ack id this server asks for (wrapping: ids of acks still
+    /// awaited are far apart).
+    pub(crate) next_ack: u32,
     /// Boxed: most sockets never wait for an ack.
     #[allow(clippy::box_collection)]
     pub(crate) acks: Option<Box<HashMap<u64, oneshot::Sender<Args>>>>,
@@ -160,7 +163,7 @@ impl Socket {
     /// Whether this connection recovered a previous session's id, rooms and
     /// missed packets.
     pub fn recovered(&self) -> bool {
-        self.0.recovered
+        self.lock().recovered
     }
 
     /// Whether the socket is still in its namespace.
@@ -255,8 +258,8 @@ impl Socket {
             if !st.connected {
                 return None;
             }
-            let id = st.next_ack;
-            st.next_ack += 1;
+            let id = u64::from(st.next_ack);
+            st.next_ack = st.next_ack.wrapping_add(1);
             st.acks.get_or_insert_with(Default::default).insert(id, tx);
             id
         };
@@ -364,5 +367,26 @@ impl Socket {
             self.0.ns.remove_socket(&self.0.id);
         }
         was
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    /// What every idle connection holds: a regression here is memory on
+    /// every connection of a server.
+    #[test]
+    fn per_connection_records_stay_small() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<super::SocketInner>() <= 104,
+            "{}",
+            size_of::<super::SocketInner>()
+        );
+        assert!(
+            size_of::<super::Conn>() <= 48,
+            "{}",
+            size_of::<super::Conn>()
+        );
+        let session = size_of::<switchboard_engine::server::EngineSocket<super::Conn>>();
+        assert!(session <= 456, "{session}");
     }
 }
