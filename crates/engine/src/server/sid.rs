@@ -28,6 +28,14 @@ impl Sid {
         Self(out)
     }
 
+    /// An id given as text, if it has the shape of one (20 URL-safe
+    /// base64 characters).
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_';
+        let bytes: [u8; SID_LEN] = s.as_bytes().try_into().ok()?;
+        bytes.iter().all(ok).then_some(Self(bytes))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // URL-safe base64 is ASCII; the fallback is never taken.
@@ -97,5 +105,9 @@ mod tests {
         );
         assert_ne!(a, b);
         assert_eq!(format!("{a}"), a.as_str());
+        assert_eq!(Sid::parse(&a), Some(a));
+        for bad in ["", "short", "abcdefghij/klmnopqrs", "abcdefghijklmnopqrstu"] {
+            assert_eq!(Sid::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use super::args::Args;
 use super::frames::{self, Frames};
 use super::namespace::NsInner;
 use super::socket::Socket;
+use switchboard_engine::server::Sid;
 
 /// How far ahead of the socket being written a broadcast asks the CPU for
 /// the next ones' locks (each is cold: touched once per message).
@@ -21,7 +22,7 @@ pub struct Broadcast {
     ns: Arc<NsInner>,
     rooms: Vec<Arc<str>>,
     except: Vec<Arc<str>>,
-    except_socket: Option<Arc<str>>,
+    except_socket: Option<Sid>,
     volatile: bool,
     timeout: Option<Duration>,
 }
@@ -73,7 +74,7 @@ impl Broadcast {
         self
     }
 
-    pub(crate) fn except_socket(mut self, id: Arc<str>) -> Self {
+    pub(crate) fn except_socket(mut self, id: Sid) -> Self {
         self.except_socket = Some(id);
         self
     }
@@ -109,7 +110,7 @@ impl Broadcast {
             }
         }
         if let Some(id) = &self.except_socket {
-            excluded.insert(id);
+            excluded.insert(id.as_str());
         }
         if self.rooms.is_empty() {
             return sockets
@@ -164,7 +165,7 @@ impl Broadcast {
         match &self.ns.recovery {
             Some(rec) if !volatile => {
                 let mut except = self.except.clone();
-                except.extend(self.except_socket.clone());
+                except.extend(self.except_socket.map(|id| Arc::from(id.as_str())));
                 rec.record(
                     self.rooms.clone(),
                     except,

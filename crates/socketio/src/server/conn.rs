@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use http::HeaderMap;
 use serde_json::{Value, json};
-use switchboard_engine::server::EngineSocket;
+use switchboard_engine::server::{EngineSocket, Sid};
 use switchboard_engine::{CloseReason, Inbound};
 
 use super::Registry;
 use super::args::Args;
 use super::frames::{self, Frames};
 use super::namespace::{AckSender, ConnectError, ConnectRequest, Event, Middleware, NsInner};
+use super::one_or_many::OneOrMany;
 use super::recovery::Persisted;
 use super::socket::{DisconnectReason, Socket, SocketInner, SocketState};
 use crate::packet::{self, Decoded, Packet, PacketKind, Reassembly};
@@ -25,7 +26,8 @@ pub struct Conn {
 
 #[derive(Debug)]
 struct ConnState {
-    sockets: NsSockets,
+    /// Most connections use one namespace: it is held in place.
+    sockets: OneOrMany<Socket>,
     pending: Option<Box<Reassembly>>,
     /// The handshake's headers and query, for middlewares; dropped once a
     /// namespace has connected (unless the server keeps them).
@@ -40,7 +42,7 @@ impl Conn {
     pub(crate) fn new(parts: &http::request::Parts) -> Self {
         Self {
             state: Mutex::new(ConnState {
-                sockets: NsSockets::None,
+                sockets: OneOrMany::None,
                 pending: None,
                 handshake: Some(Arc::new((
                     parts.headers.clone(),
@@ -64,7 +66,9 @@ impl Conn {
     /// Returns whether this call disconnected it (only one caller wins, so
     /// disconnect handlers run once).
     pub(crate) fn remove(&self, socket: &Socket) -> bool {
-        self.lock().sockets.remove(socket);
+        self.lock()
+            .sockets
+            .remove_where(|s| Arc::ptr_eq(&s.0, &socket.0));
         socket.mark_disconnected()
     }
 
@@ -72,80 +76,6 @@ impl Conn {
     pub(crate) fn idle(&self) -> bool {
         let st = self.lock();
         st.sockets.is_empty() && st.connecting == 0
-    }
-}
-
-/// A connection's namespace sockets. Most connections use one namespace:
-/// it is held in place, and the whole takes 16 bytes.
-#[derive(Debug, Default)]
-enum NsSockets<S = Socket> {
-    #[default]
-    None,
-    One(S),
-    #[allow(
-        clippy::box_collection,
-        reason = "16 bytes in every connection instead of 24"
-    )]
-    Many(Box<Vec<S>>),
-}
-
-impl NsSockets {
-    fn remove(&mut self, socket: &Socket) {
-        self.remove_where(|s| Arc::ptr_eq(&s.0, &socket.0));
-    }
-}
-
-impl<S> NsSockets<S> {
-    fn iter(&self) -> std::slice::Iter<'_, S> {
-        match self {
-            Self::None => [].iter(),
-            Self::One(s) => std::slice::from_ref(s).iter(),
-            Self::Many(v) => v.iter(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        matches!(self, Self::None)
-    }
-
-    fn push(&mut self, socket: S) {
-        *self = match std::mem::take(self) {
-            Self::None => Self::One(socket),
-            Self::One(first) => Self::Many(Box::new(vec![first, socket])),
-            Self::Many(mut v) => {
-                v.push(socket);
-                Self::Many(v)
-            }
-        };
-    }
-
-    fn remove_where(&mut self, gone: impl Fn(&S) -> bool) {
-        *self = match std::mem::take(self) {
-            Self::One(s) if gone(&s) => Self::None,
-            Self::Many(mut v) => {
-                v.retain(|s| !gone(s));
-                match v.len() {
-                    0 => Self::None,
-                    1 => Self::One(v.swap_remove(0)),
-                    _ => Self::Many(v),
-                }
-            }
-            other => other,
-        };
-    }
-}
-
-impl<S> IntoIterator for NsSockets<S> {
-    type Item = S;
-    type IntoIter = std::vec::IntoIter<S>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        match self {
-            Self::None => Vec::new(),
-            Self::One(s) => vec![s],
-            Self::Many(v) => *v,
-        }
-        .into_iter()
     }
 }
 
@@ -351,12 +281,13 @@ fn finish(
         // missed) it starts afresh.
         let (id, rooms, data, recovered) = match (missed.is_some(), restored.as_ref()) {
             (true, Some((session, _))) => (
-                session.sid.clone(),
+                // Ids this server gave out: always of the shape.
+                Sid::parse(&session.sid).unwrap_or_else(Sid::random),
                 session.rooms.clone(),
                 session.data.clone().or(data),
                 true,
             ),
-            _ => (new_id(), Vec::new(), data, false),
+            _ => (Sid::random(), Vec::new(), data, false),
         };
         let socket = Socket(Arc::new(SocketInner {
             id,
@@ -387,8 +318,8 @@ fn finish(
         }
         let mut frames: Vec<_> = missed.iter().flatten().flat_map(Frames::messages).collect();
         let reply = match &ns.recovery {
-            Some(rec) => json!({"sid": &*socket.0.id, "pid": rec.pid(&socket.0.id)}),
-            None => json!({"sid": &*socket.0.id}),
+            Some(rec) => json!({"sid": socket.0.id.as_str(), "pid": rec.pid(&socket.0.id)}),
+            None => json!({"sid": socket.0.id.as_str()}),
         };
         let packet = frames::control(PacketKind::Connect, &ns.name, Some(reply));
         frames.extend(Frames::encode(&packet).messages());
@@ -435,51 +366,12 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
             && reason.recoverable()
         {
             rec.persist(Persisted {
-                sid: s.0.id.clone(),
+                sid: Arc::from(s.0.id.as_str()),
                 rooms,
                 at: Instant::now(),
                 data,
             });
         }
         s.0.ns.on_disconnect(&s, reason);
-    }
-}
-
-/// A 20-character URL-safe random id.
-pub(crate) fn new_id() -> Arc<str> {
-    use base64::Engine as _;
-    let bytes: [u8; 15] = rand::random();
-    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::NsSockets;
-
-    fn all(s: &NsSockets<u8>) -> Vec<u8> {
-        s.iter().copied().collect()
-    }
-
-    #[test]
-    fn namespace_sockets_go_from_none_to_one_to_many_and_back() {
-        let mut s = NsSockets::<u8>::None;
-        assert!(s.is_empty());
-        s.push(1);
-        assert!(matches!(s, NsSockets::One(1)));
-        s.push(2);
-        s.push(3);
-        assert_eq!(all(&s), [1, 2, 3]);
-        s.remove_where(|&x| x == 2);
-        assert_eq!(all(&s), [1, 3]);
-        s.remove_where(|&x| x == 9);
-        assert_eq!(all(&s), [1, 3]);
-        s.remove_where(|&x| x == 1);
-        assert!(matches!(s, NsSockets::One(3)), "{s:?}");
-        s.push(4);
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), [3, 4]);
-        let mut s = NsSockets::One(5u8);
-        s.remove_where(|&x| x == 5);
-        assert!(s.is_empty());
-        assert_eq!(s.into_iter().count(), 0);
     }
 }

@@ -31,6 +31,7 @@ mod broadcast;
 mod conn;
 mod frames;
 mod namespace;
+mod one_or_many;
 mod recovery;
 mod socket;
 

@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use smallvec::SmallVec;
 use switchboard_engine::Transport;
-use switchboard_engine::server::EngineSocket;
+use switchboard_engine::server::{EngineSocket, Sid};
 use tokio::sync::oneshot;
 
 use super::args::Args;
@@ -17,6 +16,7 @@ use super::broadcast::Broadcast;
 use super::conn::Conn;
 use super::frames::{self, Frames};
 use super::namespace::NsInner;
+use super::one_or_many::OneOrMany;
 use crate::packet::PacketKind;
 
 /// Why a socket left its namespace (the reference server's reason strings).
@@ -100,7 +100,8 @@ impl std::fmt::Debug for Socket {
 }
 
 pub(crate) struct SocketInner {
-    pub(crate) id: Arc<str>,
+    /// Held in place: 20 bytes instead of a pointer to a heap block.
+    pub(crate) id: Sid,
     pub(crate) ns: Arc<NsInner>,
     pub(crate) conn: Arc<EngineSocket<Conn>>,
     /// `None` for the usual empty auth (`{}`): no allocation.
@@ -116,7 +117,7 @@ pub(crate) struct SocketState {
     pub(crate) connected: bool,
     /// Rooms joined, except the socket's own id (implicit); most sockets
     /// are in one (a relay member's personal room), held in place.
-    pub(crate) rooms: SmallVec<[Arc<str>; 1]>,
+    pub(crate) rooms: OneOrMany<Arc<str>>,
     /// Set once, at connect (kept beside `connected`: no padding of its own).
     pub(crate) recovered: bool,
     /// The next ack id this server asks for (wrapping: ids of acks still
@@ -155,9 +156,9 @@ impl Socket {
         self.0.auth.as_deref().unwrap_or(&EMPTY)
     }
 
-    /// The socket id, shared (no copy).
+    /// The socket id, as a shared string.
     pub fn id_shared(&self) -> Arc<str> {
-        self.0.id.clone()
+        Arc::from(self.0.id.as_str())
     }
 
     /// Whether this connection recovered a previous session's id, rooms and
@@ -299,17 +300,13 @@ impl Socket {
             return;
         }
         let room = self.0.ns.add_to_room(room, self);
-        if st.rooms.len() == 1 {
-            // Most sockets are in one or two rooms: no spare capacity.
-            st.rooms.reserve_exact(1);
-        }
         st.rooms.push(room);
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.0.ns.remove_from_room(room, &self.0.id);
-        self.lock().rooms.retain(|r| &**r != room);
+        self.lock().rooms.remove_where(|r| &**r == room);
     }
 
     /// The rooms this socket is in, its own id first (after a disconnect:
@@ -327,7 +324,7 @@ impl Socket {
 
     /// Broadcasts to every socket of the namespace but this one.
     pub fn broadcast(&self) -> Broadcast {
-        Broadcast::new(self.0.ns.clone()).except_socket(self.0.id.clone())
+        Broadcast::new(self.0.ns.clone()).except_socket(self.0.id)
     }
 
     /// Removes the socket from its namespace: the client gets a DISCONNECT
@@ -360,7 +357,7 @@ impl Socket {
             (was, st.acks.take(), st.rooms.clone())
         };
         drop(acks);
-        for room in &rooms {
+        for room in rooms.iter() {
             self.0.ns.remove_from_room(room, &self.0.id);
         }
         if was {
@@ -377,7 +374,7 @@ mod tests {
     fn per_connection_records_stay_small() {
         use std::mem::size_of;
         assert!(
-            size_of::<super::SocketInner>() <= 104,
+            size_of::<super::SocketInner>() <= 112,
             "{}",
             size_of::<super::SocketInner>()
         );
