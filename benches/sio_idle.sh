@@ -25,6 +25,10 @@
 #                  (default ~/.cache/switchboard-peers-target)
 #   ROUNDS         rounds, server order alternating each round (default 2)
 #   SETTLE_S       seconds between the last handshake and the RSS reading (default 5)
+#   MORE           then open MORE further connections (a second opener) and
+#                  report their own growth per connection too, the marginal
+#                  cost without the process's fixed costs (code pages first
+#                  touched, the first handshakes' freed memory); default 0: off
 #   SIO_AUTH       JSON object sent as the CONNECT payload (40<json>), default none
 #   SERVER_CPU / CLIENT_CPU  cores for the server and the opener (default 0 / 1)
 #   OUT_DIR        results directory (default out/ at the repository root):
@@ -56,6 +60,7 @@ SERVERS="${SERVERS:-switchboard,node}"
 PEERS_TARGET="${PEERS_TARGET:-$HOME/.cache/switchboard-peers-target}"
 ROUNDS="${ROUNDS:-2}"
 SETTLE_S="${SETTLE_S:-5}"
+MORE="${MORE:-0}"
 SIO_AUTH="${SIO_AUTH:-}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
@@ -67,6 +72,7 @@ BENCH_NAME=sio_idle.sh
 int_in COUNT "$COUNT" 1 100000
 int_in ROUNDS "$ROUNDS" 1 10
 int_in SETTLE_S "$SETTLE_S" 0 120
+int_in MORE "$MORE" 0 100000
 
 command -v python3 >/dev/null || die "python3 not found"
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
@@ -83,7 +89,7 @@ SUMMARY="$OUT_DIR/sio_idle.json"
 
 # ---------------------------------------------------------------- file limits
 # COUNT descriptors in the server and in the opener (both inherit this limit).
-NEED_FDS=$((COUNT + 1024))
+NEED_FDS=$((COUNT + MORE + 1024))
 raise_nofile "$NEED_FDS" \
   || log "warning: open-file limit is $SOFT_FDS (hard $HARD_FDS), below the $NEED_FDS needed; connections will fail"
 
@@ -178,6 +184,28 @@ run_one() {
   [ -n "$ready" ] || err="opener did not report READY (see $olog)"
   sleep "$SETTLE_S"
   after="$(rss_kb "$pid")"
+  local more_ready="" more_after="" more_opened="" marginal="" mpid
+  if [ "$MORE" -gt 0 ] && [ -n "$ready" ]; then
+    taskset -c "$CLIENT_CPU" python3 "$HERE/idle_conns.py" --socketio --url "ws://127.0.0.1:$port/" \
+      --count "$MORE" --sources "$(( (MORE + 19999) / 20000 ))" "${auth[@]}" --hold 900 --open-timeout 300 \
+      >"$oout.more" 2>"$olog.more" &
+    mpid=$!
+    STARTED_PIDS+=("$mpid")
+    for _ in $(seq 1 3200); do
+      more_ready="$(grep -m1 '^READY' "$oout.more" 2>/dev/null)"
+      [ -n "$more_ready" ] && break
+      kill -0 "$mpid" 2>/dev/null || break
+      sleep 0.1
+    done
+    sleep "$SETTLE_S"
+    more_after="$(rss_kb "$pid")"
+    stop_pid "$mpid"
+    more_opened="$(sed -n 's/.*opened=\([0-9]*\).*/\1/p' <<<"$more_ready")"
+    if [ -n "$more_opened" ] && [ "$more_opened" -gt 0 ] && [ -n "$more_after" ] && [ -n "$after" ]; then
+      marginal=$(( (more_after - after) * 1024 / more_opened ))
+    fi
+    [ -n "$more_ready" ] || err="${err:+$err; }second opener did not report READY (see $olog.more)"
+  fi
   hwm="$(hwm_kb "$pid")"
   kill -0 "$pid" 2>/dev/null || err="${err:+$err; }server exited (see $slog)"
   stop_pid "$opid"
@@ -195,8 +223,9 @@ run_one() {
   [ -z "$alive" ] || [ -z "$opened" ] || [ "$alive" = "$opened" ] || err="${err:+$err; }only $alive of $opened still open at the end"
   record round="$round" server="$name" count="$COUNT" opened="${opened:-}" failed="${failed:-}" \
     alive_at_end="${alive:-}" open_elapsed_s="${elapsed:-}" rss_before_kb="${before:-}" \
-    rss_after_kb="${after:-}" hwm_kb="${hwm:-}" bytes_per_conn="$per" error="$err"
-  log "  $name: baseline ${before:-?} KiB, with ${opened:-?} conns ${after:-?} KiB -> ${per:-?} B/conn${err:+ [$err]}"
+    rss_after_kb="${after:-}" hwm_kb="${hwm:-}" bytes_per_conn="$per" \
+    more_opened="${more_opened:-}" rss_after_more_kb="${more_after:-}" marginal_bytes_per_conn="$marginal" error="$err"
+  log "  $name: baseline ${before:-?} KiB, with ${opened:-?} conns ${after:-?} KiB -> ${per:-?} B/conn${marginal:+; $more_opened more -> $marginal B/conn}${err:+ [$err]}"
 }
 
 # ---------------------------------------------------------------- rounds
@@ -217,7 +246,7 @@ NODE_VERSION="$(node --version 2>/dev/null || true)"
 SIO_VERSION="$(cd "$NODE_DIR" && node -p 'require("socket.io/package.json").version' 2>/dev/null || true)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
 [ -n "$GIT_REV" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1)" ] && GIT_REV="$GIT_REV-dirty"
-COUNT="$COUNT" ROUNDS="$ROUNDS" SETTLE_S="$SETTLE_S" SWITCHBOARD="$SWITCHBOARD" SB_VERSION="$SB_VERSION" \
+COUNT="$COUNT" MORE="$MORE" ROUNDS="$ROUNDS" SETTLE_S="$SETTLE_S" SWITCHBOARD="$SWITCHBOARD" SB_VERSION="$SB_VERSION" \
 SB_SERVE_ARGS="$SB_SERVE_ARGS" NODE_VERSION="$NODE_VERSION" SIO_VERSION="$SIO_VERSION" GIT_REV="$GIT_REV" \
 SERVER_CPU="$SERVER_CPU" CLIENT_CPU="$CLIENT_CPU" SOFT_FDS="$SOFT_FDS" \
 python3 - "$RUNS" "$SUMMARY" <<'EOF'
@@ -227,20 +256,24 @@ count, rounds, settle = int(E["COUNT"]), int(E["ROUNDS"]), int(E["SETTLE_S"])
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 servers = {}
 for r in runs:
-    s = servers.setdefault(r["server"], {"bytes_per_conn": [], "errors": []})
+    s = servers.setdefault(r["server"], {"bytes_per_conn": [], "marginal_bytes_per_conn": [], "errors": []})
     if r.get("error"):
         s["errors"].append(f"round {r['round']}: {r['error']}")
     if isinstance(r.get("bytes_per_conn"), int) and not r.get("error"):
         s["bytes_per_conn"].append(r["bytes_per_conn"])
+    if isinstance(r.get("marginal_bytes_per_conn"), int) and not r.get("error"):
+        s["marginal_bytes_per_conn"].append(r["marginal_bytes_per_conn"])
 for s in servers.values():
     v = s["bytes_per_conn"]
     s["median_bytes_per_conn"] = statistics.median(v) if v else None
+    m = s["marginal_bytes_per_conn"]
+    s["median_marginal_bytes_per_conn"] = statistics.median(m) if m else None
 sb = servers.get("switchboard", {}).get("median_bytes_per_conn")
 nd = servers.get("node", {}).get("median_bytes_per_conn")
 ratio = round(nd / sb, 2) if sb and nd and sb > 0 else None
 summary = {
     "benchmark": "idle Socket.IO connections (EIO=4, WebSocket transport, namespace /)",
-    "count": count, "rounds": rounds, "settle_s": settle,
+    "count": count, "more": int(E["MORE"]), "rounds": rounds, "settle_s": settle,
     "method": "(VmRSS after COUNT connections + settle - VmRSS baseline) / connections opened; median over rounds",
     "servers": servers,
     "ratio_node_over_switchboard": ratio,
@@ -262,6 +295,9 @@ print(f"{'server':<17} {'median B/conn':>14}  runs")
 for name, s in servers.items():
     m = s["median_bytes_per_conn"]
     print(f"{name:<17} {('%.0f' % m) if m is not None else 'n/a':>14}  {s['bytes_per_conn']}")
+    mm = s["median_marginal_bytes_per_conn"]
+    if mm is not None:
+        print(f"{'  next ' + str(E['MORE']):<17} {'%.0f' % mm:>14}  {s['marginal_bytes_per_conn']}")
     for e in s["errors"]:
         print(f"  error: {e}")
 print(f"ratio node/switchboard: {ratio if ratio is not None else 'n/a'}")
