@@ -12,6 +12,7 @@ use crate::log::{Entry, LogLimits, Position, Recovery};
 use crate::presence::{PresenceChange, Present, UserStatus};
 use crate::remote::{LocalPresence, RemoteView};
 use crate::store::{LogStore, MemoryStore, NewEntry, StoreError};
+use crate::user_id::UserId;
 
 /// A connection id, unique across protocols.
 pub type ConnId = Arc<str>;
@@ -78,7 +79,7 @@ pub struct Joined {
 
 #[derive(Debug)]
 struct Member {
-    user: Arc<str>,
+    user: UserId,
     presence: bool,
 }
 
@@ -92,7 +93,7 @@ struct Room {
     /// changes without being members.
     observers: usize,
     /// Users with connections in the room: count and since.
-    users: HashMap<Arc<str>, (usize, SystemTime)>,
+    users: HashMap<UserId, (usize, SystemTime)>,
     /// Removed from the hub (no members, its log never published to);
     /// whoever still holds it looks the room up again.
     gone: bool,
@@ -134,7 +135,7 @@ impl User {
 pub struct Hub {
     store: Arc<dyn LogStore>,
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
-    users: Mutex<HashMap<Arc<str>, User>>,
+    users: Mutex<HashMap<UserId, User>>,
     /// Weak: adapters own the hub (through their state), not the reverse,
     /// so dropping a server frees both.
     sinks: RwLock<Vec<Weak<dyn Sink>>>,
@@ -236,8 +237,8 @@ impl Hub {
     /// [`Hub::disconnect`]; the hub keeps no per-connection record besides
     /// room membership. Returns whether the user just came online (its
     /// first connection).
-    pub fn connect(&self, user: impl Into<Arc<str>>, info: Option<Bytes>) -> bool {
-        let user: Arc<str> = user.into();
+    pub fn connect(&self, user: impl Into<UserId>, info: Option<Bytes>) -> bool {
+        let user: UserId = user.into();
         self.changed();
         let mut users = lock(&self.users);
         let u = users.entry(user).or_insert(User {
@@ -292,7 +293,7 @@ impl Hub {
     pub fn join(
         &self,
         conn: &ConnId,
-        user: &Arc<str>,
+        user: &UserId,
         room: &str,
         presence: bool,
         since: Option<&Position>,
@@ -306,7 +307,7 @@ impl Hub {
         &self,
         r: &mut Room,
         conn: &ConnId,
-        user: &Arc<str>,
+        user: &UserId,
         room: &str,
         presence: bool,
         since: Option<&Position>,
@@ -437,7 +438,7 @@ impl Hub {
 
     /// Sends a presence change to the members who asked, except the user's
     /// own connections.
-    fn announce(&self, r: &Room, room: &str, user: &Arc<str>, joined: bool) {
+    fn announce(&self, r: &Room, room: &str, user: &UserId, joined: bool) {
         if r.watchers == 0 && r.observers == 0 {
             return;
         }
@@ -730,12 +731,12 @@ impl Hub {
             };
             for user in after.into_iter().flat_map(|a| a.keys()) {
                 if !has(before, user) && !r.users.contains_key(user.as_str()) {
-                    self.announce(&r, room, &Arc::from(user.as_str()), true);
+                    self.announce(&r, room, &UserId::from(user.as_str()), true);
                 }
             }
             for user in before.into_iter().flat_map(|b| b.keys()) {
                 if !has(after, user) && !r.users.contains_key(user.as_str()) {
-                    self.announce(&r, room, &Arc::from(user.as_str()), false);
+                    self.announce(&r, room, &UserId::from(user.as_str()), false);
                 }
             }
         }
@@ -940,7 +941,8 @@ mod tests {
     }
 
     fn join(hub: &Hub, c: &C, room: &str, presence: bool, since: Option<&Position>) -> Joined {
-        hub.join(&c.id, &c.user, room, presence, since).unwrap()
+        hub.join(&c.id, &UserId::from(&c.user), room, presence, since)
+            .unwrap()
     }
 
     fn offsets(entries: &[Entry]) -> Vec<u64> {
@@ -1325,7 +1327,7 @@ mod tests {
         let since = Position { epoch, offset: 1 };
         let joined = hub.join(
             &Arc::from("c"),
-            &Arc::from("u"),
+            &UserId::from("u"),
             "room",
             false,
             Some(&since),

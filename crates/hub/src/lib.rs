@@ -26,6 +26,7 @@ pub mod log;
 pub mod presence;
 pub mod remote;
 pub mod store;
+pub mod user_id;
 
 pub use cluster::{Cluster, ClusterConfig, RedisStore};
 pub use disk::DiskStore;

@@ -85,7 +85,7 @@ impl Node {
     fn join(&self, conn: &str, user: &str, room: &str) {
         self.hub.connect(user, None);
         self.hub
-            .join(&Arc::from(conn), &Arc::from(user), room, true, None)
+            .join(&Arc::from(conn), &user.into(), room, true, None)
             .unwrap();
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use switchboard_hub::user_id::UserId;
 use switchboard_hub::{ConnId, Hub};
 
 use crate::auth::{Auth, Identity};
@@ -117,7 +118,7 @@ impl Context {
     }
 
     /// A connection of `user` opened: online (webhook on the first one).
-    pub(crate) fn connected(&self, user: &Arc<str>, info: Option<Bytes>) {
+    pub(crate) fn connected(&self, user: &UserId, info: Option<Bytes>) {
         if self.hub.connect(user.clone(), info)
             && let Some(b) = &self.backend
         {

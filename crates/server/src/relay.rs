@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use once_cell::race::OnceBox;
 use serde_json::{Value, json};
+use switchboard_hub::user_id::UserId;
 use switchboard_hub::{ConnId, PresenceChange, Publication, Sink};
 use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
@@ -26,12 +27,11 @@ pub(crate) struct Member {
     /// The request rate limiter, made on the first request (idle sockets
     /// hold none; 8 bytes, where a `OnceLock<Box<_>>` takes 16).
     rate: OnceBox<Rate>,
-    /// The token's expiry (boxed: anonymous and non-expiring tokens have
-    /// none).
-    pub(crate) expiry: Option<Box<Expiry>>,
     /// A generated id: nobody can look this user up once it is gone.
     anonymous: bool,
-    pub(crate) user: Arc<str>,
+    /// The user id, lent by the personal room's name (`user:<id>`): one
+    /// allocation for both.
+    pub(crate) user: UserId,
     /// Rooms joined with `presence: true`, made on the first (most members
     /// have none: 8 bytes).
     presence: OnceBox<Mutex<Vec<String>>>,
@@ -39,9 +39,11 @@ pub(crate) struct Member {
     extra: Option<Box<Extra>>,
 }
 
-/// Token grants and the rooms the connect proxy chose.
+/// Token grants, expiry and info, and the rooms the connect proxy chose.
 #[derive(Debug)]
 struct Extra {
+    /// The token's expiry (anonymous and non-expiring tokens have none).
+    expiry: Option<Expiry>,
     /// The token's `info` claim, told to the hub at connect.
     info: Option<Bytes>,
     grants: Option<Grants>,
@@ -53,12 +55,16 @@ impl Member {
     fn new(id: Identity) -> Self {
         Self {
             rate: OnceBox::new(),
-            expiry: id.expires.map(|e| Box::new(Expiry::new(Some(e)))),
             anonymous: id.anonymous,
-            user: Arc::from(id.user),
+            user: personal_user(&id.user),
             presence: OnceBox::new(),
-            extra: (id.grants.is_some() || !id.rooms.is_empty() || id.info.is_some()).then(|| {
+            extra: (id.expires.is_some()
+                || id.grants.is_some()
+                || !id.rooms.is_empty()
+                || id.info.is_some())
+            .then(|| {
                 Box::new(Extra {
+                    expiry: id.expires.map(|e| Expiry::new(Some(e))),
                     info: id.info.map(|i| Bytes::from(i.to_string())),
                     grants: id.grants.map(|g| *g),
                     initial_rooms: Mutex::new(id.rooms),
@@ -84,6 +90,21 @@ impl Member {
         )
     }
 
+    /// The member's personal room's name, `user:<id>`.
+    fn personal_room(&self) -> Arc<str> {
+        let text = self.user.text();
+        if text.len() > self.user.len() {
+            text.clone()
+        } else {
+            Arc::from(user_room(&self.user))
+        }
+    }
+
+    /// The token's expiry, if it has one.
+    fn expiry(&self) -> Option<&Expiry> {
+        self.extra.as_ref().and_then(|e| e.expiry.as_ref())
+    }
+
     /// The token's `info` claim, if any.
     fn info(&self) -> Option<Bytes> {
         self.extra.as_ref().and_then(|e| e.info.clone())
@@ -105,7 +126,17 @@ pub(crate) fn new_conn_id() -> Arc<str> {
 
 /// The personal room of a user.
 pub fn user_room(user: &str) -> String {
-    format!("user:{user}")
+    format!("{USER_ROOM_PREFIX}{user}")
+}
+
+/// What a personal room's name starts with.
+const USER_ROOM_PREFIX: &str = "user:";
+
+/// `user` as a [`UserId`] that lends its personal room's name (see
+/// [`Member::personal_room`]).
+fn personal_user(user: &str) -> UserId {
+    let room: Arc<str> = Arc::from(user_room(user));
+    UserId::after(room, USER_ROOM_PREFIX).unwrap_or_else(|| UserId::from(user))
 }
 
 /// Delivers hub publications to Socket.IO members of the room.
@@ -323,7 +354,7 @@ fn refresh(ctx: &Context, socket: &Socket, ev: Event) {
     let token = ev.args.str(0);
     let result = match (ctx.auth.identify(token), socket.data::<Member>()) {
         (Ok(id), Some(m)) if !id.anonymous && *id.user == *m.user => {
-            if let Some(expiry) = &m.expiry {
+            if let Some(expiry) = m.expiry() {
                 expiry.set(id.expires);
             }
             Ok(id.expires)
@@ -350,7 +381,7 @@ pub(crate) fn check_expiry(ns: &Namespace, now: u64) {
         let Some(m) = socket.data::<Member>() else {
             continue;
         };
-        let Some(expiry) = &m.expiry else {
+        let Some(expiry) = m.expiry() else {
             continue;
         };
         match expiry.check(now) {
@@ -377,8 +408,8 @@ fn on_connect(ctx: &Context, socket: &Socket) {
     let hub = &ctx.hub;
     let id = conn_id(socket);
     ctx.connected(&member.user, member.info());
-    let personal = user_room(&member.user);
-    socket.join(&personal);
+    let personal = member.personal_room();
+    socket.join_shared(&personal);
     let initial = member.take_initial_rooms();
     for room in initial.iter().filter(|r| wire::valid_room(r)) {
         // Rooms the backend chose: joined whatever the rules say.
@@ -390,7 +421,7 @@ fn on_connect(ctx: &Context, socket: &Socket) {
         // Socket.IO restored the rooms; the hub learns them again.
         let presence = member.presence_rooms();
         for room in socket.rooms() {
-            if room != socket.id() && room != personal {
+            if room != socket.id() && *room != *personal {
                 // A store failure leaves this room unannounced in presence;
                 // delivery (Socket.IO's own room) is unaffected.
                 let _ = hub.join(&id, &member.user, &room, presence.contains(&room), None);

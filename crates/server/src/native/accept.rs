@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
+use switchboard_hub::user_id::UserId;
 use switchboard_wire::handshake::server::ServerOptions;
 use switchboard_wire::io::server::upgrade;
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
@@ -205,7 +206,7 @@ impl Native {
         ));
         self.conns().insert(id.clone(), conn.clone());
         self.ctx.connected(
-            &conn.user,
+            &UserId::from(&conn.user),
             identity.info.map(|i| Bytes::from(i.to_string())),
         );
         let welcome = json!({
@@ -220,7 +221,9 @@ impl Native {
             // Rooms the backend chose: joined whatever the rules say.
             conn.lock().rooms.push((Arc::from(room.as_str()), false));
             self.join_room(&conn, room);
-            let _ = self.hub.join(&conn.id, &conn.user, room, false, None);
+            let _ = self
+                .hub
+                .join(&conn.id, &UserId::from(&conn.user), room, false, None);
         }
         *conn.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(ws);
         driver::Driver::new(self, conn)

@@ -15,6 +15,7 @@ use crate::relay::user_room;
 use crate::rooms::Action;
 use crate::wire;
 use switchboard_hub::Position;
+use switchboard_hub::user_id::UserId;
 
 impl From<switchboard_hub::StoreError> for Refusal {
     fn from(e: switchboard_hub::StoreError) -> Self {
@@ -176,9 +177,13 @@ fn join(
     }
     // Delivery first, then the position: nothing after it is missed.
     native.join_room(conn, room);
-    let joined = native
-        .hub
-        .join(&conn.id, &conn.user, room, presence, since.as_ref());
+    let joined = native.hub.join(
+        &conn.id,
+        &UserId::from(&conn.user),
+        room,
+        presence,
+        since.as_ref(),
+    );
     match joined {
         Ok(joined) => {
             if since.is_some() {

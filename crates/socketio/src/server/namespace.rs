@@ -343,8 +343,14 @@ impl NsInner {
             .remove(id);
     }
 
-    /// Adds `socket` to `room`; returns the shared room name.
-    pub(crate) fn add_to_room(&self, room: &str, socket: &Socket) -> Arc<str> {
+    /// Adds `socket` to `room`; returns the shared room name (`name()` makes
+    /// it for a room that has no member yet).
+    pub(crate) fn add_to_room(
+        &self,
+        room: &str,
+        name: impl FnOnce() -> Arc<str>,
+        socket: &Socket,
+    ) -> Arc<str> {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = rooms.get_mut(room) {
             members.insert(socket);
@@ -352,7 +358,8 @@ impl NsInner {
         if let Some((name, _)) = rooms.get_key_value(room) {
             return name.clone();
         }
-        let name: Arc<str> = Arc::from(room);
+        let name = name();
+        debug_assert_eq!(&*name, room);
         rooms.insert(name.clone(), Members::One(socket.clone()));
         name
     }

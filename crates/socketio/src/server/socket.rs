@@ -292,6 +292,17 @@ impl Socket {
 
     /// Joins a room.
     pub fn join(&self, room: &str) {
+        self.join_with(room, || Arc::from(room));
+    }
+
+    /// Joins the room named `room`, keeping that very string as the room's
+    /// name if the room is new (no copy: a caller that keeps the name anyway,
+    /// such as a user's personal room, shares it).
+    pub fn join_shared(&self, room: &Arc<str>) {
+        self.join_with(room, || room.clone());
+    }
+
+    fn join_with(&self, room: &str, name: impl FnOnce() -> Arc<str>) {
         if room == self.id() {
             return;
         }
@@ -299,7 +310,7 @@ impl Socket {
         if !st.connected || st.rooms.iter().any(|r| &**r == room) {
             return;
         }
-        let room = self.0.ns.add_to_room(room, self);
+        let room = self.0.ns.add_to_room(room, name, self);
         st.rooms.push(room);
     }
 
@@ -384,6 +395,6 @@ mod tests {
             size_of::<super::Conn>()
         );
         let session = size_of::<switchboard_engine::server::EngineSocket<super::Conn>>();
-        assert!(session <= 456, "{session}");
+        assert!(session <= 440, "{session}");
     }
 }

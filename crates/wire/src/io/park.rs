@@ -24,10 +24,14 @@
 //! not a runtime task as well (256 bytes on x86-64, cache-line aligned, in
 //! tokio).
 //!
-//! Time is the sweep's tick count, a wrapping `u32` the server advances.
+//! Time is the sweep's tick count, a wrapping `u32` the server advances. A
+//! connection keeps the low 16 bits of its last one (the whole state is 4
+//! bytes): quiet spells are measured modulo 65,536 ticks (18 hours at the
+//! default one-second tick), so a busy task quiet for exactly a multiple of
+//! that is parked one sweep later.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 use std::task::{Wake, Waker};
 use std::time::Duration;
 
@@ -57,8 +61,8 @@ pub struct TaskState {
     state: AtomicU8,
     /// Wake-ups of the parked task in a row, each close to the last run.
     burst: AtomicU8,
-    /// The sweep's tick at the task's last poll.
-    active: AtomicU32,
+    /// The sweep's tick at the task's last poll (its low 16 bits).
+    active: AtomicU16,
 }
 
 impl Default for TaskState {
@@ -73,7 +77,7 @@ impl TaskState {
         Self {
             state: AtomicU8::new(PARKED),
             burst: AtomicU8::new(0),
-            active: AtomicU32::new(0),
+            active: AtomicU16::new(0),
         }
     }
 
@@ -88,7 +92,7 @@ impl TaskState {
     /// was started by a [`Parked`] waker that did not ask it to keep
     /// running.
     pub fn begin_poll(&self, park_when_idle: bool, tick: u32) -> bool {
-        self.active.store(tick, Ordering::Relaxed);
+        self.active.store(tick as u16, Ordering::Relaxed);
         if park_when_idle {
             self.state.store(PARK, Ordering::Release);
             return true;
@@ -111,7 +115,7 @@ impl TaskState {
     /// Asks a task quiet since `after` ticks before `tick` to park; true if
     /// it was asked (the caller then wakes it).
     pub fn request_park(&self, tick: u32, after: u32) -> bool {
-        tick.wrapping_sub(self.active.load(Ordering::Relaxed)) >= after
+        u32::from(self.quiet(tick)) >= after.min(u32::from(u16::MAX))
             && self
                 .state
                 .compare_exchange(RUNNING, PARK, Ordering::AcqRel, Ordering::Relaxed)
@@ -131,12 +135,17 @@ impl TaskState {
         self.state.load(Ordering::Acquire) == PARKED
     }
 
+    /// Ticks since the task's last poll, modulo 65,536.
+    fn quiet(&self, tick: u32) -> u16 {
+        (tick as u16).wrapping_sub(self.active.load(Ordering::Relaxed))
+    }
+
     /// The parked task is woken at sweep tick `tick`; returns whether the
     /// new task should keep running when it runs out of work.
     fn resumed(&self, tick: u32) -> bool {
         self.running();
         // Only the one waker that fires calls this: plain loads and stores.
-        let recent = tick.wrapping_sub(self.active.load(Ordering::Relaxed)) <= 1;
+        let recent = self.quiet(tick) <= 1;
         let burst = if recent {
             self.burst.load(Ordering::Relaxed).saturating_add(1)
         } else {
@@ -243,6 +252,7 @@ impl<R: Resume> Wake for Parked<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
     use std::sync::atomic::AtomicUsize;
 
     struct Conn {
@@ -295,6 +305,33 @@ mod tests {
         again.wake();
         assert_eq!(c.resumes.load(Ordering::Relaxed), 1);
         assert!(!c.task.is_parked());
+    }
+
+    #[test]
+    fn quiet_spells_are_measured_across_the_16_bit_wrap() {
+        let t = TaskState::new();
+        t.running();
+        assert!(!t.begin_poll(false, 65_535));
+        assert!(
+            !t.request_park(65_536, 2),
+            "quiet one tick, across the wrap"
+        );
+        assert!(
+            t.request_park(65_537, 2),
+            "quiet two ticks, across the wrap"
+        );
+        assert_eq!(std::mem::size_of::<TaskState>(), 4);
+        let t = TaskState::new();
+        t.running();
+        assert!(!t.begin_poll(false, 7));
+        assert!(
+            !t.request_park(8, u32::MAX),
+            "a longer wait than 16 bits can tell"
+        );
+        assert!(
+            t.request_park(7 + 65_535, u32::MAX),
+            "is the longest it can tell"
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@ enum Phase {
 struct Ending {
     error: Option<ProtocolError>,
     peer_close: Option<CloseFrame>,
+    /// Draining the read side after the close, until this fires.
+    linger: Option<Pin<Box<Sleep>>>,
 }
 
 /// A WebSocket over a stream `S`: receive with [`WebSocket::recv`], send with
@@ -58,8 +60,8 @@ pub struct WebSocket<S> {
     io: S,
     conn: Connection,
     phase: Phase,
-    linger: Option<Pin<Box<Sleep>>>,
-    /// How the connection ended, once it did (boxed: rare).
+    /// How the connection ended, once it did, and the linger timer of its
+    /// close (boxed: rare).
     ending: Option<Box<Ending>>,
     clean: bool,
     /// Bytes arrived since [`WebSocket::take_activity`] last looked.
@@ -79,7 +81,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             io,
             conn,
             phase: Phase::Open,
-            linger: None,
             ending: None,
             clean: false,
             active: false,
@@ -255,10 +256,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
             }
             self.phase = Phase::Draining;
-            self.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+            self.ending.get_or_insert_default().linger = Some(Box::pin(tokio::time::sleep(LINGER)));
         }
         loop {
-            if let Some(sleep) = self.linger.as_mut()
+            if let Some(sleep) = self.ending.as_mut().and_then(|e| e.linger.as_mut())
                 && sleep.as_mut().poll(cx).is_ready()
             {
                 break;
@@ -271,7 +272,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Err(_) => break,
             }
         }
-        self.linger = None;
+        if let Some(e) = self.ending.as_mut() {
+            e.linger = None;
+        }
         self.phase = Phase::Done;
         self.conn.release_idle_buffers();
         Poll::Ready(())
