@@ -1,6 +1,7 @@
 //! One Engine.IO connection as Socket.IO sees it: its namespace sockets, a
 //! binary packet being reassembled, and the packet dispatch.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -294,9 +295,9 @@ fn finish(
             ns: ns.clone(),
             conn: conn.clone(),
             auth,
+            connected: AtomicBool::new(true),
+            recovered,
             state: Mutex::new(SocketState {
-                connected: true,
-                recovered,
                 data,
                 ..Default::default()
             }),

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -102,6 +103,11 @@ impl std::fmt::Debug for Socket {
 pub(crate) struct SocketInner {
     /// Held in place: 20 bytes instead of a pointer to a heap block.
     pub(crate) id: Sid,
+    /// Changed only with `state` locked (a join checks it there), so that
+    /// a socket that left its rooms joins none again; read anywhere.
+    pub(crate) connected: AtomicBool,
+    /// Whether the connection recovered a previous session (set at connect).
+    pub(crate) recovered: bool,
     pub(crate) ns: Arc<NsInner>,
     pub(crate) conn: Arc<EngineSocket<Conn>>,
     /// `None` for the usual empty auth (`{}`): no allocation.
@@ -109,24 +115,38 @@ pub(crate) struct SocketInner {
     pub(crate) state: Mutex<SocketState>,
 }
 
+impl Acks {
+    /// The waiter of ack `id`, now answered or given up on; the table's
+    /// memory goes once none is left.
+    fn remove(&mut self, id: u64) -> Option<oneshot::Sender<Args>> {
+        let tx = self.waiting.remove(&id);
+        if self.waiting.is_empty() {
+            self.waiting = HashMap::new();
+        }
+        tx
+    }
+}
+
 /// Application data attached to a socket.
 pub(crate) type SocketData = Arc<dyn Any + Send + Sync>;
 
 #[derive(Default)]
 pub(crate) struct SocketState {
-    pub(crate) connected: bool,
     /// Rooms joined, except the socket's own id (implicit); most sockets
     /// are in one (a relay member's personal room), held in place.
     pub(crate) rooms: OneOrMany<Arc<str>>,
-    /// Set once, at connect (kept beside `connected`: no padding of its own).
-    pub(crate) recovered: bool,
-    /// The next ack id this server asks for (wrapping: ids of acks still
-    /// awaited are far apart).
-    pub(crate) next_ack: u32,
-    /// Boxed: most sockets never wait for an ack.
-    #[allow(clippy::box_collection)]
-    pub(crate) acks: Option<Box<HashMap<u64, oneshot::Sender<Args>>>>,
+    /// Made on the first emit-with-ack (most sockets never wait for one).
+    pub(crate) acks: Option<Box<Acks>>,
     pub(crate) data: Option<SocketData>,
+}
+
+/// The acks this server waits for on one socket, and the id to ask with
+/// next: kept once made, so ids keep increasing and a late ack never
+/// answers a newer request.
+#[derive(Default)]
+pub(crate) struct Acks {
+    next: u64,
+    waiting: HashMap<u64, oneshot::Sender<Args>>,
 }
 
 impl Socket {
@@ -164,12 +184,12 @@ impl Socket {
     /// Whether this connection recovered a previous session's id, rooms and
     /// missed packets.
     pub fn recovered(&self) -> bool {
-        self.lock().recovered
+        self.0.recovered
     }
 
     /// Whether the socket is still in its namespace.
     pub fn connected(&self) -> bool {
-        self.lock().connected
+        self.0.connected.load(Ordering::Acquire)
     }
 
     /// The transport in use.
@@ -256,12 +276,13 @@ impl Socket {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut st = self.lock();
-            if !st.connected {
+            if !self.connected() {
                 return None;
             }
-            let id = u64::from(st.next_ack);
-            st.next_ack = st.next_ack.wrapping_add(1);
-            st.acks.get_or_insert_with(Default::default).insert(id, tx);
+            let acks = st.acks.get_or_insert_with(Default::default);
+            let id = acks.next;
+            acks.next += 1;
+            acks.waiting.insert(id, tx);
             id
         };
         let packet = frames::event(&self.0.ns.name, event, args, Some(id));
@@ -271,20 +292,13 @@ impl Socket {
 
     pub(crate) fn forget_ack(&self, id: u64) {
         if let Some(acks) = self.lock().acks.as_mut() {
-            acks.remove(&id);
+            acks.remove(id);
         }
     }
 
     /// Completes a pending emit-with-ack; unknown ids are ignored.
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        let tx = {
-            let mut st = self.lock();
-            let tx = st.acks.as_mut().and_then(|a| a.remove(&id));
-            if st.acks.as_ref().is_some_and(|a| a.is_empty()) {
-                st.acks = None;
-            }
-            tx
-        };
+        let tx = { self.lock().acks.as_mut().and_then(|a| a.remove(id)) };
         if let Some(tx) = tx {
             let _ = tx.send(args);
         }
@@ -307,7 +321,7 @@ impl Socket {
             return;
         }
         let mut st = self.lock();
-        if !st.connected || st.rooms.iter().any(|r| &**r == room) {
+        if !self.connected() || st.rooms.iter().any(|r| &**r == room) {
             return;
         }
         let room = self.0.ns.add_to_room(room, name, self);
@@ -364,7 +378,7 @@ impl Socket {
         // tells where the socket was); only the namespace forgets it.
         let (was, acks, rooms) = {
             let mut st = self.lock();
-            let was = std::mem::replace(&mut st.connected, false);
+            let was = self.0.connected.swap(false, Ordering::AcqRel);
             (was, st.acks.take(), st.rooms.clone())
         };
         drop(acks);
@@ -385,7 +399,7 @@ mod tests {
     fn per_connection_records_stay_small() {
         use std::mem::size_of;
         assert!(
-            size_of::<super::SocketInner>() <= 112,
+            size_of::<super::SocketInner>() <= 104,
             "{}",
             size_of::<super::SocketInner>()
         );
