@@ -119,9 +119,7 @@ impl Member {
 
 /// A fresh connection id: 20 URL-safe random characters (120 bits).
 pub(crate) fn new_conn_id() -> Arc<str> {
-    use base64::Engine as _;
-    let bytes: [u8; 15] = rand::random();
-    Arc::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    Arc::from(switchboard_engine::server::Sid::random().as_str())
 }
 
 /// The personal room of a user.
@@ -406,7 +404,9 @@ fn on_connect(ctx: &Context, socket: &Socket) {
         return;
     };
     let hub = &ctx.hub;
-    let id = conn_id(socket);
+    // Made only for the hub joins below (most connections have none).
+    let id = std::cell::OnceCell::new();
+    let id = || id.get_or_init(|| conn_id(socket));
     ctx.connected(&member.user, member.info());
     let personal = member.personal_room();
     socket.join_shared(&personal);
@@ -414,7 +414,7 @@ fn on_connect(ctx: &Context, socket: &Socket) {
     for room in initial.iter().filter(|r| wire::valid_room(r)) {
         // Rooms the backend chose: joined whatever the rules say.
         socket.join(room);
-        let _ = hub.join(&id, &member.user, room, false, None);
+        let _ = hub.join(id(), &member.user, room, false, None);
     }
     if socket.recovered() {
         ctx.metrics.socketio.recovered.inc();
@@ -424,7 +424,7 @@ fn on_connect(ctx: &Context, socket: &Socket) {
             if room != socket.id() && *room != *personal {
                 // A store failure leaves this room unannounced in presence;
                 // delivery (Socket.IO's own room) is unaffected.
-                let _ = hub.join(&id, &member.user, &room, presence.contains(&room), None);
+                let _ = hub.join(id(), &member.user, &room, presence.contains(&room), None);
             }
         }
     }
