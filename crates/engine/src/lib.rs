@@ -14,6 +14,7 @@ pub mod packet;
 pub mod payload;
 pub mod server;
 pub mod session;
+mod stamp;
 
 pub use packet::{Handshake, Packet, PacketError};
 pub use payload::{decode_payload, encode_payload};

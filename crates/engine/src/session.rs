@@ -20,6 +20,7 @@ use switchboard_wire::{Message, Utf8Bytes};
 
 use crate::packet::{Handshake, Packet};
 use crate::payload::SEPARATOR;
+use crate::stamp::Stamp;
 
 /// The `noop` packet as queued output.
 const NOOP: &str = "6";
@@ -92,14 +93,6 @@ pub enum Inbound {
     Binary(bytes::Bytes),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upgrade {
-    None,
-    /// Probe answered; waiting for the `upgrade` packet until the deadline.
-    Probing(Instant),
-    Done,
-}
-
 /// Sees a session's packets as the WebSocket transport carries them (one
 /// frame per packet, binary data as binary frames), whichever transport is
 /// in use: a capture of the connection. Transport plumbing (the upgrade
@@ -137,7 +130,8 @@ impl std::fmt::Debug for TapSlot {
 pub struct Session {
     config: Arc<SessionConfig>,
     transport: Transport,
-    upgrade: Upgrade,
+    /// Probe answered on a WebSocket: the `upgrade` packet is due by then.
+    probing: Option<Stamp>,
     /// Encoded packets for the client: text frames hold the packet type and
     /// data (`4hello`); binary frames are binary message packets.
     outbox: VecDeque<Message>,
@@ -145,8 +139,8 @@ pub struct Session {
     queued: u32,
     /// Packets for the WebSocket that bypass the outbox (the probe answer).
     probe_answer: bool,
-    next_ping: Instant,
-    pong_deadline: Option<Instant>,
+    next_ping: Stamp,
+    pong_deadline: Option<Stamp>,
     closed: Option<CloseReason>,
     tap: TapSlot,
 }
@@ -170,11 +164,11 @@ impl Session {
         Self {
             config,
             transport,
-            upgrade: Upgrade::None,
+            probing: None,
             outbox,
             queued: 0,
             probe_answer: false,
-            next_ping: now + ping_interval,
+            next_ping: Stamp::of(now + ping_interval),
             pong_deadline: None,
             closed: None,
             tap: TapSlot::default(),
@@ -266,11 +260,11 @@ impl Session {
             }
             Packet::Ping(data) if data == "probe" && via == Transport::WebSocket => {
                 if self.transport == Transport::Polling
-                    && self.upgrade == Upgrade::None
+                    && self.probing.is_none()
                     && self.config.allow_upgrades
                 {
                     self.probe_answer = true;
-                    self.upgrade = Upgrade::Probing(now + self.config.upgrade_timeout);
+                    self.probing = Some(Stamp::of(now + self.config.upgrade_timeout));
                     // Release a waiting GET so the client can pause polling.
                     self.outbox.push_back(Message::Text(NOOP.into()));
                 } else {
@@ -279,8 +273,7 @@ impl Session {
                 None
             }
             Packet::Upgrade if via == Transport::WebSocket => {
-                if matches!(self.upgrade, Upgrade::Probing(_)) {
-                    self.upgrade = Upgrade::Done;
+                if self.probing.take().is_some() {
                     self.transport = Transport::WebSocket;
                     // Whatever was only there to release the poll is moot now.
                     self.outbox
@@ -331,15 +324,14 @@ impl Session {
 
     /// The WebSocket that was probing an upgrade went away: stay on polling.
     pub fn upgrade_aborted(&mut self) {
-        if matches!(self.upgrade, Upgrade::Probing(_)) {
-            self.upgrade = Upgrade::None;
+        if self.probing.take().is_some() {
             self.probe_answer = false;
         }
     }
 
     /// Whether an upgrade has been probed and not yet completed or aborted.
     pub fn upgrading(&self) -> bool {
-        matches!(self.upgrade, Upgrade::Probing(_))
+        self.probing.is_some()
     }
 
     /// The next instant [`Session::handle_timeout`] must run at.
@@ -348,10 +340,10 @@ impl Session {
             return None;
         }
         let mut t = self.pong_deadline.unwrap_or(self.next_ping);
-        if let Upgrade::Probing(deadline) = self.upgrade {
+        if let Some(deadline) = self.probing {
             t = t.min(deadline);
         }
-        Some(t)
+        Some(t.instant())
     }
 
     /// Sends pings and enforces the pong and upgrade deadlines.
@@ -359,27 +351,27 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
-        if self.pong_deadline.is_some_and(|d| now >= d) {
+        let stamp = Stamp::of(now);
+        if self.pong_deadline.is_some_and(|d| stamp >= d) {
             self.closed = Some(CloseReason::PingTimeout);
             // The peer is gone: nothing queued will be delivered.
             self.outbox.clear();
             self.queued = 0;
             return;
         }
-        if let Upgrade::Probing(deadline) = self.upgrade
-            && now >= deadline
-        {
+        if self.probing.is_some_and(|deadline| stamp >= deadline) {
             // The probe timed out: stay on polling.
-            self.upgrade = Upgrade::None;
+            self.probing = None;
         }
-        if self.pong_deadline.is_none() && now >= self.next_ping {
+        if self.pong_deadline.is_none() && stamp >= self.next_ping {
             self.outbox.push_back(Message::Text("2".into()));
             // Deadlines follow the schedule, not the (possibly late) instant
             // this ran at, so a silent peer is dropped at interval + timeout;
             // after a long stall the peer still gets half the timeout.
             let timeout = self.config.ping_timeout;
-            self.pong_deadline = Some((self.next_ping + timeout).max(now + timeout / 2));
-            self.next_ping = (self.next_ping + self.config.ping_interval).max(now);
+            let scheduled = self.next_ping.instant();
+            self.pong_deadline = Some(Stamp::of((scheduled + timeout).max(now + timeout / 2)));
+            self.next_ping = Stamp::of((scheduled + self.config.ping_interval).max(now));
         }
     }
 
@@ -481,6 +473,12 @@ mod tests {
             allow_upgrades: true,
             max_buffered: 1 << 20,
         })
+    }
+
+    /// Every idle connection holds one: its deadlines are 8-byte stamps.
+    #[test]
+    fn a_session_stays_small() {
+        assert!(size_of::<Session>() <= 80, "{}", size_of::<Session>());
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod websocket;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -42,8 +42,10 @@ pub use error::RequestError;
 pub use sid::Sid;
 use sid::{ById, Sessions};
 pub use socket::EngineSocket;
+use socket::Restart;
 
 use crate::session::{CloseReason, Inbound, Session, SessionConfig, Transport};
+use crate::stamp::Stamp;
 
 /// Response body type of [`Engine::handle`].
 pub type Body = Full<Bytes>;
@@ -114,21 +116,32 @@ pub(crate) struct Shared<H: Handler> {
     tick: AtomicU32,
     /// Parked WebSocket tasks spawned again (see [`Engine::resume_count`]).
     pub(crate) resumes: AtomicU64,
+    /// Spawns a parked session's task again; every session points to it.
+    restart: Arc<Restart<H::Data>>,
 }
 
 impl<H: Handler> Engine<H> {
     /// A server with `config`, delivering to `handler`.
     pub fn new(handler: H, config: EngineConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                session: Arc::new(config.session),
-                config,
-                handler,
-                sessions: Mutex::default(),
-                runtime: OnceLock::new(),
-                watcher: LazyWatcher::new(),
-                tick: AtomicU32::new(0),
-                resumes: AtomicU64::new(0),
+            shared: Arc::new_cyclic(|shared: &Weak<Shared<H>>| {
+                // Weak: sessions outlive the engine only to be closed.
+                let shared = shared.clone();
+                Shared {
+                    session: Arc::new(config.session),
+                    config,
+                    handler,
+                    sessions: Mutex::default(),
+                    runtime: OnceLock::new(),
+                    watcher: LazyWatcher::new(),
+                    tick: AtomicU32::new(0),
+                    resumes: AtomicU64::new(0),
+                    restart: Arc::new(Restart::new(move |socket| {
+                        if let Some(shared) = shared.upgrade() {
+                            websocket::restart(&shared, socket);
+                        }
+                    })),
+                }
             }),
         }
     }
@@ -278,6 +291,7 @@ impl<H: Handler> Shared<H> {
             sid,
             session,
             transport == Transport::WebSocket,
+            self.restart.clone(),
             data,
         ));
         self.sessions().insert(ById(socket.clone()));
@@ -325,9 +339,9 @@ impl<H: Handler> Shared<H> {
             let pending = reason == CloseReason::ServerClose
                 && st.session.transport() == Transport::Polling
                 && st.session.has_poll_output()
-                && st.timer.is_none_or(|g| now < g);
+                && st.timer.is_none_or(|g| now < g.instant());
             if pending && st.timer.is_none() {
-                st.timer = Some(now + self.config.close_grace);
+                st.timer = Some(Stamp::of(now + self.config.close_grace));
             }
             (report, !pending, tap)
         };

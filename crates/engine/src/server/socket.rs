@@ -1,6 +1,7 @@
 //! One live session as seen by the drivers and the layer above.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Wake;
 use std::time::Instant;
 
 use futures_util::task::AtomicWaker;
@@ -12,6 +13,7 @@ use tokio::sync::Notify;
 use super::Sid;
 use crate::packet::Packet;
 use crate::session::{CloseReason, Session, Transport};
+use crate::stamp::Stamp;
 
 /// A session: the sans-IO [`Session`] behind a lock, a wake-up for whichever
 /// transport drains it, and the upper layer's per-connection data `D`.
@@ -36,7 +38,45 @@ pub struct EngineSocket<D> {
     /// Whether the WebSocket task runs or is parked
     /// ([`switchboard_wire::io::park`]).
     pub(crate) task: TaskState,
+    /// Starts the parked WebSocket task again: the session is the waker its
+    /// parking task leaves behind (see the [`Wake`] impl).
+    restart: Arc<Restart<D>>,
     data: D,
+}
+
+/// How a parked session's WebSocket task starts again: the engine's, one
+/// for all its sessions (a session holds a thin pointer to it).
+pub(crate) struct Restart<D>(Box<RestartFn<D>>);
+
+type RestartFn<D> = dyn Fn(&Arc<EngineSocket<D>>) + Send + Sync;
+
+impl<D> Restart<D> {
+    /// `f(session)` is called when a session's own waker fires; it spawns
+    /// the task if [`TaskState::wake_own`] says so.
+    pub(crate) fn new(f: impl Fn(&Arc<EngineSocket<D>>) + Send + Sync + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl<D> std::fmt::Debug for Restart<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Restart")
+    }
+}
+
+/// A session is the waker its parking WebSocket task registers (with the
+/// socket's readiness and in its wake-up for senders): a parked session
+/// costs no waker of its own. Waking it spawns the task again when none
+/// runs ([`TaskState::wake_own`]); otherwise it does nothing, or makes the
+/// poll that is parking look again.
+impl<D: Send + Sync + 'static> Wake for EngineSocket<D> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        (self.restart.0)(self);
+    }
 }
 
 #[derive(Debug)]
@@ -53,11 +93,17 @@ pub(crate) struct State {
     /// Before the session ends: the layer above's deadline (e.g. Socket.IO's
     /// connect timeout). After a server close on polling: until when its
     /// last packets are kept for the client's next GET.
-    pub(crate) timer: Option<Instant>,
+    pub(crate) timer: Option<Stamp>,
 }
 
 impl<D> EngineSocket<D> {
-    pub(crate) fn new(sid: Sid, session: Session, ws_bound: bool, data: D) -> Self {
+    pub(crate) fn new(
+        sid: Sid,
+        session: Session,
+        ws_bound: bool,
+        restart: Arc<Restart<D>>,
+        data: D,
+    ) -> Self {
         Self {
             sid,
             state: Mutex::new(State {
@@ -72,6 +118,7 @@ impl<D> EngineSocket<D> {
             notify: (!ws_bound).then(|| Box::new(Notify::new())),
             ws_waker: AtomicWaker::new(),
             task: TaskState::new(),
+            restart,
             data,
         }
     }
@@ -215,7 +262,7 @@ impl<D> EngineSocket<D> {
     pub fn set_deadline(&self, at: Option<Instant>) {
         let mut st = self.lock();
         if st.session.closed().is_none() {
-            st.timer = at;
+            st.timer = at.map(Stamp::of);
         }
     }
 }

@@ -42,7 +42,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
                     pinged.push(socket.clone());
                 }
             }
-            if st.session.closed().is_none() && st.timer.is_some_and(|d| d <= now) {
+            if st.session.closed().is_none() && st.timer.is_some_and(|d| d.instant() <= now) {
                 st.timer = None;
                 due.push(socket.clone());
             }

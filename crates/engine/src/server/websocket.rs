@@ -8,12 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Instant;
 
 use http::{Request, Response};
 use switchboard_wire::handshake::server::ServerOptions;
-use switchboard_wire::io::park::{ParkedWaker, Resume, TaskState};
 use switchboard_wire::io::server::{PendingUpgrade, upgrade as ws_upgrade};
 use switchboard_wire::io::{MaybeTlsStream, WebSocket};
 use switchboard_wire::{CloseCode, CloseFrame, Config, DeflateConfig, Message};
@@ -119,7 +118,7 @@ pub(super) const WRITE_BUDGET: usize = 512 << 10;
 ///
 /// A session quiet for a while parks its task
 /// ([`switchboard_wire::io::park`]): the task ends and the socket stays in
-/// the session; its next event spawns a new `Driver` ([`Resumer`]).
+/// the session; its next event spawns a new `Driver` ([`restart`]).
 struct Driver<H: Handler> {
     shared: Arc<Shared<H>>,
     socket: Arc<EngineSocket<H::Data>>,
@@ -157,30 +156,19 @@ fn driver<H: Handler>(
     }
 }
 
-/// A parked session's way back: its [`Parked`](switchboard_wire::io::park::Parked) waker spawns its task again.
-struct Resumer<H: Handler> {
-    shared: Arc<Shared<H>>,
-    socket: Arc<EngineSocket<H::Data>>,
-}
-
-impl<H: Handler> Resume for Resumer<H> {
-    fn task(&self) -> &TaskState {
-        &self.socket.task
-    }
-
-    fn tick(&self) -> u32 {
-        self.shared.tick.load(Ordering::Relaxed)
-    }
-
-    fn resume(&self, keep_running: bool) {
-        self.shared.resumes.fetch_add(1, Ordering::Relaxed);
-        let driver = driver(self.shared.clone(), self.socket.clone(), keep_running);
-        // The runtime is known: a WebSocket exists only after a request was
-        // handled on it. On a runtime that shut down the task is dropped at
-        // once, which closes the socket.
-        if let Some(runtime) = self.shared.runtime.get() {
-            runtime.spawn(driver);
-        }
+/// A parked session's way back: its own waker fired
+/// ([`EngineSocket`]'s `Wake`); spawns its task again unless one runs.
+pub(super) fn restart<H: Handler>(shared: &Arc<Shared<H>>, socket: &Arc<EngineSocket<H::Data>>) {
+    let Some(keep_running) = socket.task.wake_own(shared.tick.load(Ordering::Relaxed)) else {
+        return;
+    };
+    shared.resumes.fetch_add(1, Ordering::Relaxed);
+    let driver = driver(shared.clone(), socket.clone(), keep_running);
+    // The runtime is known: a WebSocket exists only after a request was
+    // handled on it. On a runtime that shut down the task is dropped at
+    // once, which closes the socket.
+    if let Some(runtime) = shared.runtime.get() {
+        runtime.spawn(driver);
     }
 }
 
@@ -217,25 +205,19 @@ impl<H: Handler> Future for Driver<H> {
         let Some(ws) = slot.as_mut() else {
             return Poll::Ready(());
         };
-        // Parking: whatever would wake this task wakes a `Parked` waker
-        // instead, and the task ends once it runs out of work.
+        // Parking: whatever would wake this task wakes the session itself
+        // instead (its `Wake` spawns a new task), and the task ends once it
+        // runs out of work.
         let tick = this.shared.tick.load(Ordering::Relaxed);
-        let parked_waker = this
-            .socket
-            .task
-            .parked_waker(this.park_when_idle, tick, || Resumer {
-                shared: this.shared.clone(),
-                socket: this.socket.clone(),
-            });
-        let parking = parked_waker.is_some();
+        let parking = this.socket.task.begin_poll(this.park_when_idle, tick);
+        let own_waker = parking.then(|| Waker::from(this.socket.clone()));
         // A parking task's socket leaves the runtime's reactor; one that
         // keeps running needs it back.
         this.shared.watcher.park_io(ws.get_mut(), parking);
         // The socket stays locked for the whole poll: if the parked waker
         // fires meanwhile, the new task it spawns has its turn only after
         // this poll, and its registrations come last.
-        let mut io_cx =
-            Context::from_waker(parked_waker.as_ref().map_or(cx.waker(), ParkedWaker::waker));
+        let mut io_cx = Context::from_waker(own_waker.as_ref().unwrap_or(cx.waker()));
         loop {
             // Register before looking at the outbox: a send after the look
             // wakes this task.
@@ -288,10 +270,12 @@ impl<H: Handler> Future for Driver<H> {
                 Poll::Pending
                     if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
                         && this.socket.lock().session.backlog() > 0 => {}
+                // Unless the session's waker fired meanwhile: then look again.
                 Poll::Pending if parking => {
-                    this.parked = true;
-                    this.socket.task.parked();
-                    return Poll::Ready(());
+                    if this.socket.task.parked() {
+                        this.parked = true;
+                        return Poll::Ready(());
+                    }
                 }
                 Poll::Pending => return Poll::Pending,
             }
@@ -306,6 +290,10 @@ impl<H: Handler> Driver<H> {
         ws: Option<WebSocket<MaybeTlsStream>>,
         cx: &mut Context<'_>,
     ) -> Poll<()> {
+        // No task drives the session any more: drop the waker this one left
+        // (a parking poll's is the session itself, which would then keep
+        // itself alive).
+        self.socket.ws_waker.take();
         match (end, ws) {
             (
                 Some(

@@ -22,7 +22,9 @@
 //!
 //! An idle connection then costs its state, its socket and one small waker,
 //! not a runtime task as well (256 bytes on x86-64, cache-line aligned, in
-//! tokio).
+//! tokio). A connection whose state is itself reference-counted can skip the
+//! waker too: it implements `Wake` and registers itself, and
+//! [`TaskState::wake_own`] decides whether a wake-up spawns a task.
 //!
 //! Time is the sweep's tick count, a wrapping `u32` the server advances. A
 //! connection keeps the low 16 bits of its last one (the whole state is 4
@@ -41,6 +43,10 @@ const PARKED: u8 = 0;
 const RUNNING: u8 = 1;
 /// The task parks when it next runs out of work.
 const PARK: u8 = 2;
+/// As [`PARK`], and the connection's own waker ([`TaskState::wake_own`])
+/// fired since: the parking poll looks at the connection once more before
+/// it ends.
+const PARK_WOKEN: u8 = 3;
 
 /// Wake-ups in a row, each within a sweep tick of the task's last run,
 /// after which a woken task keeps running until the sweep parks it.
@@ -97,7 +103,7 @@ impl TaskState {
             self.state.store(PARK, Ordering::Release);
             return true;
         }
-        self.state.load(Ordering::Acquire) == PARK
+        matches!(self.state.load(Ordering::Acquire), PARK | PARK_WOKEN)
     }
 
     /// [`Self::begin_poll`], and the waker this poll registers instead of
@@ -122,12 +128,54 @@ impl TaskState {
                 .is_ok()
     }
 
-    /// The parking task ends. A wake-up that came first already counts as a
-    /// running task again, and stays so.
-    pub fn parked(&self) {
-        let _ = self
+    /// The parking poll ran out of work; returns whether the task ends. A
+    /// [`Parked`] waker that fired first already counts as a running task
+    /// again, and stays so (this task ends all the same). If the
+    /// connection's own waker fired during the poll
+    /// ([`TaskState::wake_own`]), the task does not end: the poll must look
+    /// at the connection again (registering anew), then call this again.
+    pub fn parked(&self) -> bool {
+        match self
             .state
-            .compare_exchange(PARK, PARKED, Ordering::AcqRel, Ordering::Relaxed);
+            .compare_exchange(PARK, PARKED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Err(PARK_WOKEN) => {
+                // Only the parking poll leaves this state.
+                self.state.store(PARK, Ordering::Release);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The connection itself is the waker its parking polls register (no
+    /// [`Parked`] waker is made per poll), and it fired at sweep tick
+    /// `tick`. Returns `Some(keep_running)` when the caller must spawn the
+    /// connection's task again: no task drives it. A poll that is parking
+    /// is told to look again instead ([`TaskState::parked`] returns false),
+    /// and a running task has registered wakers of its own: both return
+    /// `None`. A stale registration firing later costs at most one spawn
+    /// that finds nothing to do and parks again.
+    ///
+    /// The caller must hold the connection's lock across each parking poll,
+    /// so that a task it spawns here runs only after that poll.
+    pub fn wake_own(&self, tick: u32) -> Option<bool> {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match state {
+                PARKED => RUNNING,
+                PARK => PARK_WOKEN,
+                _ => return None,
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if next == RUNNING => return Some(self.burst(tick)),
+                Ok(_) => return None,
+                Err(now) => state = now,
+            }
+        }
     }
 
     /// Whether no task drives the connection now.
@@ -144,7 +192,14 @@ impl TaskState {
     /// new task should keep running when it runs out of work.
     fn resumed(&self, tick: u32) -> bool {
         self.running();
-        // Only the one waker that fires calls this: plain loads and stores.
+        self.burst(tick)
+    }
+
+    /// Counts a resumption at `tick` towards a burst; returns whether the
+    /// new task should keep running.
+    fn burst(&self, tick: u32) -> bool {
+        // Only the one wake-up that resumes the task calls this: plain
+        // loads and stores.
         let recent = self.quiet(tick) <= 1;
         let burst = if recent {
             self.burst.load(Ordering::Relaxed).saturating_add(1)
@@ -387,5 +442,55 @@ mod tests {
         let before = c.kept.load(Ordering::Relaxed);
         Parked::waker(c.clone()).wake();
         assert_eq!(c.kept.load(Ordering::Relaxed), before);
+    }
+
+    #[test]
+    fn an_own_waker_resumes_a_parked_task_once() {
+        let t = TaskState::new();
+        assert!(t.begin_poll(true, 10));
+        assert!(t.parked());
+        assert!(t.is_parked());
+        assert_eq!(t.wake_own(10), Some(false), "spawn the task again");
+        assert!(!t.is_parked());
+        assert_eq!(t.wake_own(10), None, "a task runs: nothing more to spawn");
+    }
+
+    #[test]
+    fn an_own_waker_firing_during_parking_makes_the_poll_look_again() {
+        let t = TaskState::new();
+        assert!(t.begin_poll(true, 10));
+        assert_eq!(t.wake_own(10), None, "no second task while one polls");
+        assert_eq!(t.wake_own(10), None);
+        assert!(!t.parked(), "the poll looks again");
+        assert!(!t.is_parked());
+        assert!(t.parked(), "nothing new: it ends");
+        assert!(t.is_parked());
+    }
+
+    #[test]
+    fn an_own_waker_leaves_a_running_task_alone() {
+        let t = TaskState::new();
+        t.running();
+        assert!(!t.begin_poll(false, 10));
+        assert_eq!(t.wake_own(10), None);
+        // Asked to park by the sweep, then a stale registration fires: the
+        // task still parks at its next poll, and spawns nothing.
+        assert!(t.request_park(20, 5));
+        assert_eq!(t.wake_own(20), None);
+        assert!(t.begin_poll(false, 20));
+        assert!(!t.parked());
+        assert!(t.parked());
+        assert!(t.is_parked());
+    }
+
+    #[test]
+    fn own_wake_ups_in_a_row_keep_the_task_running() {
+        let t = TaskState::new();
+        for n in 1..=u32::from(BURST) + 2 {
+            t.begin_poll(true, 10);
+            t.parked();
+            let keep = t.wake_own(10).expect("parked");
+            assert_eq!(keep, n > u32::from(BURST), "wake-up {n}");
+        }
     }
 }
