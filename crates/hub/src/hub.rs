@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -13,6 +13,7 @@ use crate::presence::{PresenceChange, Present, UserStatus};
 use crate::remote::{LocalPresence, RemoteView};
 use crate::store::{LogStore, MemoryStore, NewEntry, StoreError};
 use crate::user_id::UserId;
+use crate::users::Users;
 
 /// A connection id, unique across protocols.
 pub type ConnId = Arc<str>;
@@ -104,38 +105,11 @@ struct Room {
     delivered: Option<Position>,
 }
 
-/// A user of this node: 24 bytes, one per user in the users table.
-#[derive(Debug)]
-struct User {
-    connections: u32,
-    /// Nanoseconds since the Unix epoch (exact for any time from 1970 to
-    /// 2554).
-    last_seen_ns: u64,
-    info: Option<Box<Bytes>>,
-}
-
-impl User {
-    fn seen_now(&mut self) {
-        let since_epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_seen_ns = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
-    }
-
-    fn last_seen(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_seen_ns)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections as usize
-    }
-}
-
 /// Rooms, presence and history, shared by every protocol.
 pub struct Hub {
     store: Arc<dyn LogStore>,
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
-    users: Mutex<HashMap<UserId, User>>,
+    users: Mutex<Users>,
     /// Weak: adapters own the hub (through their state), not the reverse,
     /// so dropping a server frees both.
     sinks: RwLock<Vec<Weak<dyn Sink>>>,
@@ -240,27 +214,13 @@ impl Hub {
     pub fn connect(&self, user: impl Into<UserId>, info: Option<Bytes>) -> bool {
         let user: UserId = user.into();
         self.changed();
-        let mut users = lock(&self.users);
-        let u = users.entry(user).or_insert(User {
-            connections: 0,
-            last_seen_ns: 0,
-            info: None,
-        });
-        u.connections = u.connections.saturating_add(1);
-        u.seen_now();
-        if let Some(info) = info {
-            u.info = Some(Box::new(info));
-        }
-        u.connections == 1
+        lock(&self.users).connect(user, info)
     }
 
     /// Forgets an offline user (e.g. an anonymous id that will never come
     /// back) so such entries do not pile up; a user still online is kept.
     pub fn forget_user(&self, user: &str) {
-        let mut users = lock(&self.users);
-        if users.get(user).is_some_and(|u| u.connections == 0) {
-            users.remove(user);
-        }
+        lock(&self.users).forget(user);
     }
 
     /// Removes a connection of `user`: it leaves `rooms` (presence events
@@ -276,15 +236,7 @@ impl Hub {
             self.leave(conn, room.as_ref());
         }
         self.changed();
-        let mut users = lock(&self.users);
-        match users.get_mut(user) {
-            Some(u) if u.connections > 0 => {
-                u.connections -= 1;
-                u.seen_now();
-                u.connections == 0
-            }
-            _ => false,
-        }
+        lock(&self.users).disconnect(user)
     }
 
     /// Joins `room`. With `presence`, the connection gets presence changes.
@@ -520,7 +472,7 @@ impl Hub {
             .iter()
             .map(|(user, (connections, since))| Present {
                 user: user.to_string(),
-                info: users.get(user).and_then(|u| u.info.as_deref().cloned()),
+                info: users.info(user),
                 connections: *connections,
                 since: *since,
             })
@@ -550,7 +502,7 @@ impl Hub {
     pub fn user(&self, user: &str) -> Option<UserStatus> {
         let local = lock(&self.users)
             .get(user)
-            .map(|u| (u.connections(), u.last_seen()));
+            .map(|u| (u.connections, u.last_seen));
         let remote = read(&self.remote).clone();
         let elsewhere = remote.users.get(user).map_or(0, |u| u.0);
         let seen_elsewhere = remote.last_seen.get(user).copied();
@@ -644,8 +596,8 @@ impl Hub {
         let remote = read(&self.remote).clone();
         let users = lock(&self.users);
         let local_only = users
-            .iter()
-            .filter(|(name, u)| u.connections > 0 && !remote.users.contains_key(&***name))
+            .online()
+            .filter(|name| !remote.users.contains_key(*name))
             .count();
         local_only + remote.users.len()
     }
@@ -662,7 +614,7 @@ impl Hub {
 
     /// Open connections on this node.
     pub fn connection_count(&self) -> usize {
-        lock(&self.users).values().map(User::connections).sum()
+        lock(&self.users).connections()
     }
 
     fn changed(&self) {
@@ -692,17 +644,7 @@ impl Hub {
                 (!users.is_empty()).then_some((room, users))
             })
             .collect();
-        let users = lock(&self.users)
-            .iter()
-            .filter(|(_, u)| u.connections > 0)
-            .map(|(name, u)| {
-                (
-                    name.to_string(),
-                    u.connections(),
-                    u.info.as_deref().cloned(),
-                )
-            })
-            .collect();
+        let users = lock(&self.users).online_now();
         LocalPresence { rooms, users }
     }
 

@@ -27,6 +27,7 @@ pub mod presence;
 pub mod remote;
 pub mod store;
 pub mod user_id;
+mod users;
 
 pub use cluster::{Cluster, ClusterConfig, RedisStore};
 pub use disk::DiskStore;

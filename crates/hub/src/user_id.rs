@@ -43,6 +43,11 @@ impl UserId {
     pub fn text(&self) -> &Arc<str> {
         &self.text
     }
+
+    /// Where the id starts in [`UserId::text`].
+    pub(crate) fn start(&self) -> u32 {
+        self.start
+    }
 }
 
 impl std::ops::Deref for UserId {
