@@ -76,6 +76,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The session ended; called once.
     fn on_close(&self, socket: &Arc<EngineSocket<Self::Data>>, reason: CloseReason);
+
+    /// Called once per heartbeat sweep (a twentieth of the shortest of the
+    /// ping interval, ping timeout and upgrade timeout, at most a second),
+    /// after the sessions' timers: for the layer above's own housekeeping.
+    /// Must be quick.
+    fn on_sweep(&self) {}
 }
 
 /// An Engine.IO server. Cheap to clone.

@@ -69,6 +69,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
         for socket in ended.drain(..) {
             guarded(|| shared.reap(&socket));
         }
+        guarded(|| shared.handler.on_sweep());
     }
 }
 

@@ -135,6 +135,24 @@ impl Handler for IoHandler {
     fn on_close(&self, socket: &Arc<EngineSocket<Conn>>, reason: CloseReason) {
         conn::on_close(socket, reason);
     }
+
+    fn on_sweep(&self) {
+        // Sessions kept for recovery that expired are dropped now, not at
+        // the next disconnection.
+        let namespaces: Vec<Arc<NsInner>> = self
+            .registry
+            .namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for ns in namespaces {
+            if let Some(recovery) = &ns.recovery {
+                recovery.expire();
+            }
+        }
+    }
 }
 
 /// A Socket.IO server. Cheap to clone.

@@ -99,6 +99,25 @@ struct Sessions {
     order: VecDeque<(Instant, Arc<str>)>,
 }
 
+impl Sessions {
+    /// Drops the sessions kept longer than `max`, oldest first (O(1)
+    /// amortized per session); returns whether any went.
+    fn expire(&mut self, max: Duration) -> bool {
+        let mut any = false;
+        while let Some((at, _)) = self.order.front()
+            && at.elapsed() > max
+        {
+            if let Some((at, old)) = self.order.pop_front()
+                && self.by_pid.get(&old).is_some_and(|s| s.at == at)
+            {
+                self.by_pid.remove(&old);
+            }
+            any = true;
+        }
+        any
+    }
+}
+
 struct Log {
     next: u64,
     packets: VecDeque<Stored>,
@@ -206,19 +225,32 @@ impl Recovery {
     pub(crate) fn persist(&self, session: Persisted) {
         let pid: Arc<str> = Arc::from(self.pid(&session.sid));
         let mut sessions = lock(&self.sessions);
-        let max = self.config.max_disconnection_duration;
-        // Expire in insertion order: each persist costs O(1) amortized.
-        while let Some((at, _)) = sessions.order.front()
-            && at.elapsed() > max
-        {
-            if let Some((at, old)) = sessions.order.pop_front()
-                && sessions.by_pid.get(&old).is_some_and(|s| s.at == at)
-            {
-                sessions.by_pid.remove(&old);
-            }
-        }
+        sessions.expire(self.config.max_disconnection_duration);
         sessions.order.push_back((session.at, pid.clone()));
         sessions.by_pid.insert(pid, session);
+    }
+
+    /// Drops the kept sessions that can no longer be recovered (the server
+    /// calls this periodically: after many disconnections at once, their
+    /// memory is not held until the next one).
+    pub(crate) fn expire(&self) {
+        let max = self.config.max_disconnection_duration;
+        let mut sessions = lock(&self.sessions);
+        if sessions.expire(max) {
+            // After a burst, give back the tables' room too.
+            if sessions.by_pid.capacity() > 4 * sessions.by_pid.len().max(16) {
+                sessions.by_pid.shrink_to_fit();
+            }
+            if sessions.order.capacity() > 4 * sessions.order.len().max(16) {
+                sessions.order.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Sessions kept now (expired ones included until [`Recovery::expire`]).
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        lock(&self.sessions).by_pid.len()
     }
 
     /// Takes back the session kept under `pid`, unless it expired.
@@ -258,5 +290,47 @@ impl Recovery {
             (size <= self.config.max_replay_bytes).then_some(missed)
         });
         attach(missed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropped(sid: &str) -> Persisted {
+        Persisted {
+            sid: Arc::from(sid),
+            rooms: vec![Arc::from("room")],
+            at: Instant::now(),
+            data: None,
+        }
+    }
+
+    #[test]
+    fn expired_sessions_go_without_a_later_disconnection() {
+        let rec = Recovery::new(
+            RecoveryConfig::default().max_disconnection_duration(Duration::from_millis(20)),
+        );
+        for i in 0..100 {
+            rec.persist(dropped(&format!("s{i}")));
+        }
+        assert_eq!(rec.kept(), 100);
+        rec.expire();
+        assert_eq!(rec.kept(), 100, "none is older than the limit yet");
+        std::thread::sleep(Duration::from_millis(30));
+        rec.expire();
+        assert_eq!(rec.kept(), 0);
+        let pid = rec.pid("s1");
+        assert!(rec.take(&pid).is_none());
+    }
+
+    #[test]
+    fn a_kept_session_is_taken_back_once() {
+        let rec = Recovery::new(RecoveryConfig::default());
+        rec.persist(dropped("s1"));
+        rec.expire();
+        let pid = rec.pid("s1");
+        assert_eq!(rec.take(&pid).map(|s| s.sid), Some(Arc::from("s1")));
+        assert!(rec.take(&pid).is_none());
     }
 }
