@@ -16,7 +16,7 @@ use super::frames::{self, Frames};
 use super::namespace::{AckSender, ConnectError, ConnectRequest, Event, Middleware, NsInner};
 use super::one_or_many::OneOrMany;
 use super::recovery::Persisted;
-use super::socket::{DisconnectReason, Socket, SocketInner, SocketState};
+use super::socket::{DisconnectReason, Extra, Socket, SocketInner, SocketState};
 use crate::packet::{self, Decoded, Packet, PacketKind, Reassembly};
 
 /// Per-connection Socket.IO state (the engine session's data).
@@ -43,7 +43,7 @@ impl Conn {
     pub(crate) fn new(parts: &http::request::Parts) -> Self {
         Self {
             state: Mutex::new(ConnState {
-                sockets: OneOrMany::None,
+                sockets: OneOrMany::NONE,
                 pending: None,
                 handshake: Some(Arc::new((
                     parts.headers.clone(),
@@ -272,10 +272,7 @@ fn finish(
     restored: Restored,
 ) {
     let data = req.data.into_inner().unwrap_or_else(|e| e.into_inner());
-    let auth = match req.auth {
-        Value::Object(m) if m.is_empty() => None,
-        other => Some(Box::new(other)),
-    };
+    let extra = Extra::for_auth(req.auth);
     let attach = |missed: Option<Vec<Frames>>| {
         // With a replay the socket gets its previous id, rooms and data back;
         // without one (no session, or the log no longer holds everything it
@@ -294,7 +291,7 @@ fn finish(
             id,
             ns: ns.clone(),
             conn: conn.clone(),
-            auth,
+            extra,
             connected: AtomicBool::new(true),
             recovered,
             state: Mutex::new(SocketState {

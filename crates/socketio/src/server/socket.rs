@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use once_cell::race::OnceBox;
+
 use serde_json::Value;
 use switchboard_engine::Transport;
 use switchboard_engine::server::{EngineSocket, Sid};
@@ -110,9 +112,38 @@ pub(crate) struct SocketInner {
     pub(crate) recovered: bool,
     pub(crate) ns: Arc<NsInner>,
     pub(crate) conn: Arc<EngineSocket<Conn>>,
-    /// `None` for the usual empty auth (`{}`): no allocation.
-    pub(crate) auth: Option<Box<Value>>,
+    /// What few sockets have (an auth payload, acks awaited): made at
+    /// connect for a non-empty auth, else on the first emit-with-ack; the
+    /// usual socket has none (8 bytes).
+    pub(crate) extra: OnceBox<Extra>,
     pub(crate) state: Mutex<SocketState>,
+}
+
+/// A socket's rarely used parts.
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// The CONNECT packet's auth payload; `None` for the usual `{}`.
+    auth: Option<Value>,
+    /// Locked with the socket's state held (as `mark_disconnected` does),
+    /// or alone.
+    acks: Mutex<Option<Acks>>,
+}
+
+impl Extra {
+    /// `None` for an empty auth (`{}`): nothing to keep.
+    pub(crate) fn for_auth(auth: Value) -> OnceBox<Extra> {
+        match auth {
+            Value::Object(m) if m.is_empty() => OnceBox::new(),
+            auth => OnceBox::with_value(Box::new(Extra {
+                auth: Some(auth),
+                acks: Mutex::default(),
+            })),
+        }
+    }
+
+    fn acks(&self) -> MutexGuard<'_, Option<Acks>> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Acks {
@@ -135,8 +166,6 @@ pub(crate) struct SocketState {
     /// Rooms joined, except the socket's own id (implicit); most sockets
     /// are in one (a relay member's personal room), held in place.
     pub(crate) rooms: OneOrMany<Arc<str>>,
-    /// Made on the first emit-with-ack (most sockets never wait for one).
-    pub(crate) acks: Option<Box<Acks>>,
     pub(crate) data: Option<SocketData>,
 }
 
@@ -173,7 +202,11 @@ impl Socket {
     pub fn auth(&self) -> &Value {
         static EMPTY: std::sync::LazyLock<Value> =
             std::sync::LazyLock::new(|| Value::Object(Default::default()));
-        self.0.auth.as_deref().unwrap_or(&EMPTY)
+        self.0
+            .extra
+            .get()
+            .and_then(|x| x.auth.as_ref())
+            .unwrap_or(&EMPTY)
     }
 
     /// The socket id, as a shared string.
@@ -275,11 +308,15 @@ impl Socket {
     ) -> Option<(u64, oneshot::Receiver<Args>)> {
         let (tx, rx) = oneshot::channel();
         let id = {
-            let mut st = self.lock();
+            // The state lock keeps `mark_disconnected` out between the check
+            // and the insert: no waiter is left behind.
+            let _st = self.lock();
             if !self.connected() {
                 return None;
             }
-            let acks = st.acks.get_or_insert_with(Default::default);
+            let extra = self.0.extra.get_or_init(Box::default);
+            let mut acks = extra.acks();
+            let acks = acks.get_or_insert_with(Default::default);
             let id = acks.next;
             acks.next += 1;
             acks.waiting.insert(id, tx);
@@ -291,14 +328,20 @@ impl Socket {
     }
 
     pub(crate) fn forget_ack(&self, id: u64) {
-        if let Some(acks) = self.lock().acks.as_mut() {
+        if let Some(extra) = self.0.extra.get()
+            && let Some(acks) = extra.acks().as_mut()
+        {
             acks.remove(id);
         }
     }
 
     /// Completes a pending emit-with-ack; unknown ids are ignored.
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        let tx = { self.lock().acks.as_mut().and_then(|a| a.remove(id)) };
+        let tx = self
+            .0
+            .extra
+            .get()
+            .and_then(|x| x.acks().as_mut().and_then(|a| a.remove(id)));
         if let Some(tx) = tx {
             let _ = tx.send(args);
         }
@@ -377,9 +420,10 @@ impl Socket {
         // The room list stays readable (`rooms()` in disconnect handlers
         // tells where the socket was); only the namespace forgets it.
         let (was, acks, rooms) = {
-            let mut st = self.lock();
+            let st = self.lock();
             let was = self.0.connected.swap(false, Ordering::AcqRel);
-            (was, st.acks.take(), st.rooms.clone())
+            let acks = self.0.extra.get().and_then(|x| x.acks().take());
+            (was, acks, st.rooms.clone())
         };
         drop(acks);
         for room in rooms.iter() {
@@ -398,8 +442,10 @@ mod tests {
     #[test]
     fn per_connection_records_stay_small() {
         use std::mem::size_of;
+        // 88 B: with the `Arc` counts and malloc's header, a 112-byte
+        // chunk (96 B would take the next class).
         assert!(
-            size_of::<super::SocketInner>() <= 104,
+            size_of::<super::SocketInner>() <= 88,
             "{}",
             size_of::<super::SocketInner>()
         );
