@@ -816,6 +816,76 @@ fn alive_tasks() -> usize {
         .num_alive_tasks()
 }
 
+/// Wake-ups racing with parking, on two worker threads. A plain thread
+/// pushes packet `i` to every session, after a pause of 0 to 4 ms (the
+/// sweep ticks every 2 ms, so a quiet task parks within a few ms), and waits
+/// until every client has got the server's echo of its answer before the
+/// next round. Each round thus needs three wake-ups per session (the push
+/// from the other thread, the answer from the socket, the echo's write),
+/// while tasks park, run or are parking: a single lost wake-up stalls its
+/// round and the test times out. Everything arrives in order, and every
+/// session parks again at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_ups_racing_with_parking_lose_nothing() {
+    const SESSIONS: usize = 8;
+    const ROUNDS: usize = 300;
+    // Pings only after a minute (none during the test: no ping wakes a
+    // stalled session); the short ping timeout makes the sweep tick 2 ms.
+    let config = quiet_config()
+        .ping_interval(Duration::from_secs(60))
+        .ping_timeout(Duration::from_millis(40))
+        .park_idle_after(Duration::from_millis(1));
+    let mut server = Server::start(config).await;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        clients.push(open_ws(&mut server).await);
+    }
+    server.parked(SESSIONS).await;
+    let sessions: Vec<_> = clients
+        .iter()
+        .map(|(_, sid)| server.engine.session(sid).unwrap())
+        .collect();
+    let (echoed, rounds) = std::sync::mpsc::channel::<usize>();
+    let pusher = std::thread::spawn(move || {
+        for i in 0..ROUNDS {
+            std::thread::sleep(Duration::from_millis((i % 5) as u64));
+            for s in &sessions {
+                s.send(&Packet::Message(format!("push {i}")));
+            }
+            for _ in 0..SESSIONS {
+                let round = rounds
+                    .recv_timeout(LIMIT)
+                    .expect("a round stalled: a wake-up was lost");
+                assert_eq!(round, i);
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for (mut ws, _) in clients {
+        let echoed = echoed.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                assert_eq!(recv_text(&mut ws).await, format!("4push {i}"));
+                send_text(&mut ws, &format!("4echo {i}")).await;
+                assert_eq!(recv_text(&mut ws).await, format!("4echo {i}"));
+                echoed.send(i).unwrap();
+            }
+            ws
+        }));
+    }
+    let mut open = Vec::new();
+    for task in tasks {
+        open.push(within(task).await.unwrap());
+    }
+    pusher.join().unwrap();
+    // Tasks did park and come back (many times: the count is printed).
+    let resumes = server.engine.resume_count();
+    eprintln!("resumes: {resumes}");
+    assert!(resumes > 2 * SESSIONS as u64, "{resumes}");
+    server.parked(SESSIONS).await;
+    assert_eq!(server.engine.session_count(), SESSIONS);
+}
+
 #[tokio::test]
 async fn quiet_websocket_sessions_park_their_task_and_wake_on_every_event() {
     let mut server = Server::start(quiet_config().park_idle_after(Duration::from_millis(20))).await;
