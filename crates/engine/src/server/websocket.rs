@@ -214,9 +214,9 @@ impl<H: Handler> Future for Driver<H> {
         // A parking task's socket leaves the runtime's reactor; one that
         // keeps running needs it back.
         this.shared.watcher.park_io(ws.get_mut(), parking);
-        // The socket stays locked for the whole poll: if the parked waker
-        // fires meanwhile, the new task it spawns has its turn only after
-        // this poll, and its registrations come last.
+        // The socket stays locked for the whole poll. While it parks, the
+        // session's waker firing spawns no second task: it makes this poll
+        // look again (`TaskState::wake_own`, then `parked()` is false).
         let mut io_cx = Context::from_waker(own_waker.as_ref().unwrap_or(cx.waker()));
         loop {
             // Register before looking at the outbox: a send after the look
@@ -270,7 +270,8 @@ impl<H: Handler> Future for Driver<H> {
                 Poll::Pending
                     if ws.connection().output_len() < unsent.min(WRITE_BUDGET)
                         && this.socket.lock().session.backlog() > 0 => {}
-                // Unless the session's waker fired meanwhile: then look again.
+                // Out of work while parking: the task ends, unless the
+                // session's waker fired meanwhile (then it looks again).
                 Poll::Pending if parking => {
                     if this.socket.task.parked() {
                         this.parked = true;
