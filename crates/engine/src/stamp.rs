@@ -47,12 +47,6 @@ impl Stamp {
     }
 }
 
-impl From<Instant> for Stamp {
-    fn from(at: Instant) -> Self {
-        Self::of(at)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::socket::EngineSocket;
 use super::{Handler, Shared};
+use crate::stamp::Stamp;
 
 pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
     let Some(tick) = shared.upgrade().map(|s| s.config.tick()) else {
@@ -24,6 +25,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
             return;
         };
         let now = Instant::now();
+        let stamp = Stamp::of(now);
         let tick = shared.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let park_after = shared.config.park_ticks();
         for socket in shared.sessions().iter().map(|s| &s.0) {
@@ -42,7 +44,7 @@ pub(super) async fn run<H: Handler>(shared: Weak<Shared<H>>) {
                     pinged.push(socket.clone());
                 }
             }
-            if st.session.closed().is_none() && st.timer.is_some_and(|d| d.instant() <= now) {
+            if st.session.closed().is_none() && st.timer.is_some_and(|d| d <= stamp) {
                 st.timer = None;
                 due.push(socket.clone());
             }

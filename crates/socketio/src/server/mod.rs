@@ -139,18 +139,15 @@ impl Handler for IoHandler {
     fn on_sweep(&self) {
         // Sessions kept for recovery that expired are dropped now, not at
         // the next disconnection.
-        let namespaces: Vec<Arc<NsInner>> = self
+        // Under the registry's read lock: the kept-session tables are
+        // locked only briefly, never while taking the registry's lock.
+        let namespaces = self
             .registry
             .namespaces
             .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for ns in namespaces {
-            if let Some(recovery) = &ns.recovery {
-                recovery.expire();
-            }
+            .unwrap_or_else(|e| e.into_inner());
+        for recovery in namespaces.values().filter_map(|ns| ns.recovery.as_ref()) {
+            recovery.expire();
         }
     }
 }

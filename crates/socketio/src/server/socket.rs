@@ -130,7 +130,7 @@ pub(crate) struct Extra {
 }
 
 impl Extra {
-    /// `None` for an empty auth (`{}`): nothing to keep.
+    /// A socket's extras at connect: none yet for an empty auth (`{}`).
     pub(crate) fn for_auth(auth: Value) -> OnceBox<Extra> {
         match auth {
             Value::Object(m) if m.is_empty() => OnceBox::new(),
