@@ -9,7 +9,8 @@
 //! its socket out of tokio ([`MaybeTlsStream::detach`]) into a [`Watcher`]:
 //! one epoll instance (mio) for all its detached sockets, itself watched by
 //! the runtime as a single file descriptor and drained by one task, at the
-//! cost of a slot in a shared slab (two wakers, ~40 bytes) per socket.
+//! cost of a slot in a shared slab (one waker and a few bits, 24 bytes) per
+//! socket.
 //! When the connection's task runs again and stays running, the socket
 //! goes back to tokio ([`MaybeTlsStream::attach`]).
 //!
@@ -20,9 +21,15 @@
 //!
 //! A socket is registered once, edge-triggered, for both directions
 //! (registering makes epoll check its readiness at once), so waiting again
-//! after a wake-up costs no `epoll_ctl`. An event between a `WouldBlock` and
-//! the wait that follows it must not be lost, and it can land two ways:
-//! - it finds no waker in its direction: the slot keeps a mark (see
+//! after a wake-up costs no `epoll_ctl`. A socket is waited on by the task
+//! that owns it, so its slot keeps one waker for both directions and a bit
+//! per direction saying whether it waits that way; a wait with another
+//! waker replaces the stored one, and wakes it if it still waited the other
+//! way (a waiter is never dropped, at worst woken for nothing).
+//!
+//! An event between a `WouldBlock` and the wait that follows it must not be
+//! lost, and it can land two ways:
+//! - it finds nobody waiting in its direction: the slot keeps a mark (see
 //!   `Slot`), and the next wait in that direction finds it and tries the
 //!   syscall again instead of waiting;
 //! - it finds the waker of an earlier wait and wakes that one, which may
@@ -39,6 +46,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpStream};
+use std::num::NonZeroU8;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -65,40 +73,133 @@ pub fn watched() -> usize {
     WATCHED.load(Ordering::Relaxed)
 }
 
-/// Who waits on one detached socket, per direction: nobody (`None`), a
-/// waiter's waker, or the *mark* that an event came while nobody waited
-/// ([`mark`]): it costs no byte beyond the two `Option<Waker>` a slot holds
-/// anyway.
+/// Who waits on one detached socket: the waker of the latest wait, and per
+/// direction whether it waits that way, or the *mark* that an event came
+/// while nobody did. 24 bytes: the flags' niche lets the slab tell a vacant
+/// entry apart without a tag word of its own.
 #[derive(Debug, Default)]
 struct Slot {
-    reader: Option<Waker>,
-    writer: Option<Waker>,
+    /// Set while either direction waits.
+    waker: Option<Waker>,
+    flags: Flags,
 }
 
-/// The mark of an event that found no waiter: a waker of the watcher's own
-/// that wakes nothing, told apart by its data pointer (no task's waker
-/// points at it; `will_wake` on the no-op waker is not reliable across
-/// codegen units).
-fn mark() -> &'static Waker {
-    struct Mark;
-    impl std::task::Wake for Mark {
-        fn wake(self: Arc<Self>) {}
+#[derive(Clone, Copy)]
+enum Direction {
+    Read,
+    Write,
+}
+
+impl Direction {
+    /// The bit saying a waiter waits this way.
+    const fn waits(self) -> u8 {
+        match self {
+            Self::Read => 0x01,
+            Self::Write => 0x02,
+        }
     }
-    static MARK: OnceLock<Waker> = OnceLock::new();
-    MARK.get_or_init(|| Waker::from(Arc::new(Mark)))
+
+    /// The bit saying an event came this way while nobody waited.
+    const fn mark(self) -> u8 {
+        match self {
+            Self::Read => 0x04,
+            Self::Write => 0x08,
+        }
+    }
 }
 
-/// Whether `w` is the [`mark`].
-fn is_mark(w: &Waker) -> bool {
-    std::ptr::eq(w.data(), mark().data())
+/// A [`Slot`]'s bits, over one that is always set so that zero is left for
+/// the slab's vacant entries.
+#[derive(Debug, Clone, Copy)]
+struct Flags(NonZeroU8);
+
+impl Flags {
+    /// The bit every value has.
+    const ALWAYS: u8 = 0x80;
+    /// Either direction's waiting bit.
+    const WAITS: u8 = 0x03;
+
+    fn has(self, bit: u8) -> bool {
+        self.0.get() & bit != 0
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        let bits = if on {
+            self.0.get() | bit
+        } else {
+            self.0.get() & !bit
+        };
+        self.0 = NonZeroU8::new(bits | Self::ALWAYS).unwrap_or(self.0);
+    }
 }
 
-/// An event in one direction: its waiter, if any, is to be woken; with none,
-/// the slot keeps the mark.
-fn fire(entry: &mut Option<Waker>, ready: &mut Vec<Waker>) {
-    match entry.take() {
-        Some(w) if !is_mark(&w) => ready.push(w),
-        _ => *entry = Some(mark().clone()),
+impl Default for Flags {
+    fn default() -> Self {
+        Self(NonZeroU8::new(Self::ALWAYS).unwrap_or(NonZeroU8::MAX))
+    }
+}
+
+impl Slot {
+    /// Events came in `dirs`: the waiter is woken (once, whatever the
+    /// directions it waited in); a direction nobody waits in keeps a mark.
+    fn fire(&mut self, dirs: &[Direction], ready: &mut Vec<Waker>) {
+        let mut wake = false;
+        for &dir in dirs {
+            if self.flags.has(dir.waits()) {
+                self.flags.set(dir.waits(), false);
+                wake = true;
+            } else {
+                self.flags.set(dir.mark(), true);
+            }
+        }
+        if wake {
+            let waker = if self.flags.has(Flags::WAITS) {
+                self.waker.clone()
+            } else {
+                self.waker.take()
+            };
+            ready.extend(waker);
+        }
+    }
+
+    /// A wait in `dir` by `waker` (what [`Detached::wait`] decides under
+    /// the lock); `stale` is whether an event was dispatched since its
+    /// syscall began on a slot it had waited on before. A waker this
+    /// replaces while it still waited the other way goes to `evicted`.
+    fn wait(
+        &mut self,
+        dir: Direction,
+        waker: &Waker,
+        stale: bool,
+        evicted: &mut Option<Waker>,
+    ) -> Wait {
+        if self.flags.has(dir.mark()) {
+            self.flags.set(dir.mark(), false);
+            return Wait::Again;
+        }
+        let waited = self.flags.has(dir.waits());
+        match &self.waker {
+            // No event since the waker now there was stored: none came after
+            // the syscall either.
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                let old = self.waker.replace(waker.clone());
+                let other = Flags::WAITS & !dir.waits();
+                if self.flags.has(other) {
+                    *evicted = old;
+                }
+            }
+            None => self.waker = Some(waker.clone()),
+        }
+        self.flags.set(dir.waits(), true);
+        // An event took the waker of an earlier wait. If it came in a batch
+        // dispatched after the syscall began, what it woke may not be this
+        // waiter: try again, with this waker stored.
+        if !waited && stale {
+            Wait::Again
+        } else {
+            Wait::Stored
+        }
     }
 }
 
@@ -153,12 +254,15 @@ impl Lot {
                     continue;
                 };
                 let failed = ev.is_error();
-                if ev.is_readable() || ev.is_read_closed() || failed {
-                    fire(&mut slot.reader, ready);
-                }
-                if ev.is_writable() || ev.is_write_closed() || failed {
-                    fire(&mut slot.writer, ready);
-                }
+                let read = ev.is_readable() || ev.is_read_closed() || failed;
+                let write = ev.is_writable() || ev.is_write_closed() || failed;
+                let dirs: &[Direction] = match (read, write) {
+                    (true, true) => &[Direction::Read, Direction::Write],
+                    (true, false) => &[Direction::Read],
+                    (false, true) => &[Direction::Write],
+                    (false, false) => &[],
+                };
+                slot.fire(dirs, ready);
             }
         }
         // Outside the lock: a waker may detach or arm another socket.
@@ -297,12 +401,6 @@ pub struct Detached {
     key: Option<u32>,
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    Read,
-    Write,
-}
-
 impl Detached {
     /// A non-blocking socket that no reactor watches, to be watched by
     /// `watcher` when something waits on it.
@@ -350,6 +448,7 @@ impl Detached {
     fn wait(&mut self, dir: Direction, waker: &Waker, seen: u32) -> io::Result<Wait> {
         let fd = self.socket()?.as_raw_fd();
         let lot = self.lot.as_ref().ok_or_else(closed)?;
+        let mut evicted = None;
         let (key, key32) = {
             let mut slots = lot.slots();
             let moved = lot.batches.load(Ordering::Relaxed) != seen;
@@ -363,33 +462,16 @@ impl Detached {
                 io::Error::other("too many detached sockets")
             })?;
             let fresh = self.key != Some(key32);
-            let slot = &mut slots[key];
-            let entry = match dir {
-                Direction::Read => &mut slot.reader,
-                Direction::Write => &mut slot.writer,
-            };
-            match entry {
-                Some(w) if is_mark(w) => {
-                    *entry = None;
-                    self.key = Some(key32);
-                    return Ok(Wait::Again);
-                }
-                // No event since the waker now there was stored: none came
-                // after the syscall either.
-                Some(w) if w.will_wake(waker) => {}
-                Some(_) => *entry = Some(waker.clone()),
-                // An event took the waker of an earlier wait. If it came in
-                // a batch dispatched after the syscall began, what it woke
-                // may not be this waiter: try again, with this waker stored.
-                None => {
-                    *entry = Some(waker.clone());
-                    if moved && !fresh {
-                        return Ok(Wait::Again);
-                    }
-                }
+            let found = slots[key].wait(dir, waker, moved && !fresh, &mut evicted);
+            if let Wait::Again = found {
+                return Ok(Wait::Again);
             }
             (key, key32)
         };
+        // Outside the lock: a waker may detach or arm another socket.
+        if let Some(w) = evicted {
+            w.wake();
+        }
         if self.key == Some(key32) {
             return Ok(Wait::Stored);
         }
@@ -631,6 +713,85 @@ mod tests {
             std::mem::size_of::<MaybeTlsStream>(),
             std::mem::size_of::<tokio::net::TcpStream>()
         );
+    }
+
+    #[test]
+    fn a_slot_in_the_slab_takes_24_bytes() {
+        // The shape of `slab`'s entry: the flags' niche holds the tag.
+        #[allow(dead_code)]
+        enum Entry {
+            Vacant(usize),
+            Occupied(Slot),
+        }
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn one_waker_serves_both_directions_and_a_replaced_one_is_woken() {
+        let a = Arc::new(Count(AtomicUsize::new(0)));
+        let b = Arc::new(Count(AtomicUsize::new(0)));
+        let (wa, wb) = (Waker::from(a.clone()), Waker::from(b.clone()));
+        let mut slot = Slot::default();
+        let mut evicted = None;
+        let mut ready = Vec::new();
+        // The same waker in both directions: one wake-up per event, and it
+        // stays stored while the other direction still waits.
+        assert!(matches!(
+            slot.wait(Direction::Read, &wa, false, &mut evicted),
+            Wait::Stored
+        ));
+        assert!(matches!(
+            slot.wait(Direction::Write, &wa, false, &mut evicted),
+            Wait::Stored
+        ));
+        assert!(evicted.is_none());
+        slot.fire(&[Direction::Read], &mut ready);
+        assert_eq!(ready.len(), 1);
+        assert!(slot.waker.is_some());
+        slot.fire(&[Direction::Write], &mut ready);
+        assert_eq!(ready.len(), 2);
+        assert!(slot.waker.is_none());
+        // Both directions in one event: woken once.
+        ready.clear();
+        slot.wait(Direction::Read, &wa, false, &mut evicted);
+        slot.wait(Direction::Write, &wa, false, &mut evicted);
+        slot.fire(&[Direction::Read, Direction::Write], &mut ready);
+        assert_eq!(ready.len(), 1);
+        // An event nobody waited for marks its direction only.
+        slot.fire(&[Direction::Write], &mut ready);
+        assert!(matches!(
+            slot.wait(Direction::Read, &wa, false, &mut evicted),
+            Wait::Stored
+        ));
+        assert!(matches!(
+            slot.wait(Direction::Write, &wa, false, &mut evicted),
+            Wait::Again
+        ));
+        // Another waker replaces the one waiting to read: that one is handed
+        // back to be woken, and the new one gets either direction's event.
+        assert!(matches!(
+            slot.wait(Direction::Write, &wb, false, &mut evicted),
+            Wait::Stored
+        ));
+        assert!(evicted.take().is_some_and(|w| w.will_wake(&wa)));
+        ready.clear();
+        slot.fire(&[Direction::Read], &mut ready);
+        assert!(ready.len() == 1 && ready[0].will_wake(&wb));
+        // A replaced waker that waited only the same way is just dropped.
+        slot.wait(Direction::Write, &wa, false, &mut evicted);
+        assert!(evicted.is_none());
+        // A slot waited on before, with an event dispatched since the
+        // syscall, and no wait left in that direction: look again.
+        assert!(matches!(
+            slot.wait(Direction::Read, &wa, true, &mut evicted),
+            Wait::Again
+        ));
+        assert!(matches!(
+            slot.wait(Direction::Read, &wa, true, &mut evicted),
+            Wait::Stored
+        ));
+        drop((a, b));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
