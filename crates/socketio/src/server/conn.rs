@@ -29,14 +29,68 @@ pub struct Conn {
 struct ConnState {
     /// Most connections use one namespace: it is held in place.
     sockets: OneOrMany<Socket>,
-    pending: Option<Box<Reassembly>>,
-    /// The handshake's headers and query, for middlewares; dropped once a
-    /// namespace has connected (unless the server keeps them).
-    handshake: Option<Arc<(HeaderMap, Box<str>)>>,
+    /// Held for a while only: boxed, and freed once empty (idle connections
+    /// hold 8 bytes).
+    aside: Option<Box<Aside>>,
     /// Namespace connections waiting for async middlewares.
     connecting: u32,
     /// The connection ended: no socket may be added any more.
     closed: bool,
+}
+
+/// What a connection holds for a while only.
+#[derive(Debug, Default)]
+struct Aside {
+    /// A binary packet waiting for its attachments.
+    pending: Option<Reassembly>,
+    /// The handshake's headers and query, for middlewares; dropped once a
+    /// namespace has connected (unless the server keeps them).
+    handshake: Option<Arc<Handshake>>,
+}
+
+/// The handshake request's headers and query.
+type Handshake = (HeaderMap, Box<str>);
+
+impl ConnState {
+    fn aside(&mut self) -> &mut Aside {
+        self.aside.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the box once it holds nothing.
+    fn tidy(&mut self) {
+        if self
+            .aside
+            .as_ref()
+            .is_some_and(|a| a.pending.is_none() && a.handshake.is_none())
+        {
+            self.aside = None;
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.aside.as_ref().is_some_and(|a| a.pending.is_some())
+    }
+
+    fn set_pending(&mut self, r: Reassembly) {
+        self.aside().pending = Some(r);
+    }
+
+    fn take_pending(&mut self) -> Option<Reassembly> {
+        let r = self.aside.as_mut().and_then(|a| a.pending.take());
+        self.tidy();
+        r
+    }
+
+    fn handshake(&self) -> Option<Arc<Handshake>> {
+        self.aside.as_ref().and_then(|a| a.handshake.clone())
+    }
+
+    fn forget_handshake(&mut self) {
+        if let Some(a) = &mut self.aside {
+            a.handshake = None;
+        }
+        self.tidy();
+    }
 }
 
 impl Conn {
@@ -44,11 +98,13 @@ impl Conn {
         Self {
             state: Mutex::new(ConnState {
                 sockets: OneOrMany::NONE,
-                pending: None,
-                handshake: Some(Arc::new((
-                    parts.headers.clone(),
-                    Box::from(parts.uri.query().unwrap_or("")),
-                ))),
+                aside: Some(Box::new(Aside {
+                    pending: None,
+                    handshake: Some(Arc::new((
+                        parts.headers.clone(),
+                        Box::from(parts.uri.query().unwrap_or("")),
+                    ))),
+                })),
                 connecting: 0,
                 closed: false,
             }),
@@ -86,26 +142,26 @@ type Engine = Arc<EngineSocket<Conn>>;
 pub(crate) fn on_message(reg: &Arc<Registry>, conn: &Engine, message: Inbound) {
     let decoded = match message {
         Inbound::Message(text) => {
-            if conn.data().lock().pending.is_some() {
+            if conn.data().lock().has_pending() {
                 Err(packet::PacketError::ExpectedAttachment)
             } else {
                 packet::decode(&text, &reg.config.limits).map(|d| match d {
                     Decoded::Packet(p) => Some(p),
                     Decoded::Binary(r) => {
-                        conn.data().lock().pending = Some(Box::new(r));
+                        conn.data().lock().set_pending(r);
                         None
                     }
                 })
             }
         }
         Inbound::Binary(bytes) => {
-            let pending = conn.data().lock().pending.take();
+            let pending = conn.data().lock().take_pending();
             match pending {
                 None => Err(packet::PacketError::UnknownType),
                 Some(mut r) => match r.push(bytes) {
                     Ok(Some(p)) => Ok(Some(p)),
                     Ok(None) => {
-                        conn.data().lock().pending = Some(r);
+                        conn.data().lock().set_pending(r);
                         Ok(None)
                     }
                     Err(e) => Err(e),
@@ -199,7 +255,7 @@ fn connect(reg: &Arc<Registry>, conn: &Engine, p: Packet) {
         }
         _ => None,
     };
-    let handshake = conn.data().lock().handshake.clone();
+    let handshake = conn.data().lock().handshake();
     let req = ConnectRequest {
         nsp: ns.name.clone(),
         auth,
@@ -307,7 +363,7 @@ fn finish(
             }
             st.sockets.push(socket.clone());
             if !reg.config.keep_headers {
-                st.handshake = None;
+                st.forget_handshake();
             }
         }
         ns.add_socket(&socket);
@@ -348,7 +404,7 @@ pub(crate) fn on_close(conn: &Engine, reason: CloseReason) {
     };
     let sockets = {
         let mut st = conn.data().lock();
-        st.pending = None;
+        st.aside = None;
         st.closed = true;
         std::mem::take(&mut st.sockets)
     };

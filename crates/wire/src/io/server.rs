@@ -49,12 +49,14 @@ async fn refuse(stream: &mut MaybeTlsStream, e: HandshakeError) -> Error {
     Error::Handshake(e)
 }
 
-/// Anything the server wants kept alive exactly as long as a connection
-/// (e.g. its slot in a per-address connection count). Put one in a request's
-/// extensions: [`upgrade`] takes it and the [`WebSocket`] holds it until it
-/// is dropped, long after hyper's connection task has ended.
+/// A share the server wants held exactly as long as a connection: a clone
+/// of an `Arc` whose strong count counts its holders (e.g. the connections
+/// from one address). Put one in a request's extensions: [`upgrade`] takes
+/// it and the [`WebSocket`] holds it until it is dropped, long after hyper's
+/// connection task has ended. A thin pointer: every WebSocket has the
+/// field.
 #[derive(Clone)]
-pub struct ConnectionGuard(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+pub struct ConnectionGuard(pub std::sync::Arc<()>);
 
 impl std::fmt::Debug for ConnectionGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
