@@ -385,7 +385,9 @@ impl Admin {
         let mut out: Vec<Value> = sio
             .iter()
             .map(|s| {
-                let user = s.data::<crate::relay::Member>().map(|m| m.user.to_string());
+                let user = s
+                    .data::<crate::relay::Member>()
+                    .map(|m| m.user_id().to_owned());
                 json!({"socket": s.id(), "user": user, "protocol": "socketio",
                 "transport": match s.transport() {
                     switchboard_engine::Transport::Polling => "polling",
