@@ -12,18 +12,24 @@ pub(crate) const COALESCE_MAX: usize = 1024;
 
 #[derive(Debug, Default)]
 pub(crate) struct Output {
-    /// Large payloads queued by reference; boxed because most connections
-    /// never queue one, and an idle connection should stay small.
-    #[allow(clippy::box_collection, reason = "8 bytes when idle instead of 32")]
-    queue: Option<Box<VecDeque<Bytes>>>,
+    /// Large payloads queued by reference, with their byte count; boxed
+    /// because most connections never queue one, and an idle connection
+    /// should stay small.
+    queue: Option<Box<Queue>>,
     tail: BytesMut,
-    len: usize,
+}
+
+/// Sealed chunks waiting to be written, ahead of the tail.
+#[derive(Debug, Default)]
+struct Queue {
+    chunks: VecDeque<Bytes>,
+    /// Their unwritten bytes.
+    bytes: usize,
 }
 
 impl Output {
     pub(crate) fn push_slice(&mut self, s: &[u8]) {
         self.tail.extend_from_slice(s);
-        self.len += s.len();
     }
 
     pub(crate) fn push_bytes(&mut self, b: Bytes) {
@@ -32,8 +38,13 @@ impl Output {
             return;
         }
         self.seal_tail();
-        self.len += b.len();
-        self.queue.get_or_insert_default().push_back(b);
+        self.enqueue(b);
+    }
+
+    fn enqueue(&mut self, b: Bytes) {
+        let queue = self.queue.get_or_insert_default();
+        queue.bytes += b.len();
+        queue.chunks.push_back(b);
     }
 
     /// A borrowed payload: a small one is copied next to its header, a
@@ -53,30 +64,29 @@ impl Output {
         &mut self.tail
     }
 
-    /// Accounts for bytes appended through [`Output::tail_mut`].
-    pub(crate) fn added(&mut self, n: usize) {
-        self.len += n;
-    }
-
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
             let sealed = self.tail.split().freeze();
-            self.queue.get_or_insert_default().push_back(sealed);
+            self.enqueue(sealed);
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.tail.len() + self.queue.as_ref().map_or(0, |q| q.bytes)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Fills `dst` with the pending bytes in order; returns how many slices.
     pub(crate) fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        let queued = self.queue.iter().flat_map(|q| q.iter()).map(|b| &b[..]);
+        let queued = self
+            .queue
+            .iter()
+            .flat_map(|q| q.chunks.iter())
+            .map(|b| &b[..]);
         for b in queued.chain(std::iter::once(&self.tail[..])) {
             if n == dst.len() {
                 break;
@@ -91,7 +101,7 @@ impl Output {
 
     /// The first contiguous chunk (for streams without vectored writes).
     pub(crate) fn first_chunk(&self) -> &[u8] {
-        match self.queue.as_ref().and_then(|q| q.front()) {
+        match self.queue.as_ref().and_then(|q| q.chunks.front()) {
             Some(b) => b,
             None => &self.tail[..],
         }
@@ -99,21 +109,22 @@ impl Output {
 
     /// Drops `n` written bytes from the front.
     pub(crate) fn consume(&mut self, mut n: usize) {
-        self.len -= n;
         while n > 0 {
-            let Some(queue) = self.queue.as_mut().filter(|q| !q.is_empty()) else {
+            let Some(queue) = self.queue.as_mut().filter(|q| !q.chunks.is_empty()) else {
                 self.tail.advance(n);
                 return;
             };
-            let Some(front) = queue.front_mut() else {
+            let Some(front) = queue.chunks.front_mut() else {
                 return;
             };
             if n < front.len() {
                 front.advance(n);
+                queue.bytes -= n;
                 return;
             }
             n -= front.len();
-            queue.pop_front();
+            queue.bytes -= front.len();
+            queue.chunks.pop_front();
         }
     }
 
@@ -124,7 +135,7 @@ impl Output {
 
     /// Frees the buffers once everything is written (idle connections hold none).
     pub(crate) fn release_if_empty(&mut self) {
-        if self.len == 0 {
+        if self.is_empty() {
             self.tail = BytesMut::new();
             self.queue = None;
         }
@@ -141,8 +152,11 @@ mod tests {
         o.push_slice(b"ab");
         o.push_bytes(Bytes::from(vec![b'x'; 2000]));
         o.push_slice(b"cd");
+        // The length counts the queue and the tail, whatever is sealed.
+        assert_eq!(o.len(), 2004);
         let mut all = Vec::new();
         while !o.is_empty() {
+            let before = o.len();
             let mut io = [IoSlice::new(&[]); 4];
             let n = o.slices(&mut io);
             // Write only 3 bytes at a time to exercise partial consumption.
@@ -153,6 +167,7 @@ mod tests {
                 .collect();
             all.extend_from_slice(&chunk);
             o.consume(chunk.len());
+            assert_eq!(o.len(), before - chunk.len());
         }
         assert_eq!(all.len(), 2004);
         assert_eq!(&all[..2], b"ab");

@@ -271,7 +271,6 @@ impl<'a> Replies<'a> {
                 let start = tail.len();
                 tail.extend_from_slice(data);
                 apply_mask(&mut tail[start..], key, 0);
-                self.out.added(data.len());
             }
         }
     }
