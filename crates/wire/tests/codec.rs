@@ -421,7 +421,7 @@ fn idle_connections_release_their_buffers() {
     server.release_idle_buffers();
     assert_eq!(server.read_buffer().capacity(), 0);
     assert!(
-        std::mem::size_of::<Connection>() <= 120,
+        std::mem::size_of::<Connection>() <= 104,
         "{}",
         std::mem::size_of::<Connection>()
     );

@@ -168,6 +168,15 @@ struct Assembly {
     utf8: Utf8Validator,
 }
 
+/// Input that spans reads: a frame waiting for more bytes, a fragmented
+/// message being assembled. One box for both, freed once both are done:
+/// an idle connection holds a pointer, not their state.
+#[derive(Debug, Default)]
+struct Partial {
+    frame: Option<FrameInProgress>,
+    msg: Option<Assembly>,
+}
+
 enum Progress {
     Pending,
     Done(Option<Event>),
@@ -192,8 +201,7 @@ pub struct Connection {
     limits: Limits,
     deflate: Option<Box<DeflateCodec>>,
     rbuf: BytesMut,
-    frame: Option<Box<FrameInProgress>>,
-    msg: Option<Box<Assembly>>,
+    partial: Option<Box<Partial>>,
     out: Output,
     close_sent: bool,
     close_received: bool,
@@ -213,8 +221,7 @@ impl Connection {
             limits: Limits::new(&config),
             deflate: codec,
             rbuf: BytesMut::new(),
-            frame: None,
-            msg: None,
+            partial: None,
             out: Output::default(),
             close_sent: false,
             close_received: false,
@@ -238,7 +245,7 @@ impl Connection {
         if !self.is_reading() {
             return;
         }
-        if self.rbuf.is_empty() && self.frame.is_none() {
+        if self.rbuf.is_empty() && !self.frame_waiting() {
             // Size the buffer for the frame that starts here, so a large frame
             // is not copied again when the buffer grows.
             if let Ok(Some((head, n))) = FrameHead::parse(data) {
@@ -272,8 +279,8 @@ impl Connection {
             // A frame that arrives whole is decoded on the stack; only one
             // left waiting for more input is boxed (an idle connection
             // holds a pointer, not the frame state).
-            let mut fp = match self.frame.take() {
-                Some(fp) => *fp,
+            let mut fp = match self.take_frame() {
+                Some(fp) => fp,
                 None => match self.read_head() {
                     Ok(Some(fp)) => fp,
                     Ok(None) => return Ok(None),
@@ -282,7 +289,7 @@ impl Connection {
             };
             match self.advance_frame(&mut fp) {
                 Ok(Progress::Pending) => {
-                    self.frame = Some(Box::new(fp));
+                    self.partial.get_or_insert_default().frame = Some(fp);
                     return Ok(None);
                 }
                 Ok(Progress::Done(None)) => {}
@@ -307,7 +314,7 @@ impl Connection {
         &mut self,
         mut on_message: impl FnMut(MessageRef<'_>, &mut Replies<'_>) -> ControlFlow<B>,
     ) -> Result<Next<B>, ProtocolError> {
-        while self.is_reading() && self.frame.is_none() {
+        while self.is_reading() && !self.frame_waiting() {
             let (head, n) = match FrameHead::parse(&self.rbuf) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return Ok(Next::NeedInput),
@@ -364,6 +371,33 @@ impl Connection {
         )
     }
 
+    /// Whether a frame waits for more input.
+    fn frame_waiting(&self) -> bool {
+        self.partial.as_ref().is_some_and(|p| p.frame.is_some())
+    }
+
+    fn take_frame(&mut self) -> Option<FrameInProgress> {
+        let frame = self.partial.as_mut().and_then(|p| p.frame.take());
+        self.free_partial_if_done();
+        frame
+    }
+
+    fn take_msg(&mut self) -> Option<Assembly> {
+        let msg = self.partial.as_mut().and_then(|p| p.msg.take());
+        self.free_partial_if_done();
+        msg
+    }
+
+    fn free_partial_if_done(&mut self) {
+        if self
+            .partial
+            .as_ref()
+            .is_some_and(|p| p.frame.is_none() && p.msg.is_none())
+        {
+            self.partial = None;
+        }
+    }
+
     fn read_head(&mut self) -> Result<Option<FrameInProgress>, ProtocolError> {
         let Some((head, n)) = FrameHead::parse(&self.rbuf)? else {
             return Ok(None);
@@ -413,12 +447,13 @@ impl Connection {
                 limit: self.limits.max_frame_size(),
             });
         }
-        let in_message = self.msg.is_some();
+        let msg = self.partial.as_ref().and_then(|p| p.msg.as_ref());
+        let in_message = msg.is_some();
         if (head.opcode == OpCode::Continuation) != in_message {
             return Err(ProtocolError::BadFragmentation);
         }
-        let so_far = self.msg.as_ref().map_or(0, |m| m.data.len() as u64);
-        let compressed = head.rsv1 || self.msg.as_ref().is_some_and(|m| m.compressed);
+        let so_far = msg.map_or(0, |m| m.data.len() as u64);
+        let compressed = head.rsv1 || msg.is_some_and(|m| m.compressed);
         if !compressed && so_far + head.len > self.limits.max_message_size() as u64 {
             return Err(ProtocolError::MessageTooBig {
                 limit: self.limits.max_message_size(),
@@ -429,15 +464,17 @@ impl Connection {
 
     fn start_or_continue_message(&mut self, head: &FrameHead) -> Result<(), ProtocolError> {
         let limit = self.limits.max_fragments();
-        let msg = self.msg.get_or_insert_with(|| {
-            Box::new(Assembly {
+        let msg = self
+            .partial
+            .get_or_insert_default()
+            .msg
+            .get_or_insert_with(|| Assembly {
                 text: head.opcode == OpCode::Text,
                 compressed: head.rsv1,
                 data: Vec::new(),
                 frames: 0,
                 utf8: Utf8Validator::default(),
-            })
-        });
+            });
         msg.frames += 1;
         if msg.frames > limit {
             return Err(ProtocolError::TooManyFragments { limit });
@@ -517,7 +554,7 @@ impl Connection {
         if let Some(key) = fp.head.mask {
             apply_mask(chunk, key, fp.done);
         }
-        let Some(msg) = self.msg.as_mut() else {
+        let Some(msg) = self.partial.as_mut().and_then(|p| p.msg.as_mut()) else {
             return Err(ProtocolError::BadFragmentation);
         };
         if msg.compressed {
@@ -547,7 +584,7 @@ impl Connection {
         if !fp.head.fin {
             return Ok(Progress::Done(None));
         }
-        let Some(mut msg) = self.msg.take() else {
+        let Some(mut msg) = self.take_msg() else {
             return Err(ProtocolError::BadFragmentation);
         };
         if msg.compressed {
@@ -605,8 +642,7 @@ impl Connection {
             .close(Some(CloseFrame::new(e.close_code(), &e.to_string())));
         self.failed = true;
         self.rbuf = BytesMut::new();
-        self.frame = None;
-        self.msg = None;
+        self.partial = None;
         e
     }
 
