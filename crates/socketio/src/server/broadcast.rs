@@ -105,9 +105,7 @@ impl Broadcast {
         let mut excluded: HashSet<&str> = HashSet::new();
         for r in &self.except {
             excluded.insert(r);
-            if let Some(m) = rooms.get(r) {
-                excluded.extend(m.iter().map(Socket::id));
-            }
+            excluded.extend(rooms.members(r).map(Socket::id));
         }
         if let Some(id) = &self.except_socket {
             excluded.insert(id.as_str());
@@ -125,7 +123,7 @@ impl Broadcast {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
         for r in &self.rooms {
-            let members = rooms.get(r).into_iter().flat_map(|m| m.iter());
+            let members = rooms.members(r);
             // A socket id is a room holding that socket.
             let own = sockets.get(&**r).map(|s| &s.0);
             for s in members.chain(own) {

@@ -33,6 +33,7 @@ mod frames;
 mod namespace;
 mod one_or_many;
 mod recovery;
+mod rooms;
 mod socket;
 
 use std::collections::HashMap;

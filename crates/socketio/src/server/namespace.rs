@@ -7,12 +7,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 
 use http::HeaderMap;
-use indexmap::IndexSet;
 use serde_json::{Value, json};
 
 use super::args::Args;
 use super::broadcast::Broadcast;
 use super::recovery::Recovery;
+use super::rooms::Rooms;
 use super::socket::{DisconnectReason, Socket, SocketData};
 
 /// A boxed future, for async middlewares.
@@ -242,67 +242,12 @@ impl<S: HasId> std::borrow::Borrow<str> for ById<S> {
     }
 }
 
-/// The sockets in a room, held directly (a broadcast walks them without a
-/// lookup). Most rooms (a user's personal room, a private conversation)
-/// hold one socket: no set is allocated for them. A larger room keeps its
-/// sockets in join order in one dense array (a broadcast walks them in the
-/// order their connections opened); a leave moves the last socket into the
-/// gap.
-pub(crate) enum Members<S = Socket> {
-    One(S),
-    #[allow(clippy::box_collection)]
-    Many(Box<IndexSet<ById<S>>>),
-}
-
-impl<S: HasId> Members<S> {
-    fn insert(&mut self, socket: &S) {
-        match self {
-            Self::One(first) if first.id() != socket.id() => {
-                *self = Self::Many(Box::new(IndexSet::from([
-                    ById(first.clone()),
-                    ById(socket.clone()),
-                ])));
-            }
-            Self::One(_) => {}
-            Self::Many(set) => {
-                set.insert(ById(socket.clone()));
-            }
-        }
-    }
-
-    /// Removes the socket `id`; returns whether the room is now empty.
-    fn remove(&mut self, id: &str) -> bool {
-        match self {
-            Self::One(first) => first.id() == id,
-            Self::Many(set) => {
-                set.swap_remove(id);
-                if set.len() == 1
-                    && let Some(last) = set.iter().next().cloned()
-                {
-                    *self = Self::One(last.0);
-                    return false;
-                }
-                set.is_empty()
-            }
-        }
-    }
-
-    /// The sockets.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &S> {
-        let (one, many) = match self {
-            Self::One(socket) => (Some(socket), None),
-            Self::Many(set) => (None, Some(set.iter().map(|s| &s.0))),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
-}
-
 /// A live namespace.
 pub(crate) struct NsInner {
     pub(crate) name: Arc<str>,
     pub(crate) handlers: Arc<NamespaceBuilder>,
     pub(crate) sockets: RwLock<HashSet<ById>>,
-    pub(crate) rooms: RwLock<HashMap<Arc<str>, Members>>,
+    pub(crate) rooms: RwLock<Rooms>,
     pub(crate) recovery: Option<Recovery>,
 }
 
@@ -351,26 +296,17 @@ impl NsInner {
         name: impl FnOnce() -> Arc<str>,
         socket: &Socket,
     ) -> Arc<str> {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room) {
-            members.insert(socket);
-        }
-        if let Some((name, _)) = rooms.get_key_value(room) {
-            return name.clone();
-        }
-        let name = name();
-        debug_assert_eq!(&*name, room);
-        rooms.insert(name.clone(), Members::One(socket.clone()));
-        name
+        self.rooms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(room, name, socket)
     }
 
     pub(crate) fn remove_from_room(&self, room: &str, id: &str) {
-        let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(members) = rooms.get_mut(room)
-            && members.remove(id)
-        {
-            rooms.remove(room);
-        }
+        self.rooms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(room, id);
     }
 
     pub(crate) fn on_disconnect(&self, socket: &Socket, reason: DisconnectReason) {
@@ -427,48 +363,8 @@ impl Namespace {
             .rooms
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .keys()
+            .names()
             .map(|k| k.to_string())
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{HasId, Members};
-    use std::sync::Arc;
-
-    impl HasId for Arc<str> {
-        fn id(&self) -> &str {
-            self
-        }
-    }
-
-    fn ids(m: &Members<Arc<str>>) -> Vec<&str> {
-        m.iter().map(|s| &**s).collect()
-    }
-
-    #[test]
-    fn members_keep_join_order_and_a_leave_from_the_middle_keeps_the_rest() {
-        let id = |s: &str| Arc::<str>::from(s);
-        let mut m: Members<Arc<str>> = Members::One(id("a"));
-        for s in ["b", "c", "d", "e", "b"] {
-            m.insert(&id(s));
-        }
-        assert_eq!(
-            ids(&m),
-            ["a", "b", "c", "d", "e"],
-            "joined once each, in order"
-        );
-        assert!(!m.remove("b"));
-        assert!(!m.remove("never"));
-        let mut left = ids(&m);
-        left.sort_unstable();
-        assert_eq!(left, ["a", "c", "d", "e"]);
-        for s in ["a", "e", "c"] {
-            assert!(!m.remove(s));
-        }
-        assert!(matches!(&m, Members::One(last) if &**last == "d"));
-        assert!(m.remove("d"), "the last one out empties the room");
     }
 }
