@@ -57,7 +57,7 @@ impl ConnState {
     }
 
     /// Frees the box once it holds nothing.
-    fn tidy(&mut self) {
+    fn free_aside_if_empty(&mut self) {
         if self
             .aside
             .as_ref()
@@ -77,7 +77,7 @@ impl ConnState {
 
     fn take_pending(&mut self) -> Option<Reassembly> {
         let r = self.aside.as_mut().and_then(|a| a.pending.take());
-        self.tidy();
+        self.free_aside_if_empty();
         r
     }
 
@@ -89,7 +89,7 @@ impl ConnState {
         if let Some(a) = &mut self.aside {
             a.handshake = None;
         }
-        self.tidy();
+        self.free_aside_if_empty();
     }
 }
 

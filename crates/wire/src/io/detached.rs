@@ -140,11 +140,15 @@ impl Default for Flags {
 }
 
 impl Slot {
-    /// Events came in `dirs`: the waiter is woken (once, whatever the
-    /// directions it waited in); a direction nobody waits in keeps a mark.
-    fn fire(&mut self, dirs: &[Direction], ready: &mut Vec<Waker>) {
+    /// An event for reading, writing or both: the waiter is woken (once,
+    /// whatever the directions it waited in); a direction nobody waits in
+    /// keeps a mark.
+    fn fire(&mut self, read: bool, write: bool, ready: &mut Vec<Waker>) {
         let mut wake = false;
-        for &dir in dirs {
+        for (dir, fired) in [(Direction::Read, read), (Direction::Write, write)] {
+            if !fired {
+                continue;
+            }
             if self.flags.has(dir.waits()) {
                 self.flags.set(dir.waits(), false);
                 wake = true;
@@ -254,15 +258,11 @@ impl Lot {
                     continue;
                 };
                 let failed = ev.is_error();
-                let read = ev.is_readable() || ev.is_read_closed() || failed;
-                let write = ev.is_writable() || ev.is_write_closed() || failed;
-                let dirs: &[Direction] = match (read, write) {
-                    (true, true) => &[Direction::Read, Direction::Write],
-                    (true, false) => &[Direction::Read],
-                    (false, true) => &[Direction::Write],
-                    (false, false) => &[],
-                };
-                slot.fire(dirs, ready);
+                slot.fire(
+                    ev.is_readable() || ev.is_read_closed() || failed,
+                    ev.is_writable() || ev.is_write_closed() || failed,
+                    ready,
+                );
             }
         }
         // Outside the lock: a waker may detach or arm another socket.
@@ -746,20 +746,20 @@ mod tests {
             Wait::Stored
         ));
         assert!(evicted.is_none());
-        slot.fire(&[Direction::Read], &mut ready);
+        slot.fire(true, false, &mut ready);
         assert_eq!(ready.len(), 1);
         assert!(slot.waker.is_some());
-        slot.fire(&[Direction::Write], &mut ready);
+        slot.fire(false, true, &mut ready);
         assert_eq!(ready.len(), 2);
         assert!(slot.waker.is_none());
         // Both directions in one event: woken once.
         ready.clear();
         slot.wait(Direction::Read, &wa, false, &mut evicted);
         slot.wait(Direction::Write, &wa, false, &mut evicted);
-        slot.fire(&[Direction::Read, Direction::Write], &mut ready);
+        slot.fire(true, true, &mut ready);
         assert_eq!(ready.len(), 1);
         // An event nobody waited for marks its direction only.
-        slot.fire(&[Direction::Write], &mut ready);
+        slot.fire(false, true, &mut ready);
         assert!(matches!(
             slot.wait(Direction::Read, &wa, false, &mut evicted),
             Wait::Stored
@@ -776,7 +776,7 @@ mod tests {
         ));
         assert!(evicted.take().is_some_and(|w| w.will_wake(&wa)));
         ready.clear();
-        slot.fire(&[Direction::Read], &mut ready);
+        slot.fire(true, false, &mut ready);
         assert!(ready.len() == 1 && ready[0].will_wake(&wb));
         // A replaced waker that waited only the same way is just dropped.
         slot.wait(Direction::Write, &wa, false, &mut evicted);
