@@ -10,6 +10,7 @@
 //! [`server`] drives sessions over hyper: the long-polling and WebSocket
 //! transports, the upgrade, CORS and the heartbeat sweep.
 
+mod outbox;
 pub mod packet;
 pub mod payload;
 pub mod server;

@@ -11,13 +11,13 @@
 //! upgrade the probe is answered on the WebSocket and a pending GET released
 //! with `noop`.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use switchboard_wire::{Message, Utf8Bytes};
 
+use crate::outbox::Outbox;
 use crate::packet::{Handshake, Packet};
 use crate::payload::SEPARATOR;
 use crate::stamp::Stamp;
@@ -134,7 +134,7 @@ pub struct Session {
     probing: Option<Stamp>,
     /// Encoded packets for the client: text frames hold the packet type and
     /// data (`4hello`); binary frames are binary message packets.
-    outbox: VecDeque<Message>,
+    outbox: Outbox,
     /// Payload bytes in `outbox` (4 GiB at most: beyond, the session ends).
     queued: u32,
     /// Packets for the WebSocket that bypass the outbox (the probe answer).
@@ -159,7 +159,7 @@ impl Session {
             ping_timeout: config.ping_timeout.as_millis() as u64,
             max_payload: config.max_payload as u64,
         };
-        let mut outbox = VecDeque::new();
+        let mut outbox = Outbox::default();
         outbox.push_back(encode(&handshake.to_packet()));
         Self {
             config,
@@ -409,9 +409,7 @@ impl Session {
     /// Frees the queues' memory when they are empty (an idle session then
     /// holds no heap memory of its own).
     pub fn release_idle(&mut self) {
-        if self.outbox.is_empty() && self.outbox.capacity() > 0 {
-            self.outbox = VecDeque::new();
-        }
+        self.outbox.release_if_empty();
     }
 
     /// Whether a polling GET would get an answer now.
@@ -475,10 +473,11 @@ mod tests {
         })
     }
 
-    /// Every idle connection holds one: its deadlines are 8-byte stamps.
+    /// Every idle connection holds one: its deadlines are 8-byte stamps and
+    /// its outbox one pointer.
     #[test]
     fn a_session_stays_small() {
-        assert!(size_of::<Session>() <= 80, "{}", size_of::<Session>());
+        assert!(size_of::<Session>() <= 56, "{}", size_of::<Session>());
     }
 
     #[test]
