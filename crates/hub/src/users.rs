@@ -1,11 +1,12 @@
 //! The users of one node: their open connections, when each was last seen,
 //! and the `info` some of them carry.
 //!
-//! One record per user, so it is kept to 32 bytes: the id's shared text
-//! and its offset, the connection count and the last-seen time sit side by
-//! side in one hash table slot (a `HashMap<UserId, _>` would pad the key
-//! and the value apart to 48). The rarely set `info` lives in a table of
-//! its own.
+//! One record per user, so it is kept to 24 bytes: the id's shared text,
+//! and one word that holds the id's offset in that text and either the
+//! connection count (online) or the last-seen time (offline: while a user
+//! is online, "last seen" is now). A `HashMap<UserId, _>` would pad the key
+//! and the value apart to 48. The rarely set `info` lives in a table of its
+//! own.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -17,32 +18,101 @@ use hashbrown::HashTable;
 
 use crate::user_id::UserId;
 
-/// A user of this node: 32 bytes.
+/// A user of this node: 24 bytes.
 #[derive(Debug)]
 struct User {
-    /// The id's text (see [`UserId`]): the id starts at `start`.
+    /// The id's text (see [`UserId`]): the id starts at [`Word::start`].
     text: Arc<str>,
-    start: u32,
-    connections: u32,
-    /// Nanoseconds since the Unix epoch (exact for any time from 1970 to
-    /// 2554).
-    last_seen_ns: u64,
+    word: Word,
 }
 
 impl User {
+    /// A record for `user`, online with no connection counted yet.
+    fn new(user: &UserId) -> Self {
+        match u8::try_from(user.start()) {
+            Ok(start) => Self {
+                text: user.text().clone(),
+                word: Word::online(start, 0),
+            },
+            // An id lent by a string with a prefix this long keeps its own copy.
+            Err(_) => Self {
+                text: Arc::from(user.as_str()),
+                word: Word::online(0, 0),
+            },
+        }
+    }
+
     fn id(&self) -> &str {
-        self.text.get(self.start as usize..).unwrap_or_default()
+        self.text.get(self.word.start()..).unwrap_or_default()
     }
 
-    fn seen_now(&mut self) {
-        let since_epoch = SystemTime::now()
+    fn connections(&self) -> u32 {
+        self.word.connections()
+    }
+}
+
+/// A user's offset, state and count or time in one `u64`: bits 56–63 hold
+/// where the id starts in its text, bit 55 is set while the user is online,
+/// and bits 0–54 hold the open connections (online) or the microseconds
+/// from the Unix epoch to the moment the last one ended (offline; room for
+/// times up to the year 3111).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    const START_SHIFT: u32 = 56;
+    const ONLINE: u64 = 1 << 55;
+    const VALUE: u64 = Self::ONLINE - 1;
+
+    fn online(start: u8, connections: u32) -> Self {
+        Self(u64::from(start) << Self::START_SHIFT | Self::ONLINE | u64::from(connections))
+    }
+
+    /// Offline since `at` (times before the epoch count as the epoch, times
+    /// past the field's range as its end).
+    fn offline(start: u8, at: SystemTime) -> Self {
+        let us = at
             .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_seen_ns = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self(u64::from(start) << Self::START_SHIFT | us.min(Self::VALUE))
     }
 
-    fn last_seen(&self) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_nanos(self.last_seen_ns)
+    fn start(self) -> usize {
+        (self.0 >> Self::START_SHIFT) as usize
+    }
+
+    fn is_online(self) -> bool {
+        self.0 & Self::ONLINE != 0
+    }
+
+    /// Open connections (0 offline).
+    fn connections(self) -> u32 {
+        if self.is_online() {
+            (self.0 & Self::VALUE) as u32
+        } else {
+            0
+        }
+    }
+
+    /// When the last connection ended; `None` while online.
+    fn offline_since(self) -> Option<SystemTime> {
+        (!self.is_online())
+            .then(|| SystemTime::UNIX_EPOCH + Duration::from_micros(self.0 & Self::VALUE))
+    }
+
+    /// One more connection: the user is (back) online.
+    fn connected(self) -> Self {
+        let start = self.start() as u8;
+        Self::online(start, self.connections().saturating_add(1))
+    }
+
+    /// One connection fewer; offline, as of `now`, after the last.
+    fn disconnected(self, now: SystemTime) -> Self {
+        let start = self.start() as u8;
+        match self.connections() {
+            0 | 1 => Self::offline(start, now),
+            n => Self::online(start, n - 1),
+        }
     }
 }
 
@@ -51,7 +121,8 @@ impl User {
 pub(crate) struct Seen {
     /// Open connections.
     pub(crate) connections: usize,
-    /// Now while online, else when the last connection ended.
+    /// Now while online, else when the last connection ended (to the
+    /// microsecond).
     pub(crate) last_seen: SystemTime,
 }
 
@@ -88,17 +159,9 @@ impl Users {
             |u| u.id() == user.as_str(),
             |u| hasher.hash_one(u.id()),
         );
-        let u = entry
-            .or_insert_with(|| User {
-                text: user.text().clone(),
-                start: user.start(),
-                connections: 0,
-                last_seen_ns: 0,
-            })
-            .into_mut();
-        u.connections = u.connections.saturating_add(1);
-        u.seen_now();
-        let first = u.connections == 1;
+        let u = entry.or_insert_with(|| User::new(&user)).into_mut();
+        u.word = u.word.connected();
+        let first = u.connections() == 1;
         if let Some(info) = info {
             self.info.insert(user, info);
         }
@@ -109,10 +172,9 @@ impl Users {
     /// last one (the user went offline).
     pub(crate) fn disconnect(&mut self, user: &str) -> bool {
         match self.find_mut(user) {
-            Some(u) if u.connections > 0 => {
-                u.connections -= 1;
-                u.seen_now();
-                u.connections == 0
+            Some(u) if u.connections() > 0 => {
+                u.word = u.word.disconnected(SystemTime::now());
+                u.connections() == 0
             }
             _ => false,
         }
@@ -122,7 +184,7 @@ impl Users {
     pub(crate) fn forget(&mut self, user: &str) {
         let hash = self.hash(user);
         if let Ok(entry) = self.table.find_entry(hash, |u| u.id() == user)
-            && entry.get().connections == 0
+            && entry.get().connections() == 0
         {
             entry.remove();
             self.info.remove(user);
@@ -132,8 +194,8 @@ impl Users {
     /// The connections and last-seen time of `user`, if known.
     pub(crate) fn get(&self, user: &str) -> Option<Seen> {
         self.find(user).map(|u| Seen {
-            connections: u.connections as usize,
-            last_seen: u.last_seen(),
+            connections: u.connections() as usize,
+            last_seen: u.word.offline_since().unwrap_or_else(SystemTime::now),
         })
     }
 
@@ -146,7 +208,7 @@ impl Users {
     pub(crate) fn online(&self) -> impl Iterator<Item = &str> {
         self.table
             .iter()
-            .filter(|u| u.connections > 0)
+            .filter(|u| u.connections() > 0)
             .map(User::id)
     }
 
@@ -154,14 +216,20 @@ impl Users {
     pub(crate) fn online_now(&self) -> Vec<(String, usize, Option<Bytes>)> {
         self.table
             .iter()
-            .filter(|u| u.connections > 0)
-            .map(|u| (u.id().to_owned(), u.connections as usize, self.info(u.id())))
+            .filter(|u| u.connections() > 0)
+            .map(|u| {
+                (
+                    u.id().to_owned(),
+                    u.connections() as usize,
+                    self.info(u.id()),
+                )
+            })
             .collect()
     }
 
     /// Open connections, all users together.
     pub(crate) fn connections(&self) -> usize {
-        self.table.iter().map(|u| u.connections as usize).sum()
+        self.table.iter().map(|u| u.connections() as usize).sum()
     }
 
     /// Users known (online or not).
@@ -175,8 +243,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_user_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<User>(), 32);
+    fn a_user_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<User>(), 24);
     }
 
     #[test]
@@ -208,6 +276,86 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         users.disconnect("alice");
         assert!(users.get("alice").unwrap().last_seen > at_connect);
+    }
+
+    #[test]
+    fn last_seen_is_now_while_online_and_stays_put_offline() {
+        let mut users = Users::default();
+        users.connect("alice".into(), None);
+        users.connect("alice".into(), None);
+        std::thread::sleep(Duration::from_millis(2));
+        let before = SystemTime::now();
+        assert!(
+            users.get("alice").unwrap().last_seen >= before,
+            "online: now"
+        );
+        users.disconnect("alice");
+        assert!(
+            users.get("alice").unwrap().last_seen >= before,
+            "still online"
+        );
+        let ending = SystemTime::now();
+        users.disconnect("alice");
+        let offline = users.get("alice").unwrap().last_seen;
+        let after = SystemTime::now();
+        // The moment the last connection ended, cut to the microsecond.
+        assert!(ending - Duration::from_micros(1) < offline && offline <= after);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(users.get("alice").unwrap().last_seen, offline);
+        users.connect("alice".into(), None);
+        assert!(
+            users.get("alice").unwrap().last_seen > offline,
+            "back online"
+        );
+    }
+
+    #[test]
+    fn a_word_keeps_the_offset_through_every_change() {
+        let w = Word::online(200, 0).connected().connected();
+        assert_eq!(
+            (w.start(), w.connections(), w.offline_since()),
+            (200, 2, None)
+        );
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
+        let w = w.disconnected(at);
+        assert_eq!((w.start(), w.connections()), (200, 1));
+        let w = w.disconnected(at);
+        assert_eq!(
+            (w.start(), w.connections(), w.offline_since()),
+            (200, 0, Some(at))
+        );
+        let w = w.connected();
+        assert_eq!((w.start(), w.connections()), (200, 1));
+        let full = Word::online(255, u32::MAX).connected();
+        assert_eq!(
+            (full.start(), full.connections()),
+            (255, u32::MAX),
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn offline_times_out_of_range_are_clamped() {
+        let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(
+            Word::offline(5, before_epoch).offline_since(),
+            Some(SystemTime::UNIX_EPOCH)
+        );
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40);
+        let w = Word::offline(5, far);
+        assert_eq!(w.start(), 5, "the offset is untouched");
+        assert!(w.offline_since().unwrap() < far);
+    }
+
+    #[test]
+    fn an_id_after_a_long_prefix_keeps_its_own_text() {
+        let mut users = Users::default();
+        let prefix = "p".repeat(300);
+        let text: Arc<str> = Arc::from(format!("{prefix}alice"));
+        users.connect(UserId::after(text, &prefix).unwrap(), None);
+        assert_eq!(users.online().collect::<Vec<_>>(), ["alice"]);
+        assert!(!users.connect("alice".into(), None), "the same user");
+        assert_eq!(users.get("alice").map(|s| s.connections), Some(2));
     }
 
     #[test]
