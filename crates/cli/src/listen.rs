@@ -6,7 +6,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -98,8 +97,8 @@ where
     wait_for_shutdown(&accepted)
 }
 
-/// Blocks until Ctrl-C or SIGTERM, trimming the heap after each burst of
-/// accepted connections meanwhile (see [`trim_after_bursts`]).
+/// Blocks until Ctrl-C or SIGTERM, giving freed heap memory back meanwhile
+/// (see [`crate::heap`]).
 pub(crate) fn wait_for_shutdown(accepted: &AtomicU64) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,48 +106,12 @@ pub(crate) fn wait_for_shutdown(accepted: &AtomicU64) -> anyhow::Result<()> {
     rt.block_on(async {
         tokio::select! {
             () = shutdown_signal() => {}
-            () = trim_after_bursts(accepted) => {}
+            () = crate::heap::give_back_freed_memory(accepted) => {}
         }
     });
     tracing::info!("shutting down");
     Ok(())
 }
-
-/// Gives memory freed after a burst of connections back to the OS.
-///
-/// Each handshake uses transient buffers (hyper's read buffer, the TLS
-/// handshake) that are freed once the connection is upgraded, but the
-/// allocator keeps those pages between the long-lived connections allocated
-/// meanwhile. Once accepting goes quiet for a second after a burst, the heap
-/// is trimmed, so resident memory follows the connections that are left.
-pub(crate) async fn trim_after_bursts(accepted: &AtomicU64) {
-    let mut seen = accepted.load(Ordering::Relaxed);
-    let mut busy = false;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let now = accepted.load(Ordering::Relaxed);
-        if now != seen {
-            seen = now;
-            busy = true;
-        } else if busy {
-            busy = false;
-            trim_heap();
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only releases free pages of glibc's heaps; it takes
-    // the allocator's locks and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

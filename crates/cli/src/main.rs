@@ -4,6 +4,7 @@ mod bench;
 mod connect;
 mod echo;
 mod files;
+mod heap;
 mod listen;
 mod record;
 mod replay;

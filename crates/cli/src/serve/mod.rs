@@ -137,7 +137,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let accepted = server.accepted();
         tokio::select! {
             r = server.clone().serve(listener) => r?,
-            () = listen::trim_after_bursts(&accepted) => {}
+            () = crate::heap::give_back_freed_memory(&accepted) => {}
             () = listen::shutdown_signal() => {
                 // The listener is closed with the serve future: no new
                 // connections while the others are drained.
