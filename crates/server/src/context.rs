@@ -54,6 +54,8 @@ pub(crate) struct Context {
     pub(crate) limits: ClientLimits,
     /// Files sent through the server.
     pub(crate) files: Arc<crate::files::Files>,
+    /// Socket.IO connections whose token expires.
+    pub(crate) socketio_tokens: crate::expiry::ExpiryQueue<switchboard_engine::server::Sid>,
 }
 
 impl Context {

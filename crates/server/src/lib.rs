@@ -25,6 +25,7 @@ pub mod auth;
 pub mod backend;
 pub mod capture;
 mod context;
+mod expiry;
 pub mod files;
 pub mod limits;
 mod metrics;
@@ -192,6 +193,7 @@ impl Server {
                 rate: config.rate,
                 send_queue: config.send_queue,
             },
+            socketio_tokens: expiry::ExpiryQueue::default(),
         });
         let cors = match &config.allowed_origins {
             None => Cors::Any,
@@ -398,7 +400,7 @@ impl Server {
                     return;
                 };
                 let now = auth::unix_now();
-                relay::check_expiry(&ns, now);
+                relay::check_expiry(native.context(), &ns, now);
                 native.check_expiry(now);
             }
         });

@@ -12,9 +12,10 @@ use switchboard_socketio::server::{
     AckSender, Args, ConnectError, DisconnectReason, Event, Namespace, NamespaceBuilder, Socket,
 };
 
-use crate::auth::{Expiry, Identity};
+use crate::auth::Identity;
 use crate::backend::BackendError;
 use crate::context::{Context, Refused};
+use crate::expiry::{Due, Expiry};
 use crate::limits::Rate;
 use crate::metrics::{Limit, Metrics};
 use crate::rooms::{Action, Grants};
@@ -367,7 +368,7 @@ fn refresh(ctx: &Context, socket: &Socket, ev: Event) {
     let result = match (ctx.auth.identify(token), socket.data::<Member>()) {
         (Ok(id), Some(m)) if !id.anonymous && *id.user == *m.user_id() => {
             if let Some(expiry) = m.expiry() {
-                expiry.set(id.expires);
+                ctx.socketio_tokens.renew(&socket.sid(), expiry, id.expires);
             }
             Ok(id.expires)
         }
@@ -387,21 +388,28 @@ fn refresh(ctx: &Context, socket: &Socket, ev: Event) {
 
 /// Asks Socket.IO clients whose token is about to expire for a fresh one
 /// (`refresh` event), and disconnects those whose token expired (a `kick`
-/// with reason `token_expired`, then the server's disconnect).
-pub(crate) fn check_expiry(ns: &Namespace, now: u64) {
-    for socket in ns.sockets() {
+/// with reason `token_expired`, then the server's disconnect). Only the
+/// connections due are visited ([`crate::expiry`]).
+pub(crate) fn check_expiry(ctx: &Context, ns: &Namespace, now: u64) {
+    let queue = &ctx.socketio_tokens;
+    for entry in queue.take_due(now) {
+        // A socket that left took its entry along; one leaving now is not
+        // queued again below (its disconnect forgets it).
+        let Some(socket) = ns.socket(entry.1.as_str()) else {
+            continue;
+        };
         let Some(m) = socket.data::<Member>() else {
             continue;
         };
         let Some(expiry) = m.expiry() else {
             continue;
         };
-        match expiry.check(now) {
-            crate::auth::Due::Nothing => {}
-            crate::auth::Due::Refresh => {
+        match queue.step(entry, expiry, now) {
+            Due::Nothing => {}
+            Due::Refresh => {
                 let _ = socket.emit("refresh", json!({}));
             }
-            crate::auth::Due::Expired => {
+            Due::Expired => {
                 let _ = socket.emit(
                     "kick",
                     json!({"reason": "token_expired", "reconnect": false}),
@@ -422,6 +430,9 @@ fn on_connect(ctx: &Context, socket: &Socket) {
     let id = std::cell::OnceCell::new();
     let id = || id.get_or_init(|| conn_id(socket));
     let user = member.user();
+    if let Some(expiry) = member.expiry() {
+        ctx.socketio_tokens.watch(&socket.sid(), expiry);
+    }
     ctx.connected(&user, member.info());
     let personal = member.personal_room();
     socket.join_shared(personal);
@@ -451,6 +462,9 @@ fn on_disconnect(ctx: &Context, socket: &Socket, reason: DisconnectReason) {
     };
     if reason == DisconnectReason::PingTimeout {
         ctx.metrics.socketio.heartbeat_timeouts.inc();
+    }
+    if let Some(expiry) = member.expiry() {
+        ctx.socketio_tokens.forget(&socket.sid(), expiry);
     }
     // The socket's rooms are still listed in its disconnect handler (the
     // personal room too: a client may have joined it with `since`).

@@ -12,7 +12,7 @@ const SID_LEN: usize = 20;
 
 /// An Engine.IO session id, held in place: a session carries its 20 bytes
 /// instead of a pointer to a separate allocation.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Sid([u8; SID_LEN]);
 
 impl Sid {

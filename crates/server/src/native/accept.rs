@@ -205,6 +205,9 @@ impl Native {
             self.ctx.limits,
         ));
         self.conns().insert(id.clone(), conn.clone());
+        if let Some(expiry) = &conn.expiry {
+            self.tokens.watch(&id, expiry);
+        }
         self.ctx.connected(
             &UserId::from(&conn.user),
             identity.info.map(|i| Bytes::from(i.to_string())),

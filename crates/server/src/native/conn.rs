@@ -43,7 +43,7 @@ pub(crate) struct Conn {
     pub(crate) user: Arc<str>,
     pub(crate) anonymous: bool,
     /// The token's expiry, if it has one.
-    pub(crate) expiry: Option<Box<crate::auth::Expiry>>,
+    pub(crate) expiry: Option<Box<crate::expiry::Expiry>>,
     /// Rooms the token grants.
     pub(crate) grants: Option<Box<crate::rooms::Grants>>,
     /// Bytes queued before volatile messages are dropped.
@@ -79,7 +79,7 @@ impl Conn {
             anonymous: identity.anonymous,
             expiry: identity
                 .expires
-                .map(|e| Box::new(crate::auth::Expiry::new(Some(e)))),
+                .map(|e| Box::new(crate::expiry::Expiry::new(Some(e)))),
             grants: identity.grants.clone(),
             send_queue: limits.send_queue,
             state: Mutex::default(),

@@ -27,6 +27,7 @@ use switchboard_wire::{Message, Utf8Bytes};
 
 use crate::auth::Auth;
 use crate::context::Context;
+use crate::expiry::{Due, ExpiryQueue};
 use crate::wire;
 use conn::{Conn, Ending};
 
@@ -69,6 +70,8 @@ pub(crate) struct Native {
     /// Sweeps so far (wrapping): connection tasks note it as they run, so
     /// the sweep can tell which have been quiet (see `driver`).
     tick: AtomicU32,
+    /// Connections whose token expires.
+    tokens: ExpiryQueue<ConnId>,
 }
 
 impl std::fmt::Debug for Native {
@@ -100,6 +103,7 @@ impl Native {
             runtime: OnceLock::new(),
             watcher: LazyWatcher::new(),
             tick: AtomicU32::new(0),
+            tokens: ExpiryQueue::default(),
         }
     }
 
@@ -122,17 +126,21 @@ impl Native {
 
     /// Pushes `{"op":"refresh"}` to connections whose token is about to
     /// expire; closes those whose token expired (a `kick` with reason
-    /// `token_expired`, then close code 4003).
+    /// `token_expired`, then close code 4003). Only the connections due are
+    /// visited ([`crate::expiry`]).
     pub(crate) fn check_expiry(&self, now: u64) {
-        let conns: Vec<Arc<Conn>> = self.conns().values().cloned().collect();
-        for c in conns {
+        for entry in self.tokens.take_due(now) {
+            // A connection that left took its entry along.
+            let Some(c) = self.conns().get(&entry.1).cloned() else {
+                continue;
+            };
             let Some(expiry) = &c.expiry else {
                 continue;
             };
-            match expiry.check(now) {
-                crate::auth::Due::Nothing => {}
-                crate::auth::Due::Refresh => c.push(text(r#"{"op":"refresh"}"#.to_owned())),
-                crate::auth::Due::Expired => {
+            match self.tokens.step(entry, expiry, now) {
+                Due::Nothing => {}
+                Due::Refresh => c.push(text(r#"{"op":"refresh"}"#.to_owned())),
+                Due::Expired => {
                     c.push(text(
                         r#"{"op":"kick","reason":"token_expired","reconnect":false}"#.to_owned(),
                     ));
@@ -140,6 +148,11 @@ impl Native {
                 }
             }
         }
+    }
+
+    /// What the adapters share.
+    pub(crate) fn context(&self) -> &Context {
+        &self.ctx
     }
 
     pub(crate) fn auth(&self) -> &Auth {
@@ -236,6 +249,9 @@ impl Native {
     /// The connection ended: it leaves everything.
     fn gone(&self, conn: &Conn) {
         self.conns().remove(&conn.id);
+        if let Some(expiry) = &conn.expiry {
+            self.tokens.forget(&conn.id, expiry);
+        }
         let rooms: Vec<(Arc<str>, bool)> = std::mem::take(&mut conn.lock().rooms);
         self.leave_room(conn, &crate::relay::user_room(&conn.user));
         for (room, _) in &rooms {

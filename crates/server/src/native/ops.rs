@@ -276,7 +276,7 @@ fn refresh(native: &Native, conn: &Conn, token: Option<&str>) -> Result<Value, R
     match native.auth().identify(token) {
         Ok(id) if !id.anonymous && *id.user == *conn.user => {
             if let Some(expiry) = &conn.expiry {
-                expiry.set(id.expires);
+                native.tokens.renew(&conn.id, expiry, id.expires);
             }
             Ok(json!({"expires_at": id.expires}))
         }

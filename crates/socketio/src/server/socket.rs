@@ -188,6 +188,11 @@ impl Socket {
         &self.0.id
     }
 
+    /// The socket id as held, to keep as a key (copied, no allocation).
+    pub fn sid(&self) -> Sid {
+        self.0.id
+    }
+
     /// The namespace name.
     pub fn ns(&self) -> &str {
         &self.0.ns.name
