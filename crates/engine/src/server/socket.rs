@@ -131,6 +131,13 @@ impl<D> EngineSocket<D> {
         switchboard_wire::io::prefetch(&self.ws);
     }
 
+    /// The same for the heartbeat sweep, which reads the session's lock and
+    /// state and its task's word.
+    pub(crate) fn prefetch_for_sweep(&self) {
+        switchboard_wire::io::prefetch(&self.state);
+        switchboard_wire::io::prefetch(&self.task);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves a consistent state (every
         // mutation is a single call into `Session`), so poisoning is ignored.
