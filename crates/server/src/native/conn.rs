@@ -98,6 +98,12 @@ impl Conn {
         switchboard_wire::io::prefetch(&self.socket);
     }
 
+    /// The same for the heartbeat sweep (the task's word and the clocks).
+    pub(crate) fn prefetch_for_sweep(&self) {
+        switchboard_wire::io::prefetch(&self.task);
+        switchboard_wire::io::prefetch(&self.last_seen);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

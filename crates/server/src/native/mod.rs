@@ -296,28 +296,62 @@ async fn sweep(native: Weak<Native>) {
         };
         let now = native.now_ms();
         let tick = native.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let conns: Vec<Arc<Conn>> = native.conns().values().cloned().collect();
-        for c in conns {
-            // A task quiet for long enough parks.
-            if c.task.request_park(tick, park_after) {
+        // The walk only reads each connection's clocks and task word (most
+        // need nothing this tick); what they call for is done after it, out
+        // of the connection table's lock.
+        let mut todo: Vec<(Arc<Conn>, bool, Option<Beat>)> = Vec::new();
+        {
+            let conns = native.conns();
+            let mut ahead = conns.values().skip(PREFETCH_AHEAD);
+            for c in conns.values() {
+                if let Some(next) = ahead.next() {
+                    next.prefetch_for_sweep();
+                }
+                // A task quiet for long enough parks.
+                let park = c.task.request_park(tick, park_after);
+                let beat = if now.saturating_sub(c.last_seen.load(Ordering::Relaxed)) > limit {
+                    Some(Beat::Dead)
+                } else if now.saturating_sub(c.last_ping.load(Ordering::Relaxed)) >= every {
+                    c.last_ping.store(now, Ordering::Relaxed);
+                    Some(Beat::Ping)
+                } else {
+                    None
+                };
+                if park || beat.is_some() {
+                    todo.push((c.clone(), park, beat));
+                }
+            }
+        }
+        for (c, park, beat) in todo {
+            if park {
                 c.waker.wake();
             }
-            if now.saturating_sub(c.last_seen.load(Ordering::Relaxed)) > limit {
-                native.ctx.metrics.native.heartbeat_timeouts.inc();
-                c.end(Ending::Dead);
-            } else if now.saturating_sub(c.last_ping.load(Ordering::Relaxed)) >= every {
-                c.last_ping.store(now, Ordering::Relaxed);
-                match driver::ping_now(&c) {
+            match beat {
+                None => {}
+                Some(Beat::Dead) => {
+                    native.ctx.metrics.native.heartbeat_timeouts.inc();
+                    c.end(Ending::Dead);
+                }
+                Some(Beat::Ping) => match driver::ping_now(&c) {
                     Some(true) => {}
                     Some(false) => c.waker.wake(),
                     None => {
                         c.lock().ping_due = true;
                         c.waker.wake();
                     }
-                }
+                },
             }
         }
     }
+}
+
+/// What the heartbeat sweep found a connection to need.
+#[derive(Debug, Clone, Copy)]
+enum Beat {
+    /// Silent past the heartbeat's limit: closed.
+    Dead,
+    /// Pinged now.
+    Ping,
 }
 
 /// Deletes file transfers past their TTL.
