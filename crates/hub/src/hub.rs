@@ -129,6 +129,24 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// After a wave of removals, gives a map's spare room back: one under a
+/// quarter full (and past its first 16 slots) shrinks to twice its size.
+/// The rehash costs one pass over what is left, once per wave.
+pub(crate) fn shrink_if_sparse<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut HashMap<K, V, S>,
+) {
+    if let Some(to) = shrunk_capacity(map.len(), map.capacity()) {
+        map.shrink_to(to);
+    }
+}
+
+/// The capacity a table `len` of `capacity` shrinks to, if it should (the
+/// rule of `switchboard_wire::io::shrunk_capacity`; the hub does not depend
+/// on the codec's crate).
+pub(crate) fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > 4 * len.max(16)).then_some(2 * len)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -362,10 +380,12 @@ impl Hub {
         self.changed();
         if last {
             r.users.remove(&member.user);
+            shrink_if_sparse(&mut r.users);
             if !read(&self.remote).in_room(room, &member.user) {
                 self.announce(&r, room, &member.user, false);
             }
         }
+        shrink_if_sparse(&mut r.members);
         self.forget_if_unused(&mut r, room);
     }
 
@@ -385,6 +405,7 @@ impl Hub {
             r.gone = true;
             let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
             rooms.remove(room);
+            shrink_if_sparse(&mut rooms);
         }
     }
 

@@ -187,7 +187,14 @@ impl Users {
             && entry.get().connections() == 0
         {
             entry.remove();
-            self.info.remove(user);
+            if self.info.remove(user).is_some() {
+                crate::hub::shrink_if_sparse(&mut self.info);
+            }
+            let (len, capacity) = (self.table.len(), self.table.capacity());
+            if let Some(to) = crate::hub::shrunk_capacity(len, capacity) {
+                let hasher = &self.hasher;
+                self.table.shrink_to(to, |u| hasher.hash_one(u.id()));
+            }
         }
     }
 
@@ -400,5 +407,26 @@ mod tests {
         assert_eq!(users.len(), 2_500);
         assert_eq!(users.connections(), 2_500);
         assert!(users.get("u1").is_some() && users.get("u2").is_none());
+    }
+
+    #[test]
+    fn the_table_gives_its_room_back_after_a_wave() {
+        let mut users = Users::default();
+        for i in 0..10_000 {
+            users.connect(format!("u{i}").into(), Some(Bytes::from_static(b"{}")));
+        }
+        let peak = users.table.capacity();
+        for i in 100..10_000 {
+            users.disconnect(&format!("u{i}"));
+            users.forget(&format!("u{i}"));
+        }
+        assert!(peak >= 10_000);
+        assert!(users.table.capacity() <= 512, "{}", users.table.capacity());
+        assert!(users.info.capacity() <= 512, "{}", users.info.capacity());
+        for i in 0..100 {
+            let u = users.get(&format!("u{i}")).expect("kept");
+            assert_eq!(u.connections, 1);
+            assert!(users.info(&format!("u{i}")).is_some());
+        }
     }
 }

@@ -358,6 +358,12 @@ impl<H: Handler> Shared<H> {
                 .is_some_and(|s| Arc::ptr_eq(&s.0, socket))
             {
                 sessions.remove(socket.id());
+                // After a wave of disconnects the table gives its spare room
+                // back.
+                let (len, capacity) = (sessions.len(), sessions.capacity());
+                if let Some(to) = switchboard_wire::io::shrunk_capacity(len, capacity) {
+                    sessions.shrink_to(to);
+                }
             }
         }
         socket.wake();

@@ -23,6 +23,7 @@ use http_body_util::Full;
 use serde_json::json;
 use switchboard_hub::{ConnId, Hub, PresenceChange, Publication, Sink};
 use switchboard_wire::io::detached::LazyWatcher;
+use switchboard_wire::io::shrunk_capacity;
 use switchboard_wire::{Message, Utf8Bytes};
 
 use crate::auth::Auth;
@@ -240,15 +241,27 @@ impl Native {
         let mut rooms = self.rooms.write().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = rooms.get_mut(room) {
             members.swap_remove(&conn.id);
+            if let Some(to) = shrunk_capacity(members.len(), members.capacity()) {
+                members.shrink_to(to);
+            }
             if members.is_empty() {
                 rooms.remove(room);
+                if let Some(to) = shrunk_capacity(rooms.len(), rooms.capacity()) {
+                    rooms.shrink_to(to);
+                }
             }
         }
     }
 
     /// The connection ended: it leaves everything.
     fn gone(&self, conn: &Conn) {
-        self.conns().remove(&conn.id);
+        {
+            let mut conns = self.conns();
+            conns.remove(&conn.id);
+            if let Some(to) = shrunk_capacity(conns.len(), conns.capacity()) {
+                conns.shrink_to(to);
+            }
+        }
         if let Some(expiry) = &conn.expiry {
             self.tokens.forget(&conn.id, expiry);
         }

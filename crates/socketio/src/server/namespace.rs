@@ -282,10 +282,11 @@ impl NsInner {
     }
 
     pub(crate) fn remove_socket(&self, id: &str) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut sockets = self.sockets.write().unwrap_or_else(|e| e.into_inner());
+        sockets.remove(id);
+        if let Some(to) = switchboard_wire::io::shrunk_capacity(sockets.len(), sockets.capacity()) {
+            sockets.shrink_to(to);
+        }
     }
 
     /// Adds `socket` to `room`; returns the shared room name (`name()` makes

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexSet;
+use switchboard_wire::io::shrunk_capacity;
 
 use super::namespace::{ById, HasId};
 use super::socket::Socket;
@@ -79,17 +80,26 @@ impl<S: HasId> Rooms<S> {
     pub(crate) fn remove(&mut self, room: &str, id: &str) {
         if self.single.get(room).is_some_and(|s| s.id() == id) {
             self.single.remove(room);
+            if let Some(to) = shrunk_capacity(self.single.len(), self.single.capacity()) {
+                self.single.shrink_to(to);
+            }
             return;
         }
         let Some(set) = self.shared.get_mut(room) else {
             return;
         };
         set.swap_remove(id);
+        if let Some(to) = shrunk_capacity(set.len(), set.capacity()) {
+            set.shrink_to(to);
+        }
         if set.len() <= 1
             && let Some((key, set)) = self.shared.remove_entry(room)
             && let Some(last) = set.into_iter().next()
         {
             self.single.insert(key, last.0);
+            if let Some(to) = shrunk_capacity(self.shared.len(), self.shared.capacity()) {
+                self.shared.shrink_to(to);
+            }
         }
     }
 
@@ -164,6 +174,27 @@ mod tests {
         assert_eq!(ids(&r, "x"), ["b"]);
         assert_eq!(ids(&r, "y"), ["a"]);
         assert!(r.shared.is_empty());
+    }
+
+    #[test]
+    fn the_tables_give_their_room_back_after_a_wave_of_leaves() {
+        let mut r = Rooms::default();
+        for i in 0..5_000 {
+            join(&mut r, &format!("personal{i}"), &format!("s{i}"));
+            join(&mut r, "big", &format!("s{i}"));
+        }
+        let (single, big) = (r.single.capacity(), r.shared["big"].capacity());
+        for i in 10..5_000 {
+            r.remove(&format!("personal{i}"), &format!("s{i}"));
+            r.remove("big", &format!("s{i}"));
+        }
+        assert!(single >= 5_000 && big >= 5_000);
+        assert!(r.single.capacity() <= 256, "{}", r.single.capacity());
+        assert!(r.shared["big"].capacity() <= 256);
+        let mut left = ids(&r, "big");
+        left.sort_unstable();
+        assert_eq!(left.len(), 10);
+        assert_eq!(ids(&r, "personal3"), ["s3"]);
     }
 
     #[test]
