@@ -45,12 +45,18 @@ pub(crate) async fn give_back_freed_memory(accepted: &AtomicU64) {
         } else if busy {
             busy = false;
             true
+        } else if ticks.is_multiple_of(FREE_CHECK_TICKS) {
+            let now_free = heap_free();
+            tracing::trace!(free = now_free, floor = free.floor, "heap free space");
+            free.worth_a_trim(now_free)
         } else {
-            ticks.is_multiple_of(FREE_CHECK_TICKS) && free.worth_a_trim(heap_free())
+            false
         };
         if trim {
             trim_heap();
-            free.trimmed(heap_free());
+            let left = heap_free();
+            tracing::debug!(free = left, "heap trimmed");
+            free.trimmed(left);
         }
     }
 }
