@@ -152,7 +152,7 @@ impl<K: Ord + Clone> ExpiryQueue<K> {
         what
     }
 
-    /// Connections queued (for tests and metrics).
+    /// Entries queued.
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()
