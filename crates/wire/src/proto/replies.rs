@@ -166,6 +166,7 @@ impl<'a> Replies<'a> {
         };
         let mut hbuf = [0u8; MAX_HEAD_LEN];
         let n = head.encode(&mut hbuf);
+        self.out.reserve(n + len);
         self.out.push_slice(&hbuf[..n]);
         for part in parts {
             self.out.push_slice(part);
@@ -261,13 +262,18 @@ impl<'a> Replies<'a> {
         };
         let mut hbuf = [0u8; MAX_HEAD_LEN];
         let n = head.encode(&mut hbuf);
+        // A client's frame is masked in the buffer, whatever its size.
+        self.out.reserve(match mask {
+            Some(_) => n + data.len(),
+            None => Output::coalesced_len(n, data.len()),
+        });
         self.out.push_slice(&hbuf[..n]);
         match (mask, payload) {
             (None, Payload::Shared(b)) => self.out.push_bytes(b),
             (None, Payload::Borrowed(s)) => self.out.push_borrowed(s),
             (Some(key), payload) => {
                 let data = payload.as_slice();
-                let tail = self.out.tail_mut();
+                let tail = self.out.tail_mut(data.len());
                 let start = tail.len();
                 tail.extend_from_slice(data);
                 apply_mask(&mut tail[start..], key, 0);
