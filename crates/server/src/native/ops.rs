@@ -43,7 +43,7 @@ pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
     let id = request::id(&req);
     // A download's acknowledgement is not a request (no reply, no rate).
     if req.get("op").and_then(Value::as_str) == Some("file_ack") {
-        if let Ok(Op::FileAck { transfer, chunk }) = request::op(&req) {
+        if let Ok(Op::FileAck { transfer, chunk }) = request::op(req) {
             super::files::ack(native, conn, transfer, chunk);
         }
         return;
@@ -53,7 +53,7 @@ pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
         let message = "over the request rate; slow down".to_owned();
         return reply(conn, id, Err(Refusal("rate_limited", message)));
     }
-    let result = match request::op(&req) {
+    let result = match request::op(req) {
         Ok(Op::Join {
             room,
             presence,

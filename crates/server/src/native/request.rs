@@ -3,7 +3,7 @@
 //! Pure (no connection, no hub): what is checked here is the shape of the
 //! request; what the connection may do is decided in `ops`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use switchboard_hub::Position;
 
 use crate::files::{Offer, Target, TransferId, chunk};
@@ -126,46 +126,53 @@ pub fn id(req: &Value) -> Option<Value> {
         .cloned()
 }
 
-fn valid_room(req: &Value) -> Result<String, Refusal> {
-    req.get("room")
-        .and_then(Value::as_str)
+/// The request's fields.
+type Fields = Map<String, Value>;
+
+/// Takes the string `name` out of the request (moved, not copied).
+fn take_str(req: &mut Fields, name: &str) -> Option<String> {
+    match req.remove(name) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn valid_room(req: &mut Fields) -> Result<String, Refusal> {
+    take_str(req, "room")
         .filter(|r| wire::valid_room(r))
-        .map(str::to_owned)
         .ok_or_else(|| bad("room must be a non-empty string"))
 }
 
-fn flag(req: &Value, name: &str) -> bool {
+fn flag(req: &Fields, name: &str) -> bool {
     req.get(name).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// The operation of a request object.
-pub fn op(req: &Value) -> Result<Op, Refusal> {
-    let op = match req.get("op").and_then(Value::as_str) {
+/// The operation of a request object ([`object`]). Its strings and data
+/// move into the [`Op`]: nothing is copied.
+pub fn op(req: Value) -> Result<Op, Refusal> {
+    let Value::Object(mut req) = req else {
+        return Err(bad("a request is a JSON object"));
+    };
+    let req = &mut req;
+    let op = match take_str(req, "op") {
         Some(op) => op,
         None => return Err(bad("missing op")),
     };
-    Ok(match op {
+    Ok(match op.as_str() {
         "join" => Op::Join {
             room: valid_room(req)?,
             presence: flag(req, "presence"),
             since: wire::position(req.get("since")).map_err(bad)?,
         },
         "leave" => Op::Leave {
-            room: req
-                .get("room")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("room must be a string"))?
-                .to_owned(),
+            room: take_str(req, "room").ok_or_else(|| bad("room must be a string"))?,
         },
         "publish" => Op::Publish {
             room: valid_room(req)?,
-            event: req
-                .get("event")
-                .and_then(Value::as_str)
+            event: take_str(req, "event")
                 .filter(|e| wire::valid_event(e))
-                .ok_or_else(|| bad("event must be a name that is not reserved"))?
-                .to_owned(),
-            data: req.get("data").cloned().unwrap_or(Value::Null),
+                .ok_or_else(|| bad("event must be a name that is not reserved"))?,
+            data: req.remove("data").unwrap_or(Value::Null),
             volatile: flag(req, "volatile"),
         },
         "presence" => Op::Presence {
@@ -183,15 +190,11 @@ pub fn op(req: &Value) -> Result<Op, Refusal> {
             },
         },
         "refresh" => Op::Refresh {
-            token: req.get("token").and_then(Value::as_str).map(str::to_owned),
+            token: take_str(req, "token"),
         },
         "rpc" => Op::Rpc {
-            event: req
-                .get("event")
-                .and_then(Value::as_str)
-                .filter(|e| wire::valid_event(e))
-                .map(str::to_owned),
-            data: req.get("data").cloned().unwrap_or(Value::Null),
+            event: take_str(req, "event").filter(|e| wire::valid_event(e)),
+            data: req.remove("data").unwrap_or(Value::Null),
         },
         "auth" => Op::Auth,
         "file_offer" => Op::FileOffer(file_offer(req)?),
@@ -214,7 +217,7 @@ pub fn op(req: &Value) -> Result<Op, Refusal> {
     })
 }
 
-fn transfer(req: &Value) -> Result<TransferId, Refusal> {
+fn transfer(req: &Fields) -> Result<TransferId, Refusal> {
     req.get("transfer")
         .and_then(Value::as_str)
         .and_then(TransferId::parse)
@@ -234,7 +237,7 @@ fn printable(v: Option<&Value>, max: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn file_offer(req: &Value) -> Result<Offer, Refusal> {
+fn file_offer(req: &Fields) -> Result<Offer, Refusal> {
     let to = req.get("to").filter(|t| t.is_object());
     let to = match (
         to.and_then(|t| t.get("room")),
@@ -300,7 +303,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Op, Refusal> {
-        op(&object(text)?)
+        op(object(text)?)
     }
 
     #[test]
