@@ -396,11 +396,7 @@ impl Sink for Native {
             return;
         };
         // Encoded once, shared by every member.
-        let mut m = wire::message(&p.entry);
-        m["op"] = json!("message");
-        m["room"] = json!(p.room);
-        m["epoch"] = json!(p.epoch);
-        let frame = text(m.to_string());
+        let frame = text(wire::message_frame(p));
         let metrics = &self.ctx.metrics;
         metrics.deliveries.inc_by(members.len() as u64);
         for (i, c) in members.values().enumerate() {

@@ -22,7 +22,7 @@ pub(crate) const COALESCE_MAX: usize = 1024;
 const SPARE_MIN: usize = 64;
 
 /// Nor one with more than this: it bounds what each thread holds.
-const SPARE_MAX: usize = 64 << 10;
+const SPARE_MAX: usize = 16 << 10;
 
 thread_local! {
     /// The thread's spare coalescing buffer: empty, whole, owned by no one.
