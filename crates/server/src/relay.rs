@@ -608,23 +608,25 @@ fn leave(ctx: &Context, socket: &Socket, ev: Event) {
 }
 
 fn publish(ctx: &Context, socket: &Socket, mut ev: Event) {
-    let (Some(room), Some(event)) = (
-        ev.args.str(0).filter(|r| wire::valid_room(r)),
-        ev.args.str(1).filter(|e| wire::valid_event(e)),
-    ) else {
+    let valid = ev.args.str(0).is_some_and(wire::valid_room)
+        && ev.args.str(1).is_some_and(wire::valid_event);
+    // The event name moves out of the arguments; the room is read in place.
+    let (true, Some(Value::String(event))) = (valid, ev.args.values.get_mut(1).map(Value::take))
+    else {
         return bad_request(
             ev.ack,
             "publish(room, event, data): room must be a string, event a name that is not reserved",
         );
     };
-    let (room, event) = (room.to_owned(), event.to_owned());
-    if refused(ctx, socket, Action::Publish, &room, &mut ev.ack) {
+    let room = ev.args.str(0).unwrap_or_default();
+    if refused(ctx, socket, Action::Publish, room, &mut ev.ack) {
         return;
     }
     if !ev.args.binary.is_empty() {
         return bad_request(ev.ack, "binary data cannot be published through the relay");
     }
-    let data = ev.args.get(2).cloned().unwrap_or(Value::Null);
+    // Serialised where it lies: `null` when absent.
+    let data = serde_json::to_vec(ev.args.get(2).unwrap_or(&Value::Null)).unwrap_or_default();
     let from = socket.data::<Member>().map(|m| m.user_id().to_owned());
     // publish(room, event, data, {volatile?}, ack)
     let volatile = ev
@@ -635,7 +637,7 @@ fn publish(ctx: &Context, socket: &Socket, mut ev: Event) {
         .unwrap_or(false);
     match ctx
         .hub
-        .publish(&room, event, Bytes::from(data.to_string()), from, volatile)
+        .publish(room, event, Bytes::from(data), from, volatile)
     {
         Ok(p) => {
             ctx.metrics.publishes.inc();
