@@ -406,11 +406,10 @@ impl Session {
         out
     }
 
-    /// Frees the queues' memory when they are empty and nothing was queued
-    /// since the last call (an idle session then holds no heap memory of
-    /// its own; a busy one keeps its queue between messages).
+    /// Frees the queues' memory when they are empty (an idle session then
+    /// holds no heap memory of its own).
     pub fn release_idle(&mut self) {
-        self.outbox.release_if_idle();
+        self.outbox.release_if_empty();
     }
 
     /// Whether a polling GET would get an answer now.
