@@ -1,14 +1,16 @@
 //! Requests of the native protocol: `join`, `leave`, `publish`, `presence`,
 //! `history`, `refresh`, `rpc`, and the text `ping`.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use switchboard_wire::Message;
 
 use super::conn::Conn;
-use super::request::{self, HistorySince, Op, Refusal, bad};
+use super::request::{self, HistorySince, Op, PublishRef, Refusal, bad};
 use super::{Native, text};
 use crate::metrics::Limit;
 use crate::relay::user_room;
@@ -36,6 +38,9 @@ pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
     if t.as_str() == "ping" {
         return conn.push(text("pong".to_owned()));
     }
+    if let Some(p) = request::publish(t.as_str()) {
+        return publish_plain(native, conn, p);
+    }
     let req = match request::object(t.as_str()) {
         Ok(req) => req,
         Err(refusal) => return reply(conn, None, Err(refusal)),
@@ -49,9 +54,7 @@ pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
         return;
     }
     if !conn.rate.allow() {
-        native.ctx.metrics.reject(Limit::Rate);
-        let message = "over the request rate; slow down".to_owned();
-        return reply(conn, id, Err(Refusal("rate_limited", message)));
+        return reply(conn, id, Err(over_rate(native)));
     }
     let result = match request::op(req) {
         Ok(Op::Join {
@@ -65,7 +68,8 @@ pub(super) fn on_message(native: &Native, conn: &Arc<Conn>, m: Message) {
             event,
             data,
             volatile,
-        }) => publish(native, conn, &room, event, &data, volatile),
+        }) => publish(native, conn, &room, event, data.to_string(), volatile)
+            .map(|offset| json!({ "offset": offset })),
         Ok(Op::Presence { room }) => presence(native, conn, &room),
         Ok(Op::History { room, since, limit }) => history(native, conn, &room, since, limit),
         Ok(Op::Refresh { token }) => refresh(native, conn, token.as_deref()),
@@ -219,24 +223,70 @@ fn leave(native: &Native, conn: &Conn, room: &str) -> Result<Value, Refusal> {
     Ok(json!({}))
 }
 
+/// The refusal of a request over the connection's rate.
+fn over_rate(native: &Native) -> Refusal {
+    native.ctx.metrics.reject(Limit::Rate);
+    Refusal(
+        "rate_limited",
+        "over the request rate; slow down".to_owned(),
+    )
+}
+
+/// Publishes `data` (JSON text) and returns its offset.
 fn publish(
     native: &Native,
     conn: &Conn,
     room: &str,
     event: String,
-    data: &Value,
+    data: String,
     volatile: bool,
-) -> Result<Value, Refusal> {
+) -> Result<u64, Refusal> {
     may(native, conn, room, Action::Publish)?;
     let p = native.hub.publish(
         room,
         event,
-        Bytes::from(data.to_string()),
-        Some(conn.user.to_string()),
+        Bytes::from(data),
+        Some(String::from(&*conn.user)),
         volatile,
     )?;
     native.ctx.metrics.publishes.inc();
-    Ok(json!({"offset": p.entry.offset}))
+    Ok(p.entry.offset)
+}
+
+/// A publish decoded straight from its text ([`request::publish`]): the
+/// same checks and answer as any request, written without a JSON tree.
+fn publish_plain(native: &Native, conn: &Conn, p: PublishRef<'_>) {
+    let result = if conn.rate.allow() {
+        let data = p.data.get().to_owned();
+        publish(
+            native,
+            conn,
+            &p.room,
+            p.event.into_owned(),
+            data,
+            p.volatile,
+        )
+    } else {
+        Err(over_rate(native))
+    };
+    match result {
+        // What `reply` writes for `{"offset": N}`, with the id as sent.
+        Ok(offset) => {
+            let id = p.id.map(RawValue::get);
+            let mut out = String::with_capacity(40 + id.map_or(0, str::len));
+            let _ = write!(out, "{{\"offset\":{offset},\"ok\":true");
+            if let Some(id) = id {
+                out.push_str(",\"id\":");
+                out.push_str(id);
+            }
+            out.push('}');
+            conn.push(text(out));
+        }
+        Err(refusal) => {
+            let id = p.id.and_then(|i| serde_json::from_str(i.get()).ok());
+            reply(conn, id, Err(refusal));
+        }
+    }
 }
 
 fn presence(native: &Native, conn: &Conn, room: &str) -> Result<Value, Refusal> {

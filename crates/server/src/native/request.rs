@@ -3,6 +3,11 @@
 //! Pure (no connection, no hub): what is checked here is the shape of the
 //! request; what the connection may do is decided in `ops`.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard_hub::Position;
 
@@ -109,6 +114,144 @@ pub enum Op {
         /// The transfer.
         transfer: TransferId,
     },
+}
+
+/// A valid `publish` request, its fields borrowed from the frame's text:
+/// no JSON tree is built, and the data goes on as the publisher wrote it.
+#[derive(Debug)]
+pub struct PublishRef<'a> {
+    /// The request's `id` when it is a number or a string (as [`id`]).
+    pub id: Option<&'a RawValue>,
+    /// A valid room name.
+    pub room: Cow<'a, str>,
+    /// A valid, unreserved event name.
+    pub event: Cow<'a, str>,
+    /// The payload's JSON text (`null` when absent).
+    pub data: &'a RawValue,
+    /// May be dropped for slow consumers.
+    pub volatile: bool,
+}
+
+/// The fields of a publish in their plain shape: every one of the type it
+/// must have, none twice (serde refuses anything else).
+#[derive(Deserialize)]
+struct PlainPublish<'a> {
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    room: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    volatile: Option<bool>,
+}
+
+/// The common request, a valid publish, decoded straight from the text.
+/// `None` for everything else: other ops, and publishes that are not in the
+/// plain shape or not valid (a field of another type, a key given twice, a
+/// bad room or event name). [`object`] and [`op`] decode and answer those,
+/// so both ways give the same outcome for every text.
+pub fn publish(text: &str) -> Option<PublishRef<'_>> {
+    // Serde also reads a struct from an array; a request is an object.
+    if !text.trim_start().starts_with('{') || !text.contains("\"publish\"") {
+        return None;
+    }
+    let p: PlainPublish<'_> = serde_json::from_str(text).ok()?;
+    if p.op != "publish" || !wire::valid_room(&p.room) || !wire::valid_event(&p.event) {
+        return None;
+    }
+    let data = p.data.unwrap_or(RawValue::NULL);
+    // The data must be what the tree would have taken: a number in range,
+    // no lone surrogate, no deeper nesting than the request's limit allows.
+    let mut de = serde_json::Deserializer::from_str(data.get());
+    Checked(DATA_DEPTH).deserialize(&mut de).ok()?;
+    // As `id`: only a number or a string is echoed.
+    let id =
+        p.id.filter(|i| matches!(i.get().as_bytes()[0], b'"' | b'-' | b'0'..=b'9'));
+    Some(PublishRef {
+        id,
+        room: p.room,
+        event: p.event,
+        data,
+        volatile: p.volatile.unwrap_or(false),
+    })
+}
+
+/// Containers the data of a request may nest: serde_json parses at most
+/// 127 levels, and the request object is the first.
+const DATA_DEPTH: usize = 126;
+
+/// Reads one JSON value as [`Value`] would and refuses what it refuses
+/// (a number out of range, a lone surrogate, nesting past the depth it
+/// holds) without building anything.
+#[derive(Clone, Copy)]
+struct Checked(usize);
+
+impl Checked {
+    fn inner<E: de::Error>(self) -> Result<Self, E> {
+        match self.0 {
+            0 => Err(E::custom("nested too deep")),
+            n => Ok(Self(n - 1)),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
 }
 
 /// A frame's JSON object, or the refusal for anything else.
@@ -421,5 +564,77 @@ b","size":1"#
         );
         assert_eq!(id(&object(r#"{"id":[1]}"#).unwrap()), None);
         assert_eq!(id(&object(r#"{"id":"a"}"#).unwrap()), Some("a".into()));
+    }
+
+    /// What the plain decoder takes, the tree takes as the same publish,
+    /// with the same id, fields and data; what the tree refuses, it leaves.
+    #[test]
+    fn a_plain_publish_is_decoded_as_the_tree_decodes_it() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let texts = [
+            r#"{"op":"publish","room":"r","event":"m","data":{"t":1,"pad":"xx"}}"#.to_owned(),
+            r#"{"op":"publish","room":"bench","event":"bench","data":{"t":1765151234123456,"n":3,"pad":"xxxxxxxx"}}"#.to_owned(),
+            r#"{"id":7,"op":"publish","room":"r","event":"m","data":[1,2.5,"a"],"volatile":true}"#
+                .to_owned(),
+            r#" {"op":"publish","room":"r\u00e9","event":"m\n","id":"a\"b"} "#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","data":null,"id":null,"volatile":null}"#
+                .to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","data":{ "a" : [ 1 , {} ] },"x":{"y":[]}}"#
+                .to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","id":[1],"data":-0}"#.to_owned(),
+            format!(
+                r#"{{"op":"publish","room":"r","event":"m","data":{}}}"#,
+                deep(126)
+            ),
+            // Taken by neither.
+            format!(
+                r#"{{"op":"publish","room":"r","event":"m","data":{}}}"#,
+                deep(127)
+            ),
+            r#"{"op":"publish","room":"r","event":"m","data":1e400}"#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","data":"\ud800"}"#.to_owned(),
+            r#"{"op":"publish","room":"","event":"m"}"#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"connect"}"#.to_owned(),
+            r#"{"op":"publish","room":"r"}"#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"m"} x"#.to_owned(),
+            // The tree's way only: not in the plain shape.
+            r#"{"op":"publish","room":"r","event":"m","data":1,"data":2}"#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","volatile":"yes"}"#.to_owned(),
+            r#"{"op":"publish","room":"r","event":"m","id":1.5,"id":"b"}"#.to_owned(),
+            r#"["publish","r","m"]"#.to_owned(),
+            r#"{"op":"publi\u0073h","room":"r","event":"m"}"#.to_owned(),
+            r#"{"op":"join","room":"publish"}"#.to_owned(),
+        ];
+        let mut plain = 0;
+        for t in &texts {
+            let tree = object(t).and_then(|req| Ok((id(&req), op(req)?)));
+            // Left to the tree, which answers it (the count below checks
+            // that the plain ones were taken).
+            let Some(p) = publish(t) else {
+                continue;
+            };
+            plain += 1;
+            let Ok((
+                tree_id,
+                Op::Publish {
+                    room,
+                    event,
+                    data,
+                    volatile,
+                },
+            )) = tree
+            else {
+                panic!("{t}: taken plain, but the tree gives {tree:?}");
+            };
+            assert_eq!(p.room, room, "{t}");
+            assert_eq!(p.event, event, "{t}");
+            assert_eq!(p.volatile, volatile, "{t}");
+            let raw: Value = serde_json::from_str(p.data.get()).unwrap();
+            assert_eq!(raw, data, "{t}");
+            let raw_id =
+                p.id.map(|i| serde_json::from_str::<Value>(i.get()).unwrap());
+            assert_eq!(raw_id, tree_id, "{t}");
+        }
+        assert_eq!(plain, 8);
     }
 }
