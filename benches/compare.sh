@@ -14,9 +14,9 @@
 #   sio-echo  benches/sio_echo.sh: Socket.IO emit-with-ack round trips against
 #             Node socket.io and socketioxide
 #   sio-idle  benches/sio_idle.sh: idle Socket.IO memory, switchboard's relay and
-#             echo server against Node socket.io (relay and echo) and socketioxide
+#             echo server against Node socket.io and socketioxide (relay and echo each)
 #   fanout    benches/fanout.sh: room fan-out, switchboard serve (native and
-#             Socket.IO) against the Node socket.io relay
+#             Socket.IO) against the Node socket.io and socketioxide relays
 #
 # Environment:
 #   PARTS        comma list of the parts above (default all four)
@@ -106,7 +106,7 @@ for p in "${PART_LIST[@]}"; do
         "$HERE/sio_echo.sh" "$ROUNDS" "$DURATION" ;;
     sio-idle)
       part sio-idle env SWITCHBOARD="$SWITCHBOARD" ROUNDS="$ROUNDS" OUT_DIR="$OUT_DIR/sio-idle" \
-        SERVERS=switchboard,switchboard-echo,socketioxide,node,node-echo \
+        SERVERS=switchboard,switchboard-echo,socketioxide-relay,socketioxide,node,node-echo \
         "$HERE/sio_idle.sh" "$IDLE_CONNS" ;;
     fanout)
       part fanout env SWITCHBOARD="$SWITCHBOARD" ROUNDS="$ROUNDS" SUBSCRIBERS="$SUBSCRIBERS" \

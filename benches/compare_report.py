@@ -158,7 +158,7 @@ def fanout_targets(fanout):
     bound = fanout["json"].get("p99_bound_ms", FANOUT_P99_MS)
     out = []
     for c in cells:
-        if c["server"] == "node" or c.get("p99_us") is None:
+        if not c["server"].startswith("switchboard") or c.get("p99_us") is None:
             continue
         p99 = c["p99_us"] / 1000
         ok = (c["deliveries_per_sec"] >= FANOUT_DELIVERIES and p99 < FANOUT_P99_MS and not c["lost"])
@@ -167,7 +167,7 @@ def fanout_targets(fanout):
     cap = fanout["json"].get("capacity", {})
     node = cap.get("node")
     for name, ours in cap.items():
-        if name == "node":
+        if not name.startswith("switchboard"):
             continue
         label = f"fan-out {name}: ≥ {FANOUT_VS_NODE:g}× Node's deliveries/s at p99 < {bound:g} ms"
         if not ours:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Room fan-out, side by side in one run: SUBSCRIBERS subscribers in one room,
-# one publisher at RATE msg/s (each rate of RATES), on three servers:
+# one publisher at RATE msg/s (each rate of RATES), on four servers:
 #   switchboard-native    switchboard serve, native protocol at /ws
 #   switchboard-socketio  switchboard serve, the Socket.IO relay at /socket.io/
 #   node                  node benches/peers/node/sio-relay.js: the official
 #                         `socket.io` server with the relay subset of DESIGN §3
 #                         (join / leave / publish, members get event(data, meta))
+#   socketioxide          benches/peers/rust socketioxide-relay: the same relay
+#                         in socketioxide (built into PEERS_TARGET)
 # Load: `switchboard bench fanout --protocol native|socketio --pid SERVER_PID`
 # (subscribers join with an ack; the publisher stamps each message; latency
 # is from that stamp to each delivery, same clock; losses and duplicates are
@@ -22,7 +24,10 @@
 #   ROUNDS         rounds; the server order is rotated each round (default 3)
 #   P99_MS         latency bound for the capacity line (default 50)
 #   SIZE           padding bytes per message (default 64)
-#   SERVERS        comma list from switchboard-native,switchboard-socketio,node (default all)
+#   SERVERS        comma list from switchboard-native,switchboard-socketio,node,socketioxide
+#                  (default all)
+#   PEERS_TARGET   cargo target directory of benches/peers/rust
+#                  (default ~/.cache/switchboard-peers-target)
 #   SB_BIN_DIR     default ${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release
 #   SWITCHBOARD    default $SB_BIN_DIR/switchboard (the servers and the load generator)
 #   SB_SERVE_ARGS  extra arguments for `switchboard serve` (split on spaces)
@@ -40,7 +45,8 @@
 # from the first publish to the last delivery (at least DURATION). Server CPU
 # µs per delivery = utime+stime of the server process (/proc/PID/stat, read
 # by the generator at the first publish and after the last delivery) /
-# deliveries. Cells are medians over rounds; ratios are to node. Capacity:
+# deliveries. Cells are medians over rounds; ratios are to node and to
+# socketioxide. Capacity:
 # per server, the highest median deliveries/s among the rates whose median
 # p99 is under P99_MS and where no run lost a message.
 # switchboard serve runs with --max-connections-per-ip 0 --rate 1000000
@@ -63,7 +69,8 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 P99_MS="${P99_MS:-50}"
 SIZE="${SIZE:-64}"
-SERVERS="${SERVERS:-switchboard-native,switchboard-socketio,node}"
+SERVERS="${SERVERS:-switchboard-native,switchboard-socketio,node,socketioxide}"
+PEERS_TARGET="${PEERS_TARGET:-$HOME/.cache/switchboard-peers-target}"
 SB_BIN_DIR="${SB_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release}"
 SWITCHBOARD="${SWITCHBOARD:-$SB_BIN_DIR/switchboard}"
 SB_SERVE_ARGS="${SB_SERVE_ARGS:-}"
@@ -122,7 +129,12 @@ available() {
         (cd "$NODE_DIR" && npm ci --no-audit --no-fund) >"$LOGS/npm-ci.log" 2>&1 \
           || { log "npm ci failed (see $LOGS/npm-ci.log): skipping the Node peer"; return 1; }
       fi ;;
-    *) log "unknown server '$1' (switchboard-native, switchboard-socketio or node)"; return 1 ;;
+    socketioxide)
+      command -v cargo >/dev/null || { log "cargo not found: skipping the socketioxide peer"; return 1; }
+      (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin socketioxide-relay) \
+        >"$LOGS/peers-build.log" 2>&1 \
+        || { log "building socketioxide-relay failed (see $LOGS/peers-build.log): skipping it"; return 1; } ;;
+    *) log "unknown server '$1' (switchboard-native, switchboard-socketio, node or socketioxide)"; return 1 ;;
   esac
 }
 server_cmd() {  # NAME PORT -> one word per line
@@ -132,6 +144,7 @@ server_cmd() {  # NAME PORT -> one word per line
                      --max-connections-per-ip 0 --rate 1000000 --rate-burst 1000000 "${extra[@]}" ;;
     node) local extra=(); read -ra extra <<<"$NODE_ARGS"
           printf '%s\n' node "$NODE_DIR/sio-relay.js" "127.0.0.1:$2" "${extra[@]}" ;;
+    socketioxide) printf '%s\n' "$PEERS_TARGET/release/socketioxide-relay" "127.0.0.1:$2" ;;
   esac
 }
 protocol_of() { [ "$1" = switchboard-native ] && echo native || echo socketio; }
@@ -228,12 +241,13 @@ done
 SB_VERSION="$(timeout 5 "$SWITCHBOARD" --version 2>/dev/null | head -n1)"
 NODE_VERSION="$(node --version 2>/dev/null || true)"
 SIO_VERSION="$(cd "$NODE_DIR" && node -p 'require("socket.io/package.json").version' 2>/dev/null || true)"
+SIOX_VERSION="$(awk '/^name = "socketioxide"$/ {getline; gsub(/"/, "", $3); print $3}' "$HERE/peers/rust/Cargo.lock" 2>/dev/null)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)"
 [ -n "$GIT_REV" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -n1)" ] && GIT_REV="$GIT_REV-dirty"
 SUBSCRIBERS="$SUBSCRIBERS" RATES="$RATES" DURATION="$DURATION" ROUNDS="$ROUNDS" P99_MS="$P99_MS" SIZE="$SIZE" \
 SWITCHBOARD="$SWITCHBOARD" SB_VERSION="$SB_VERSION" SB_SERVE_ARGS="$SB_SERVE_ARGS" NODE_ARGS="$NODE_ARGS" \
 BENCH_ARGS="$BENCH_ARGS" \
-NODE_VERSION="$NODE_VERSION" SIO_VERSION="$SIO_VERSION" GIT_REV="$GIT_REV" SERVER_CPU="$SERVER_CPU" \
+NODE_VERSION="$NODE_VERSION" SIO_VERSION="$SIO_VERSION" SIOX_VERSION="$SIOX_VERSION" GIT_REV="$GIT_REV" SERVER_CPU="$SERVER_CPU" \
 CLIENT_CPU="$CLIENT_CPU" SOFT_FDS="$SOFT_FDS" \
 python3 - "$RUNS" "$OUT_DIR/results.json" "$OUT_DIR/results.md" <<'EOF'
 import json, os, platform, statistics, sys
@@ -277,10 +291,11 @@ def ratio(a, b, lower_is_better=False):
     return round(b / a if lower_is_better else a / b, 2)
 
 for c in cells:
-    node = cell("node", c["rate"])
-    if node and node.get("deliveries_per_sec") and c.get("deliveries_per_sec") is not None:
-        c["vs_node_deliveries"] = ratio(c["deliveries_per_sec"], node["deliveries_per_sec"])
-        c["vs_node_cpu"] = ratio(c["cpu_us_per_delivery"], node.get("cpu_us_per_delivery"), lower_is_better=True)
+    for peer, key in (("node", "node"), ("socketioxide", "socketioxide")):
+        p = cell(peer, c["rate"])
+        if p and p.get("deliveries_per_sec") and c.get("deliveries_per_sec") is not None:
+            c[f"vs_{key}_deliveries"] = ratio(c["deliveries_per_sec"], p["deliveries_per_sec"])
+            c[f"vs_{key}_cpu"] = ratio(c["cpu_us_per_delivery"], p.get("cpu_us_per_delivery"), lower_is_better=True)
 
 # Capacity: the highest median deliveries/s whose median p99 is under the
 # bound, among rates where every run succeeded and nothing was lost.
@@ -292,9 +307,11 @@ for s in servers:
     capacity[s] = ({"rate": best["rate"], "deliveries_per_sec": best["deliveries_per_sec"],
                     "p99_us": best["p99_us"]} if best else None)
 node_cap = (capacity.get("node") or {}).get("deliveries_per_sec")
+siox_cap = (capacity.get("socketioxide") or {}).get("deliveries_per_sec")
 for s, c in capacity.items():
     if c:
         c["vs_node"] = ratio(c["deliveries_per_sec"], node_cap)
+        c["vs_socketioxide"] = ratio(c["deliveries_per_sec"], siox_cap)
 
 summary = {
     "benchmark": "room fan-out: SUBSCRIBERS subscribers in one room, one publisher at RATE msg/s",
@@ -309,6 +326,7 @@ summary = {
         "switchboard_args": ("serve --listen 127.0.0.1:PORT --api-key x --max-connections-per-ip 0 "
                              "--rate 1000000 --rate-burst 1000000 " + E["SB_SERVE_ARGS"]).strip(),
         "bench_args": E["BENCH_ARGS"], "node_args": E["NODE_ARGS"], "node": E["NODE_VERSION"], "socket.io": E["SIO_VERSION"],
+        "socketioxide": E["SIOX_VERSION"],
         "git_rev": E["GIT_REV"], "server_cpu": int(E["SERVER_CPU"]), "client_cpu": int(E["CLIENT_CPU"]),
         "nofile": E["SOFT_FDS"], "kernel": platform.release(), "cpus": os.cpu_count(),
     },
@@ -322,27 +340,29 @@ ms = lambda us: "n/a" if us is None else f"{us / 1000:.1f}"
 x = lambda r: "n/a" if r is None else f"{r:.2f}×"
 out = [f"Fan-out: {summary['subscribers']:,} subscribers in one room, {summary['duration_s']} s per run, "
        f"{summary['rounds']} round(s), {summary['size']} B padding; medians over rounds "
-       f"(switchboard {E['SB_VERSION'] or '?'} {E['GIT_REV']}, node {E['NODE_VERSION'] or '?'}, socket.io {E['SIO_VERSION'] or '?'}).",
+       f"(switchboard {E['SB_VERSION'] or '?'} {E['GIT_REV']}, node {E['NODE_VERSION'] or '?'}, socket.io {E['SIO_VERSION'] or '?'}, socketioxide {E['SIOX_VERSION'] or '?'}).",
        "",
-       "| msg/s | server | deliveries/s (runs) | vs node | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/delivery | node CPU ÷ this | lost / dup |",
-       "|---|---|---|---|---|---|---|---|---|---|---|"]
+       "| msg/s | server | deliveries/s (runs) | vs node | vs socketioxide | p50 ms | p99 ms | p99.9 ms | max ms | server CPU µs/delivery | node CPU ÷ this | socketioxide CPU ÷ this | lost / dup |",
+       "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for c in cells:
     if c.get("deliveries_per_sec") is None:
-        out.append(f"| {c['rate']:g} | {c['server']} | error: {'; '.join(c['errors']) or 'no result'} | | | | | | | | |")
+        out.append(f"| {c['rate']:g} | {c['server']} | error: {'; '.join(c['errors']) or 'no result'} | | | | | | | | | | |")
         continue
     runs_ = " · ".join(f"{v:,.0f}" for v in c["deliveries_per_sec_runs"])
     cpu = "n/a" if c["cpu_us_per_delivery"] is None else f"{c['cpu_us_per_delivery']:.2f}"
     err = f" ({len(c['errors'])} failed)" if c["errors"] else ""
     out.append(f"| {c['rate']:g} | {c['server']} | {c['deliveries_per_sec']:,.0f} ({runs_}){err} | {x(c.get('vs_node_deliveries'))} "
-               f"| {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} | {ms(c['max_us'])} | {cpu} "
-               f"| {x(c.get('vs_node_cpu'))} | {c['lost']} / {c['duplicates']} |")
+               f"| {x(c.get('vs_socketioxide_deliveries'))} | {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} "
+               f"| {ms(c['max_us'])} | {cpu} | {x(c.get('vs_node_cpu'))} | {x(c.get('vs_socketioxide_cpu'))} "
+               f"| {c['lost']} / {c['duplicates']} |")
 out += ["", f"Capacity: the highest median deliveries/s with median p99 < {E['P99_MS']} ms and nothing lost, over rates {', '.join(f'{r:g}' for r in rates)} msg/s.", "",
-        "| server | deliveries/s | at msg/s | p99 ms | vs node |", "|---|---|---|---|---|"]
+        "| server | deliveries/s | at msg/s | p99 ms | vs node | vs socketioxide |", "|---|---|---|---|---|---|"]
 for s, c in capacity.items():
     if c:
-        out.append(f"| {s} | {c['deliveries_per_sec']:,.0f} | {c['rate']:g} | {ms(c['p99_us'])} | {x(c.get('vs_node'))} |")
+        out.append(f"| {s} | {c['deliveries_per_sec']:,.0f} | {c['rate']:g} | {ms(c['p99_us'])} | {x(c.get('vs_node'))} "
+                   f"| {x(c.get('vs_socketioxide'))} |")
     else:
-        out.append(f"| {s} | none under the bound | | | |")
+        out.append(f"| {s} | none under the bound | | | | |")
 text = "\n".join(out)
 open(sys.argv[3], "w").write(text + "\n")
 print()

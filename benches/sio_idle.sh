@@ -11,6 +11,8 @@
 #                     in benches/peers/node/package-lock.json; default options)
 #   switchboard-echo  $SWITCHBOARD echo --socketio --workers 1 --listen 127.0.0.1:PORT
 #   socketioxide      benches/peers/rust socketioxide-echo (built into $PEERS_TARGET)
+#   socketioxide-relay  benches/peers/rust socketioxide-relay: the relay of sio-relay.js
+#                     in socketioxide (built into $PEERS_TARGET)
 #   node-echo         node benches/peers/node/sio-echo.js 127.0.0.1:PORT
 # A server that is not available (binary missing, node_modules missing and
 # npm ci failing) is skipped with a message; a server that does not start is
@@ -99,10 +101,11 @@ available() {
   case "$1" in
     switchboard|switchboard-echo)
       [ -x "$SWITCHBOARD" ] || { log "switchboard binary '$SWITCHBOARD' not found: skipping it (build it, or set SB_BIN_DIR / SWITCHBOARD)"; return 1; } ;;
-    socketioxide)
-      (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin socketioxide-echo) \
+    socketioxide|socketioxide-relay)
+      local bin=socketioxide-echo; [ "$1" = socketioxide-relay ] && bin=socketioxide-relay
+      (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin "$bin") \
         >"$LOGS/peers-build.log" 2>&1 \
-        || { log "building socketioxide-echo failed (see $LOGS/peers-build.log): skipping it"; return 1; } ;;
+        || { log "building $bin failed (see $LOGS/peers-build.log): skipping it"; return 1; } ;;
     node|node-echo)
       command -v node >/dev/null || { log "node not found: skipping the Node peer"; return 1; }
       if [ ! -f "$NODE_DIR/node_modules/socket.io/package.json" ]; then
@@ -110,7 +113,7 @@ available() {
         (cd "$NODE_DIR" && npm ci --no-audit --no-fund) >"$LOGS/npm-ci.log" 2>&1 \
           || { log "npm ci failed (see $LOGS/npm-ci.log): skipping the Node peer"; return 1; }
       fi ;;
-    *) log "unknown server '$1' (switchboard, node, switchboard-echo, socketioxide, node-echo)"; return 1 ;;
+    *) log "unknown server '$1' (switchboard, node, switchboard-echo, socketioxide, socketioxide-relay, node-echo)"; return 1 ;;
   esac
 }
 server_cmd() {  # NAME PORT -> one word per line
@@ -120,6 +123,7 @@ server_cmd() {  # NAME PORT -> one word per line
     node) printf '%s\n' node "$NODE_DIR/sio-relay.js" "127.0.0.1:$2" ;;
     switchboard-echo) printf '%s\n' "$SWITCHBOARD" echo --socketio --workers 1 --listen "127.0.0.1:$2" ;;
     socketioxide) printf '%s\n' "$PEERS_TARGET/release/socketioxide-echo" "127.0.0.1:$2" ;;
+    socketioxide-relay) printf '%s\n' "$PEERS_TARGET/release/socketioxide-relay" "127.0.0.1:$2" ;;
     node-echo) printf '%s\n' node "$NODE_DIR/sio-echo.js" "127.0.0.1:$2" ;;
   esac
 }

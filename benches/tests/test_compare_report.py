@@ -77,8 +77,10 @@ def make_run(tmp, parts=("echo", "sio_echo", "sio_idle", "fanout")):
             "cells": [
                 {"server": "switchboard-native", "rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 74_000, "lost": 0},
                 {"server": "node", "rate": 10.0, "deliveries_per_sec": 79_000.0, "p99_us": 3_900_000, "lost": 0},
+                {"server": "socketioxide", "rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 40_000, "lost": 0},
             ],
-            "capacity": {"switchboard-native": None, "node": None}})
+            "capacity": {"switchboard-native": None, "node": None,
+                         "socketioxide": {"rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 40_000}}})
         write(os.path.join(out, "fanout", "results.md"), "## Fan-out tables\n")
     return out
 
@@ -104,6 +106,8 @@ def test_verdicts_are_computed_from_the_results(tmp_path):
     assert v["idle Socket.IO ≤ 1024 B (`echo --socketio`)"] == "**met**"
     fan = [k for k in v if k.startswith("fan-out switchboard-native at 10 msg/s")]
     assert fan and v[fan[0]] == "**not met**" and "p99 74.0 ms" in sec
+    # The peers' cells are no targets of ours, even one under the bound.
+    assert not [k for k in v if "socketioxide" in k and k.startswith("fan-out")]
     assert "1 run(s) failed" in sec
     assert "Test CPU" in sec and "`abc1234`" in sec
     # A part's own headings go below the section's.
