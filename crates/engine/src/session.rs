@@ -215,18 +215,42 @@ impl Session {
         }
     }
 
+    /// An encoded packet for the WebSocket, handed straight back when
+    /// nothing is ahead of it: the session is open on the WebSocket transport
+    /// and holds no packet (nor a probe answer) to write first. The caller
+    /// writes it at once, so packets keep the order of these calls; the
+    /// queue is not touched (an idle session keeps no queue). Otherwise it
+    /// is queued as [`Session::send_encoded`] does, and `None` returned.
+    pub fn send_encoded_now(&mut self, message: Message) -> Option<Message> {
+        if self.closed.is_none()
+            && self.transport == Transport::WebSocket
+            && !self.probe_answer
+            && self.outbox.is_empty()
+        {
+            self.tap_out(&message);
+            return Some(message);
+        }
+        self.send_encoded(message);
+        None
+    }
+
     fn pop(&mut self) -> Option<Message> {
         let m = self.outbox.pop_front()?;
         // Control packets (open, ping, noop, close) are not counted: tiny.
         self.queued = self
             .queued
             .saturating_sub(u32::try_from(m.len()).unwrap_or(u32::MAX));
-        if let Some(tap) = &self.tap.0
-            && !matches!(&m, Message::Text(t) if t.as_str() == NOOP)
-        {
-            tap.frame(false, &m);
-        }
+        self.tap_out(&m);
         Some(m)
+    }
+
+    /// Shows an outgoing packet to the tap, if any (noops are not shown).
+    fn tap_out(&self, m: &Message) {
+        if let Some(tap) = &self.tap.0
+            && !matches!(m, Message::Text(t) if t.as_str() == NOOP)
+        {
+            tap.frame(false, m);
+        }
     }
 
     /// Number of packets waiting for the transport.
@@ -650,5 +674,58 @@ mod tests {
                 (true, Message::text("3")),
             ]
         );
+    }
+
+    #[test]
+    fn a_frame_with_nothing_ahead_of_it_is_handed_back_and_the_rest_queued_in_order() {
+        let now = Instant::now();
+        let mut s = Session::open("a", Transport::WebSocket, cfg(), now);
+        let seen = Arc::new(Seen::default());
+        s.set_tap(Some(seen.clone()));
+        // The open packet is still queued: the frame goes behind it.
+        assert_eq!(s.send_encoded_now(Message::text("4one")), None);
+        assert_eq!(s.backlog(), 2);
+        let first = s.take_ws_packets();
+        assert_eq!(first.len(), 2);
+        assert!(matches!(&first[0], Message::Text(t) if t.as_str().starts_with("0{")));
+        assert_eq!(first[1], Message::text("4one"));
+        // Nothing queued: handed back, the queue untouched, the tap told.
+        assert_eq!(
+            s.send_encoded_now(Message::text("4two")),
+            Some(Message::text("4two"))
+        );
+        assert_eq!(s.backlog(), 0);
+        // A ping due is queued first; what follows it waits behind it.
+        s.handle_timeout(now + Duration::from_millis(300));
+        assert_eq!(s.send_encoded_now(Message::text("4three")), None);
+        assert_eq!(
+            s.take_ws_packets(),
+            vec![Message::text("2"), Message::text("4three")]
+        );
+        let out: Vec<_> = seen
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert_eq!(
+            out,
+            vec![
+                Message::text("4one"),
+                Message::text("4two"),
+                Message::text("2"),
+                Message::text("4three")
+            ]
+        );
+        // Not on the WebSocket yet, or ended: never handed back.
+        let mut p = Session::open("b", Transport::Polling, cfg(), now);
+        p.take_poll_payload();
+        assert_eq!(p.send_encoded_now(Message::text("4x")), None);
+        assert_eq!(p.backlog(), 1);
+        s.end(CloseReason::TransportClose);
+        assert_eq!(s.send_encoded_now(Message::text("4y")), None);
+        assert_eq!(s.backlog(), 0);
     }
 }

@@ -178,15 +178,70 @@ impl<D> EngineSocket<D> {
     /// broadcast reaching thousands of sessions then costs each a `send`, not
     /// a wake-up and a poll of its task).
     pub fn send_encoded(&self, frames: impl IntoIterator<Item = Message>) {
-        {
-            let mut st = self.lock();
-            for f in frames {
-                st.session.send_encoded(f);
+        let done = match self.ws.try_lock() {
+            // The usual case of a broadcast: the socket is idle, so the
+            // frames go from here to it, past the session's queue.
+            Ok(mut slot) => match slot.as_mut().filter(|ws| idle_plain(ws)) {
+                Some(ws) => self.write_through(ws, frames),
+                None => {
+                    drop(slot);
+                    self.queue_all(frames);
+                    false
+                }
+            },
+            Err(_) => {
+                self.queue_all(frames);
+                false
             }
-        }
-        if !self.write_now() {
+        };
+        if !done {
             self.wake();
         }
+    }
+
+    fn queue_all(&self, frames: impl IntoIterator<Item = Message>) {
+        let mut st = self.lock();
+        for f in frames {
+            st.session.send_encoded(f);
+        }
+    }
+
+    /// [`EngineSocket::send_encoded`] on an idle plain socket whose lock the
+    /// caller holds: a frame with nothing queued before it goes straight
+    /// into the socket's output ([`Session::send_encoded_now`]), others into
+    /// the session and then out in order, as [`EngineSocket::write_now`]
+    /// does. Returns whether everything went out.
+    fn write_through(
+        &self,
+        ws: &mut WebSocket<MaybeTlsStream>,
+        frames: impl IntoIterator<Item = Message>,
+    ) -> bool {
+        {
+            let mut st = self.lock();
+            let mut failed = false;
+            for f in frames {
+                if let Some(m) = st.session.send_encoded_now(f) {
+                    failed |= ws.queue(m).is_err();
+                }
+            }
+            if st.session.closed().is_some() || st.session.transport() != Transport::WebSocket {
+                return false;
+            }
+            st.session
+                .drain_ws_up_to(super::websocket::WRITE_BUDGET, |m| {
+                    failed |= ws.queue(m).is_err();
+                });
+            if failed {
+                // As the task does: the socket is closing under the session.
+                st.session.end(CloseReason::TransportClose);
+                return false;
+            }
+        }
+        // Full socket or error: the task meets it on its next write.
+        if !matches!(ws.write_out_now(), Some(Ok(true))) {
+            return false;
+        }
+        self.lock().session.backlog() == 0
     }
 
     /// Writes what the session holds straight to its WebSocket from the
@@ -200,13 +255,9 @@ impl<D> EngineSocket<D> {
         let Ok(mut slot) = self.ws.try_lock() else {
             return false;
         };
-        let Some(ws) = slot.as_mut() else {
+        let Some(ws) = slot.as_mut().filter(|ws| idle_plain(ws)) else {
             return false;
         };
-        if ws.connection().has_output() || ws.connection().close_sent() || !ws.get_ref().is_plain()
-        {
-            return false;
-        }
         {
             let mut st = self.lock();
             if st.session.closed().is_some() || st.session.transport() != Transport::WebSocket {
@@ -272,4 +323,10 @@ impl<D> EngineSocket<D> {
             st.timer = at.map(Stamp::of);
         }
     }
+}
+
+/// Whether a sender may write to this WebSocket itself: no earlier output
+/// waits, no close was sent, and it is plain TCP (TLS keeps to its task).
+fn idle_plain(ws: &WebSocket<MaybeTlsStream>) -> bool {
+    !ws.connection().has_output() && !ws.connection().close_sent() && ws.get_ref().is_plain()
 }
