@@ -182,9 +182,53 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
     if move_queued(native, conn, ws, WRITE_BUDGET) {
         return false;
     }
+    write_out(ws) && conn.lock().outbox.is_empty()
+}
+
+/// A publish's frame for one member, written straight to its socket when
+/// that is idle and nothing waits in the connection's queue: the frame goes
+/// from here into the socket's output under one lock of the connection's
+/// state, and the queue is not touched. `None` when that cannot be (the
+/// task drives the socket, output or queued frames wait, the connection is
+/// closing): nothing was done, and the caller queues the frame. Otherwise
+/// whether everything went out; if not, the caller wakes the task, which
+/// carries on from where this stopped.
+pub(super) fn write_direct(native: &Native, conn: &Conn, frame: &Message) -> Option<bool> {
+    let mut socket = conn.socket.try_lock().ok()?;
+    let ws = socket.as_mut()?;
+    if ws.connection().has_output() || ws.connection().close_sent() {
+        return None;
+    }
+    let failed = {
+        let st = conn.lock();
+        if st.ending.is_some() || !st.outbox.is_empty() {
+            return None;
+        }
+        // Under the state's lock, as a queued frame would be moved: a frame
+        // queued by another publish from now on comes after this one (and
+        // that publish, finding the socket locked, wakes the task for it).
+        ws.queue(frame.clone()).is_err()
+    };
+    for c in native
+        .ctx
+        .recorder
+        .socket(&conn.id)
+        .iter()
+        .flat_map(|c| c.iter())
+    {
+        c.message(crate::capture::Dir::In, frame);
+    }
+    let traffic = &native.ctx.metrics.native;
+    traffic.messages_out.inc();
+    traffic.bytes_out.inc_by(frame.len() as u64);
+    Some(!failed && write_out(ws))
+}
+
+/// Writes the socket's output from outside its task; whether it all went.
+fn write_out(ws: &mut Socket) -> bool {
     // No task waits on this write: a socket that cannot take it all leaves
     // the rest to the task, which registers for writability itself.
-    let done = match ws.write_out_now() {
+    match ws.write_out_now() {
         // Plain TCP: a send to the socket, nothing more (the runtime's
         // readiness bookkeeping is the task's business).
         Some(r) => matches!(r, Ok(true)),
@@ -202,8 +246,7 @@ pub(super) fn write_now(native: &Native, conn: &Conn) -> bool {
             }
             done
         }
-    };
-    done && conn.lock().outbox.is_empty()
+    }
 }
 
 /// The connection's socket, locked, when a write from outside its task may

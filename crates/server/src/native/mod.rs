@@ -406,18 +406,24 @@ impl Sink for Native {
             if let Some((_, ahead)) = members.get_index(i + PREFETCH_AHEAD) {
                 ahead.prefetch();
             }
-            let queued = if p.volatile {
-                let queued = c.enqueue_volatile(frame.clone());
-                if !queued {
-                    metrics.native.queue_drops.inc();
-                }
-                queued
-            } else {
-                c.enqueue(frame.clone())
-            };
             // Written from here when the connection is idle; its task is
             // woken only for what this could not finish.
-            if queued && !driver::write_now(self, c) {
+            let wake = match driver::write_direct(self, c, &frame) {
+                Some(done) => !done,
+                None => {
+                    let queued = if p.volatile {
+                        let queued = c.enqueue_volatile(frame.clone());
+                        if !queued {
+                            metrics.native.queue_drops.inc();
+                        }
+                        queued
+                    } else {
+                        c.enqueue(frame.clone())
+                    };
+                    queued && !driver::write_now(self, c)
+                }
+            };
+            if wake {
                 c.waker.wake();
             }
         }
