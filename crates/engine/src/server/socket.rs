@@ -209,8 +209,9 @@ impl<D> EngineSocket<D> {
     /// [`EngineSocket::send_encoded`] on an idle plain socket whose lock the
     /// caller holds: a frame with nothing queued before it goes straight
     /// into the socket's output ([`Session::send_encoded_now`]), others into
-    /// the session and then out in order, as [`EngineSocket::write_now`]
-    /// does. Returns whether everything went out.
+    /// the session; then what the session holds follows, in order (with no
+    /// frames, this is [`EngineSocket::write_now`]). Returns whether
+    /// everything went out.
     fn write_through(
         &self,
         ws: &mut WebSocket<MaybeTlsStream>,
@@ -255,30 +256,10 @@ impl<D> EngineSocket<D> {
         let Ok(mut slot) = self.ws.try_lock() else {
             return false;
         };
-        let Some(ws) = slot.as_mut().filter(|ws| idle_plain(ws)) else {
-            return false;
-        };
-        {
-            let mut st = self.lock();
-            if st.session.closed().is_some() || st.session.transport() != Transport::WebSocket {
-                return false;
-            }
-            let mut failed = false;
-            st.session
-                .drain_ws_up_to(super::websocket::WRITE_BUDGET, |m| {
-                    failed |= ws.queue(m).is_err();
-                });
-            if failed {
-                // As the task does: the socket is closing under the session.
-                st.session.end(CloseReason::TransportClose);
-                return false;
-            }
+        match slot.as_mut().filter(|ws| idle_plain(ws)) {
+            Some(ws) => self.write_through(ws, std::iter::empty()),
+            None => false,
         }
-        // Full socket or error: the task meets it on its next write.
-        if !matches!(ws.write_out_now(), Some(Ok(true))) {
-            return false;
-        }
-        self.lock().session.backlog() == 0
     }
 
     /// Shows every packet of the session from now on to `tap` (`None`:
