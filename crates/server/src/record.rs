@@ -235,7 +235,7 @@ pub(crate) enum StartError {
 }
 
 /// Per-socket captures: copied on change, cloned (one pointer) by readers.
-type Captures = Arc<[Arc<Capture>]>;
+pub(crate) type Captures = Arc<[Arc<Capture>]>;
 
 /// Every capture of this server.
 pub(crate) struct Recorder {

@@ -21,6 +21,7 @@ use switchboard_wire::{CloseCode, CloseFrame, Message};
 
 use super::Native;
 use super::conn::{Conn, Ending, Socket};
+use crate::record::Captures;
 
 /// Bytes handed to the socket's write buffer before the connection's queue
 /// holds the rest.
@@ -141,13 +142,25 @@ impl Driver {
 
 /// Moves queued frames into the socket's output, at most about `budget`
 /// bytes; returns whether a frame could not be queued (the connection is
-/// over). Counted and captured here, whoever writes.
+/// over).
 fn move_queued(native: &Native, conn: &Conn, ws: &mut Socket, budget: usize) -> bool {
+    let captures = native.ctx.recorder.socket(&conn.id);
+    hand_over(native, captures.as_ref(), ws, |f| conn.drain(budget, f))
+}
+
+/// Puts the frames `feed` gives into the socket's output, shown to the
+/// connection's captures (what goes to the client is "in"; the caller looks
+/// them up) and counted, whoever writes; returns whether a frame could not
+/// be queued (the connection is over).
+fn hand_over(
+    native: &Native,
+    captures: Option<&Captures>,
+    ws: &mut Socket,
+    feed: impl FnOnce(&mut dyn FnMut(Message)),
+) -> bool {
     let mut failed = false;
     let (mut sent, mut bytes) = (0u64, 0u64);
-    // Captured (rarely): what goes to the client is "in".
-    let captures = native.ctx.recorder.socket(&conn.id);
-    conn.drain(budget, |m| {
+    feed(&mut |m| {
         sent += 1;
         bytes += m.len() as u64;
         for c in captures.iter().flat_map(|c| c.iter()) {
@@ -199,6 +212,7 @@ pub(super) fn write_direct(native: &Native, conn: &Conn, frame: &Message) -> Opt
     if ws.connection().has_output() || ws.connection().close_sent() {
         return None;
     }
+    let captures = native.ctx.recorder.socket(&conn.id);
     let failed = {
         let st = conn.lock();
         if st.ending.is_some() || !st.outbox.is_empty() {
@@ -207,20 +221,8 @@ pub(super) fn write_direct(native: &Native, conn: &Conn, frame: &Message) -> Opt
         // Under the state's lock, as a queued frame would be moved: a frame
         // queued by another publish from now on comes after this one (and
         // that publish, finding the socket locked, wakes the task for it).
-        ws.queue(frame.clone()).is_err()
+        hand_over(native, captures.as_ref(), ws, |f| f(frame.clone()))
     };
-    for c in native
-        .ctx
-        .recorder
-        .socket(&conn.id)
-        .iter()
-        .flat_map(|c| c.iter())
-    {
-        c.message(crate::capture::Dir::In, frame);
-    }
-    let traffic = &native.ctx.metrics.native;
-    traffic.messages_out.inc();
-    traffic.bytes_out.inc_by(frame.len() as u64);
     Some(!failed && write_out(ws))
 }
 
