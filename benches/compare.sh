@@ -16,7 +16,8 @@
 #   sio-idle  benches/sio_idle.sh: idle Socket.IO memory, switchboard's relay and
 #             echo server against Node socket.io and socketioxide (relay and echo each)
 #   fanout    benches/fanout.sh: room fan-out, switchboard serve (native and
-#             Socket.IO) against the Node socket.io and socketioxide relays
+#             Socket.IO) against the Node socket.io and socketioxide relays,
+#             and the floor (benches/fanout_floor.sh) that no server goes below
 #
 # Environment:
 #   PARTS        comma list of the parts above (default all four)

@@ -164,6 +164,12 @@ def fanout_targets(fanout):
         ok = (c["deliveries_per_sec"] >= FANOUT_DELIVERIES and p99 < FANOUT_P99_MS and not c["lost"])
         out.append((f"fan-out {c['server']} at {c['rate']:g} msg/s: ≥ {FANOUT_DELIVERIES:,} deliveries/s, p99 < {FANOUT_P99_MS:g} ms",
                     f"{c['deliveries_per_sec']:,.0f} deliveries/s, p99 {p99:.1f} ms, lost {c['lost']}", ok))
+    for c in cells:
+        if c["server"] == "floor" and c.get("p99_us") is not None:
+            out.append((f"fan-out floor at {c['rate']:g} msg/s (a plain write loop read by a plain epoll loop, "
+                        "no server, no generator): context, not a target",
+                        f"p99 {c['p99_us'] / 1000:.1f} ms, {c['deliveries_per_sec']:,.0f} deliveries/s: "
+                        "the least this machine allows", None))
     cap = fanout["json"].get("capacity", {})
     node = cap.get("node")
     for name, ours in cap.items():

@@ -8,6 +8,13 @@
 #                         (join / leave / publish, members get event(data, meta))
 #   socketioxide          benches/peers/rust socketioxide-relay: the same relay
 #                         in socketioxide (built into PEERS_TARGET)
+#   floor                 not a server: benches/fanout_floor.sh, a plain write loop
+#                         over SUBSCRIBERS loopback sockets read by one plain epoll
+#                         loop (no runtime, framing, JSON or inflating on either
+#                         side), messages the size of an uncompressed native
+#                         delivery, RATE rounds a second. What is left of the
+#                         latencies and CPU when every server and generator cost
+#                         is taken away: the least this machine allows.
 # Load: `switchboard bench fanout --protocol native|socketio --pid SERVER_PID`
 # (subscribers join with an ack; the publisher stamps each message; latency
 # is from that stamp to each delivery, same clock; losses and duplicates are
@@ -24,7 +31,7 @@
 #   ROUNDS         rounds; the server order is rotated each round (default 3)
 #   P99_MS         latency bound for the capacity line (default 50)
 #   SIZE           padding bytes per message (default 64)
-#   SERVERS        comma list from switchboard-native,switchboard-socketio,node,socketioxide
+#   SERVERS        comma list from switchboard-native,switchboard-socketio,node,socketioxide,floor
 #                  (default all)
 #   PEERS_TARGET   cargo target directory of benches/peers/rust
 #                  (default ~/.cache/switchboard-peers-target)
@@ -69,7 +76,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 P99_MS="${P99_MS:-50}"
 SIZE="${SIZE:-64}"
-SERVERS="${SERVERS:-switchboard-native,switchboard-socketio,node,socketioxide}"
+SERVERS="${SERVERS:-switchboard-native,switchboard-socketio,node,socketioxide,floor}"
 PEERS_TARGET="${PEERS_TARGET:-$HOME/.cache/switchboard-peers-target}"
 SB_BIN_DIR="${SB_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}/release}"
 SWITCHBOARD="${SWITCHBOARD:-$SB_BIN_DIR/switchboard}"
@@ -134,7 +141,12 @@ available() {
       (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin socketioxide-relay) \
         >"$LOGS/peers-build.log" 2>&1 \
         || { log "building socketioxide-relay failed (see $LOGS/peers-build.log): skipping it"; return 1; } ;;
-    *) log "unknown server '$1' (switchboard-native, switchboard-socketio, node or socketioxide)"; return 1 ;;
+    floor)
+      command -v cargo >/dev/null || { log "cargo not found: skipping the floor"; return 1; }
+      (cd "$HERE/peers/rust" && CARGO_TARGET_DIR="$PEERS_TARGET" cargo build --release --locked -q --bin fanout-floor --bin fanout-floor-reader) \
+        >"$LOGS/floor-build.log" 2>&1 \
+        || { log "building the floor failed (see $LOGS/floor-build.log): skipping it"; return 1; } ;;
+    *) log "unknown server '$1' (switchboard-native, switchboard-socketio, node, socketioxide or floor)"; return 1 ;;
   esac
 }
 server_cmd() {  # NAME PORT -> one word per line
@@ -179,8 +191,24 @@ EOF
 # Setup (SUBSCRIBERS connections and joins), DURATION s of publishing, the
 # 3 s drain and the publish acks: bounded generously.
 RUN_TIMEOUT=$((DURATION + 90 + SUBSCRIBERS / 50))
-run_one() {
-  local round="$1" rate="$2" name="$3" port slog glog pid line err=""
+
+# One run of the floor: its own script, the same cores, as many messages.
+# A native delivery of SIZE padding bytes is SIZE + 91 B of JSON in a 4-byte
+# frame header. Sets line and err.
+run_floor() {
+  local round="$1" rate="$2" glog="$LOGS/floor-r$round-$rate.log" rounds period
+  rounds="$(awk -v d="$DURATION" -v r="$rate" 'BEGIN { n = int(d * r + 0.5); print (n < 1 ? 1 : n) }')"
+  period="$(awk -v r="$rate" 'BEGIN { p = int(1000 / r + 0.5); print (p < 1 ? 1 : p) }')"
+  line="$(SERVER_CPU="$SERVER_CPU" CLIENT_CPU="$CLIENT_CPU" PEERS_TARGET_DIR="$PEERS_TARGET" \
+    timeout "$RUN_TIMEOUT" "$HERE/fanout_floor.sh" "$SUBSCRIBERS" $((SIZE + 95)) "$rounds" "$period" 2>"$glog")"
+  local rc=$?
+  [ $rc -eq 0 ] || err="fanout_floor.sh failed (exit $rc, see $glog)"
+}
+
+# One run of a server: started fresh, pinned, then the load generator. Sets
+# line and err.
+run_server() {
+  local round="$1" rate="$2" name="$3" port slog glog pid
   port="$(free_port)"
   slog="$LOGS/server-$name-r$round-$rate.log"
   glog="$LOGS/bench-$name-r$round-$rate.log"
@@ -197,7 +225,7 @@ run_one() {
     stop_pid "$pid"
     log "  $name: server did not start; its log ($slog):"
     tail -n 5 "$slog" >&2
-    record "$round" "$rate" "$name" "" "server did not start (see $slog)"
+    err="server did not start (see $slog)"
     return
   fi
   sleep 0.5
@@ -209,6 +237,11 @@ run_one() {
   [ $rc -eq 0 ] || err="load generator failed (exit $rc, see $glog)"
   kill -0 "$pid" 2>/dev/null || err="${err:+$err; }server exited (see $slog)"
   stop_pid "$pid"
+}
+
+run_one() {
+  local round="$1" rate="$2" name="$3" line="" err=""
+  if [ "$name" = floor ]; then run_floor "$round" "$rate"; else run_server "$round" "$rate" "$name"; fi
   record "$round" "$rate" "$name" "$line" "$err"
   python3 - "$name" "$rate" "$line" "$err" >&2 <<'EOF'
 import json, sys
@@ -355,6 +388,10 @@ for c in cells:
                f"| {x(c.get('vs_socketioxide_deliveries'))} | {ms(c['p50_us'])} | {ms(c['p99_us'])} | {ms(c['p999_us'])} "
                f"| {ms(c['max_us'])} | {cpu} | {x(c.get('vs_node_cpu'))} | {x(c.get('vs_socketioxide_cpu'))} "
                f"| {c['lost']} / {c['duplicates']} |")
+if "floor" in servers:
+    out += ["", "floor is not a server: benches/fanout_floor.sh, a plain write loop over the sockets read by one plain "
+            "epoll loop, with messages the size of an uncompressed native delivery; its CPU column is the writer's "
+            "CPU per write. It is the least this machine allows under these latencies."]
 out += ["", f"Capacity: the highest median deliveries/s with median p99 < {E['P99_MS']} ms and nothing lost, over rates {', '.join(f'{r:g}' for r in rates)} msg/s.", "",
         "| server | deliveries/s | at msg/s | p99 ms | vs node | vs socketioxide |", "|---|---|---|---|---|---|"]
 for s, c in capacity.items():

@@ -78,6 +78,7 @@ def make_run(tmp, parts=("echo", "sio_echo", "sio_idle", "fanout")):
                 {"server": "switchboard-native", "rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 74_000, "lost": 0},
                 {"server": "node", "rate": 10.0, "deliveries_per_sec": 79_000.0, "p99_us": 3_900_000, "lost": 0},
                 {"server": "socketioxide", "rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 40_000, "lost": 0},
+                {"server": "floor", "rate": 10.0, "deliveries_per_sec": 100_100.0, "p99_us": 71_500, "lost": 0},
             ],
             "capacity": {"switchboard-native": None, "node": None,
                          "socketioxide": {"rate": 10.0, "deliveries_per_sec": 100_000.0, "p99_us": 40_000}}})
@@ -108,6 +109,9 @@ def test_verdicts_are_computed_from_the_results(tmp_path):
     assert fan and v[fan[0]] == "**not met**" and "p99 74.0 ms" in sec
     # The peers' cells are no targets of ours, even one under the bound.
     assert not [k for k in v if "socketioxide" in k and k.startswith("fan-out")]
+    # The floor is shown for context, with no verdict.
+    floor = [k for k in v if k.startswith("fan-out floor at 10 msg/s")]
+    assert floor and v[floor[0]] == "n/a" and "p99 71.5 ms" in sec
     assert "1 run(s) failed" in sec
     assert "Test CPU" in sec and "`abc1234`" in sec
     # A part's own headings go below the section's.
