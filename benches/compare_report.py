@@ -169,7 +169,7 @@ def fanout_targets(fanout):
             out.append((f"fan-out floor at {c['rate']:g} msg/s (a plain write loop read by a plain epoll loop, "
                         "no server, no generator): context, not a target",
                         f"p99 {c['p99_us'] / 1000:.1f} ms, {c['deliveries_per_sec']:,.0f} deliveries/s: "
-                        "the least this machine allows", None))
+                        "a server within noise of it is at this machine's limit", None))
     cap = fanout["json"].get("capacity", {})
     node = cap.get("node")
     for name, ours in cap.items():

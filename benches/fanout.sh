@@ -14,7 +14,8 @@
 #                         side), messages the size of an uncompressed native
 #                         delivery, RATE rounds a second. What is left of the
 #                         latencies and CPU when every server and generator cost
-#                         is taken away: the least this machine allows.
+#                         is taken away: a server within noise of it is at
+#                         this machine's limit.
 # Load: `switchboard bench fanout --protocol native|socketio --pid SERVER_PID`
 # (subscribers join with an ack; the publisher stamps each message; latency
 # is from that stamp to each delivery, same clock; losses and duplicates are
@@ -391,7 +392,7 @@ for c in cells:
 if "floor" in servers:
     out += ["", "floor is not a server: benches/fanout_floor.sh, a plain write loop over the sockets read by one plain "
             "epoll loop, with messages the size of an uncompressed native delivery; its CPU column is the writer's "
-            "CPU per write. It is the least this machine allows under these latencies."]
+            "CPU per write. A server within this VM's noise of it is at the machine's limit."]
 out += ["", f"Capacity: the highest median deliveries/s with median p99 < {E['P99_MS']} ms and nothing lost, over rates {', '.join(f'{r:g}' for r in rates)} msg/s.", "",
         "| server | deliveries/s | at msg/s | p99 ms | vs node | vs socketioxide |", "|---|---|---|---|---|---|"]
 for s, c in capacity.items():

@@ -5,7 +5,8 @@
 # framing), the N subscribers read through one epoll with plain reads on the
 # other core (peers/rust fanout-floor-reader). Each message carries its round's
 # start time, so the reader measures the latency `bench fanout` measures, with
-# the least any server and any subscriber side can pay on this machine.
+# no server and no generator work on either side (benches/README.md: what
+# this floor is and is not).
 # Compare with benches/fanout.sh: `server CPU µs/delivery` against
 # cpu_us_per_write, and p50/p99 against the floor's.
 #
