@@ -55,6 +55,12 @@ pub use auth::Auth;
 pub use native::request as native_request;
 pub use relay::user_room;
 
+/// The default size from which native messages are compressed, as the `ws`
+/// and Socket.IO servers default to: compressed alone (no context
+/// takeover), a smaller JSON message shrinks by a few tens of bytes at most,
+/// for a compression on the server and an inflation on every receiver.
+pub const DEFLATE_THRESHOLD: usize = 1024;
+
 /// Settings of [`Server`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -69,6 +75,12 @@ pub struct ServerConfig {
     pub ping_timeout: Duration,
     /// Largest message (`maxHttpBufferSize`).
     pub max_payload: usize,
+    /// permessage-deflate on the native endpoint: `Some(threshold)` accepts
+    /// it when a client offers it and compresses messages of at least
+    /// `threshold` bytes (smaller ones go out as they are); `None` declines
+    /// it. Without context takeover either way, so an idle connection holds
+    /// no compression state.
+    pub deflate: Option<usize>,
     /// Origins allowed to connect; `None` accepts every origin.
     pub allowed_origins: Option<Vec<String>>,
     /// History kept per room.
@@ -119,6 +131,7 @@ impl ServerConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload: 64 << 10,
+            deflate: Some(DEFLATE_THRESHOLD),
             allowed_origins: None,
             history: LogLimits::default(),
             recovery: Duration::from_secs(120),
@@ -229,6 +242,7 @@ impl Server {
                 timeout: config.ping_timeout,
             },
             config.max_payload,
+            config.deflate,
             config.allowed_origins.clone(),
             config.auth_timeout,
         ));

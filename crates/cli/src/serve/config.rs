@@ -108,6 +108,8 @@ pub(crate) struct Settings {
     pub(crate) ping_interval: Dur,
     pub(crate) ping_timeout: Dur,
     pub(crate) max_payload: usize,
+    pub(crate) deflate: bool,
+    pub(crate) deflate_threshold: usize,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) redis: Option<String>,
     pub(crate) redis_prefix: String,
@@ -152,6 +154,8 @@ impl Default for Settings {
             ping_interval: Dur(Duration::from_secs(25)),
             ping_timeout: Dur(Duration::from_secs(20)),
             max_payload: 64 << 10,
+            deflate: true,
+            deflate_threshold: switchboard_server::DEFLATE_THRESHOLD,
             data_dir: None,
             redis: None,
             redis_prefix: "switchboard:".into(),
@@ -231,6 +235,17 @@ pub(crate) struct Overrides {
     #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_payload: Option<usize>,
+    /// Accept permessage-deflate on the native endpoint when a client
+    /// offers it (`--deflate false` declines it) [default: true].
+    #[arg(long, env = "SWITCHBOARD_DEFLATE", value_name = "BOOL", action = clap::ArgAction::Set)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deflate: Option<bool>,
+    /// With permessage-deflate, native messages shorter than this many
+    /// bytes go out uncompressed (compressed alone, small JSON shrinks
+    /// little) [default: 1024].
+    #[arg(long, env = "SWITCHBOARD_DEFLATE_THRESHOLD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deflate_threshold: Option<usize>,
     /// Keep room histories in DIR (embedded database): same epochs and
     /// continuing offsets after a restart [default: in memory].
     #[arg(long, env = "SWITCHBOARD_DATA_DIR")]
@@ -465,6 +480,22 @@ mod tests {
             Some(&["https://a".to_owned()][..])
         );
         assert_eq!(s.history_size, 1000, "a default");
+    }
+
+    #[test]
+    fn compression_is_on_with_a_threshold_and_can_be_declined() {
+        let s = resolve("", &[]).unwrap();
+        assert!(s.deflate);
+        assert_eq!(s.deflate_threshold, 1024);
+        let s = resolve(
+            "deflate_threshold = 0
+",
+            &["--deflate", "false"],
+        )
+        .unwrap();
+        assert!(!s.deflate);
+        assert_eq!(s.deflate_threshold, 0);
+        assert!(resolve("", &["--deflate", "maybe"]).is_err());
     }
 
     #[test]

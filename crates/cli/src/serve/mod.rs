@@ -50,6 +50,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.ping_interval = settings.ping_interval.0;
     config.ping_timeout = settings.ping_timeout.0;
     config.max_payload = settings.max_payload;
+    config.deflate = settings.deflate.then_some(settings.deflate_threshold);
     config.allowed_origins.clone_from(&settings.allowed_origins);
     let limits = LogLimits::default()
         .max_entries(settings.history_size)

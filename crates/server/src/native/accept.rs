@@ -80,10 +80,10 @@ impl Native {
         // Compression state is dropped after each message: an idle
         // connection holds none. The size limit applies after inflation.
         let config = Config::default()
-            .deflate(Some(deflate()))
+            .deflate(self.deflate)
             .max_message_size(self.max_message)
             .max_frame_size(self.max_message);
-        let options = ServerOptions::default().with_deflate(Some(deflate()));
+        let options = ServerOptions::default().with_deflate(self.deflate);
         let (res, _accepted, pending) = match upgrade(&mut req, &options, config) {
             Ok(u) => u,
             Err(e) => {
@@ -238,10 +238,13 @@ async fn close(ws: &mut WebSocket<MaybeTlsStream>, code: u16, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), ws.close(Some(frame))).await;
 }
 
-/// permessage-deflate without context takeover either way: compression
-/// state lives for one message, so an idle connection holds none.
-fn deflate() -> switchboard_wire::DeflateConfig {
-    let mut d = switchboard_wire::DeflateConfig::default().server_no_context_takeover(true);
+/// permessage-deflate without context takeover either way (compression
+/// state lives for one message, so an idle connection holds none),
+/// compressing messages of at least `threshold` bytes.
+pub(super) fn deflate(threshold: usize) -> switchboard_wire::DeflateConfig {
+    let mut d = switchboard_wire::DeflateConfig::default()
+        .server_no_context_takeover(true)
+        .threshold(threshold);
     d.client_no_context_takeover = true;
     d
 }

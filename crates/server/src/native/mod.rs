@@ -59,6 +59,8 @@ pub(crate) struct Native {
     auth_timeout: Duration,
     heartbeat: Heartbeat,
     max_message: usize,
+    /// permessage-deflate, when accepted.
+    deflate: Option<switchboard_wire::DeflateConfig>,
     conns: Mutex<HashMap<ConnId, Arc<Conn>>>,
     /// Members of each room, held directly: a publish walks one map.
     rooms: RwLock<HashMap<Arc<str>, Members>>,
@@ -88,6 +90,7 @@ impl Native {
         ctx: Arc<Context>,
         heartbeat: Heartbeat,
         max_message: usize,
+        deflate_threshold: Option<usize>,
         allowed_origins: Option<Vec<String>>,
         auth_timeout: Duration,
     ) -> Self {
@@ -98,6 +101,7 @@ impl Native {
             auth_timeout,
             heartbeat,
             max_message,
+            deflate: deflate_threshold.map(accept::deflate),
             conns: Mutex::default(),
             rooms: RwLock::default(),
             epoch: Instant::now(),
