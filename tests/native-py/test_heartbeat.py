@@ -143,3 +143,40 @@ async def test_paused_client_is_dropped_and_leaves_everything(hb_server, clients
     assert [m["user"] for m in members["members"]] == [watcher.welcome["user"]]
     # The watcher, which answered pings all along, is still there.
     await watcher.roundtrip()
+
+
+def test_a_wave_of_connections_is_pinged_spread_over_the_interval(server_factory):
+    """Connections opened together are pinged first at phases of their own
+    within one interval (docs/operations.md, heartbeat), not all in one sweep:
+    a wave of reconnects does not turn into a wave of pings every interval."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    interval = 2.0
+    srv = server_factory("--ping-interval", "2s", "--ping-timeout", "2s")
+    raws = [RawWs(srv.host, srv.port) for _ in range(24)]
+    try:
+        def first_ping(raw):
+            got = []
+
+            def on_frame(op, data):
+                if op == 0x9 and not got:
+                    got.append(time.monotonic())
+                    raise StopIteration
+
+            try:
+                raw.read_until_eof(raw.opened_at + interval + 1.5, on_frame)
+            except StopIteration:
+                pass
+            return got[0] if got else None
+
+        with ThreadPoolExecutor(len(raws)) as pool:
+            firsts = list(pool.map(first_ping, raws))
+        assert all(f is not None for f in firsts), "a connection was not pinged within the interval"
+        late = [f - r.opened_at for f, r in zip(firsts, raws) if f - r.opened_at > interval + 1.0]
+        assert not late, f"first pings later than the interval: {late}"
+        opened = max(r.opened_at for r in raws) - min(r.opened_at for r in raws)
+        spread = max(firsts) - min(firsts)
+        assert spread > opened + 0.6, f"first pings within {spread:.2f}s of each other (opened within {opened:.2f}s)"
+    finally:
+        for r in raws:
+            r.close()

@@ -145,6 +145,21 @@ pub struct Session {
     tap: TapSlot,
 }
 
+/// When a new session is pinged first: between half an interval and one
+/// interval after it opened, at a stable pseudo-random point taken from its
+/// id. Sessions opened in a wave (a restart, a network coming back) are then
+/// pinged spread over half an interval, and stay spread, instead of all in
+/// one sweep every interval. A client only needs a ping within
+/// `ping_interval + ping_timeout`; one that never answers is still dropped
+/// `ping_timeout` after its first ping.
+fn first_ping(sid: &str, interval: Duration) -> Duration {
+    use std::hash::BuildHasher as _;
+    let ms = interval.as_millis() as u64;
+    let half = ms / 2;
+    let hash = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(sid);
+    Duration::from_millis(ms - hash % (ms - half + 1))
+}
+
 impl Session {
     /// Opens a session on `transport`; the `open` packet is queued first.
     pub fn open(sid: &str, transport: Transport, config: Arc<SessionConfig>, now: Instant) -> Self {
@@ -168,7 +183,7 @@ impl Session {
             outbox,
             queued: 0,
             probe_answer: false,
-            next_ping: Stamp::of(now + ping_interval),
+            next_ping: Stamp::of(now + first_ping(sid, ping_interval)),
             pong_deadline: None,
             closed: None,
             tap: TapSlot::default(),
@@ -522,26 +537,53 @@ mod tests {
 
     #[test]
     fn heartbeat_pings_and_times_out_without_pong() {
-        let t0 = Instant::now();
-        let mut s = Session::open("a", Transport::WebSocket, cfg(), t0);
+        let opened = Instant::now();
+        let mut s = Session::open("a", Transport::WebSocket, cfg(), opened);
         s.take_ws_packets();
-        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
-        s.handle_timeout(t0 + Duration::from_millis(300));
+        // The first ping: within the interval, not before half of it.
+        let t0 = s.poll_timeout().expect("a ping is scheduled");
+        let first = t0 - opened;
+        assert!(
+            first >= Duration::from_millis(150) && first <= Duration::from_millis(300),
+            "{first:?}"
+        );
+        assert_eq!(first, first_ping("a", Duration::from_millis(300)));
+        s.handle_timeout(t0 - Duration::from_millis(1));
+        assert!(s.take_ws_packets().is_empty(), "not before it is due");
+        s.handle_timeout(t0);
         assert_eq!(s.take_ws_packets(), vec![Message::text("2")]);
         // Answered: the next ping comes an interval later.
         s.on_packet(
             Transport::WebSocket,
             Packet::Pong(String::new()),
-            t0 + Duration::from_millis(350),
+            t0 + Duration::from_millis(50),
         );
-        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(600)));
-        s.handle_timeout(t0 + Duration::from_millis(600));
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        s.handle_timeout(t0 + Duration::from_millis(300));
         assert_eq!(s.take_ws_packets(), vec![Message::text("2")]);
         // Not answered: closed at interval + timeout.
-        s.handle_timeout(t0 + Duration::from_millis(799));
+        s.handle_timeout(t0 + Duration::from_millis(499));
         assert_eq!(s.closed(), None);
-        s.handle_timeout(t0 + Duration::from_millis(800));
+        s.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn first_pings_of_a_wave_are_spread_over_half_an_interval() {
+        let interval = Duration::from_secs(25);
+        let firsts: Vec<Duration> = (0..1000)
+            .map(|i| first_ping(&format!("sid-{i}"), interval))
+            .collect();
+        assert!(firsts.iter().all(|&f| f >= interval / 2 && f <= interval));
+        // Every second of the half interval gets some of them, none most.
+        let mut per_second = [0u32; 14];
+        for f in &firsts {
+            per_second[(f.as_secs() - 12) as usize] += 1;
+        }
+        assert!(
+            per_second[1..13].iter().all(|&n| n > 20 && n < 200),
+            "{per_second:?}"
+        );
     }
 
     #[test]

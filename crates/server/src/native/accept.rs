@@ -198,12 +198,15 @@ impl Native {
         identity: Identity,
         ws: WebSocket<MaybeTlsStream>,
     ) -> driver::Driver {
-        let conn = Arc::new(Conn::new(
-            id.clone(),
-            &identity,
-            self.now_ms(),
-            self.ctx.limits,
-        ));
+        let now = self.now_ms();
+        let conn = Arc::new(Conn::new(id.clone(), &identity, now, self.ctx.limits));
+        // Pinged first somewhere within one interval, at a phase of its own:
+        // connections that came in a wave (a restart, a network coming back)
+        // are pinged spread over the interval, not all in one sweep.
+        conn.last_ping.store(
+            now.saturating_sub(super::ping_phase(&id, self.heartbeat.interval)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.conns().insert(id.clone(), conn.clone());
         if let Some(expiry) = &conn.expiry {
             self.tokens.watch(&id, expiry);

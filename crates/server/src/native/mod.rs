@@ -116,8 +116,11 @@ impl Native {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Milliseconds since the server started, plus [`CLOCK_BIAS_MS`]: a new
+    /// connection's ping phase can then be taken off the clock's first
+    /// readings too (a wave of connections right after a restart).
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.epoch.elapsed().as_millis() as u64 + CLOCK_BIAS_MS
     }
 
     /// Connections of `user` (for the admin API).
@@ -360,6 +363,19 @@ async fn sweep(native: Weak<Native>) {
             }
         }
     }
+}
+
+/// Added to the heartbeat's clock (only differences of its readings count),
+/// more than any ping interval (about 49 days).
+const CLOCK_BIAS_MS: u64 = 1 << 32;
+
+/// How long before its first ping a new connection counts as pinged: a
+/// stable pseudo-random share of `interval` taken from its id, so that its
+/// first ping comes within one interval of connecting, at a phase of its own.
+fn ping_phase(id: &str, interval: Duration) -> u64 {
+    use std::hash::BuildHasher as _;
+    let every = (interval.as_millis() as u64).max(1);
+    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(id) % every
 }
 
 /// What the heartbeat sweep found a connection to need.
