@@ -487,12 +487,7 @@ mod tests {
         let s = resolve("", &[]).unwrap();
         assert!(s.deflate);
         assert_eq!(s.deflate_threshold, 1024);
-        let s = resolve(
-            "deflate_threshold = 0
-",
-            &["--deflate", "false"],
-        )
-        .unwrap();
+        let s = resolve("deflate_threshold = 0\n", &["--deflate", "false"]).unwrap();
         assert!(!s.deflate);
         assert_eq!(s.deflate_threshold, 0);
         assert!(resolve("", &["--deflate", "maybe"]).is_err());
