@@ -153,11 +153,8 @@ pub struct Session {
 /// `ping_interval + ping_timeout`; one that never answers is still dropped
 /// `ping_timeout` after its first ping.
 fn first_ping(sid: &str, interval: Duration) -> Duration {
-    use std::hash::BuildHasher as _;
     let ms = interval.as_millis() as u64;
-    let half = ms / 2;
-    let hash = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(sid);
-    Duration::from_millis(ms - hash % (ms - half + 1))
+    Duration::from_millis(ms - switchboard_wire::io::park::phase_ms(sid, ms - ms / 2 + 1))
 }
 
 impl Session {

@@ -373,9 +373,7 @@ const CLOCK_BIAS_MS: u64 = 1 << 32;
 /// stable pseudo-random share of `interval` taken from its id, so that its
 /// first ping comes within one interval of connecting, at a phase of its own.
 fn ping_phase(id: &str, interval: Duration) -> u64 {
-    use std::hash::BuildHasher as _;
-    let every = (interval.as_millis() as u64).max(1);
-    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(id) % every
+    switchboard_wire::io::park::phase_ms(id, interval.as_millis() as u64)
 }
 
 /// What the heartbeat sweep found a connection to need.

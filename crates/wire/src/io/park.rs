@@ -52,6 +52,15 @@ const PARK_WOKEN: u8 = 3;
 /// after which a woken task keeps running until the sweep parks it.
 pub const BURST: u8 = 4;
 
+/// A stable pseudo-random point in `0..span_ms` taken from `key` (a
+/// connection's id): the phase at which a heartbeat pings it, so that
+/// connections opened in a wave are not all pinged in the same sweep.
+pub fn phase_ms(key: &str, span_ms: u64) -> u64 {
+    use std::hash::BuildHasher as _;
+    std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(key)
+        % span_ms.max(1)
+}
+
 /// Sweeps of period `tick` a connection stays quiet before its task parks,
 /// for a wanted quiet time of `idle_after`: one more than `idle_after`
 /// spans, as the first may have begun just before the connection's last
